@@ -1,0 +1,107 @@
+//! The one error type every layer returns.
+//!
+//! Each failure carries a [`ErrorKind`] (which the C boundary maps one-to-one onto a
+//! `qt_status` value) and a human-readable message that names the offending file, tensor,
+//! key or argument. Messages are written for the person reading a log: they say what was
+//! expected and what was found.
+
+use std::fmt;
+use std::path::Path;
+
+/// Classes of failure. The C status codes mirror these one-to-one (see `ffi::status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// An argument was out of range, empty, or inconsistent with another argument.
+    InvalidArgument,
+    /// A required pointer argument was NULL (C boundary only).
+    NullArgument,
+    /// A caller-supplied struct was smaller than the oldest layout the library accepts.
+    AbiMismatch,
+    /// A file or directory that must exist does not.
+    NotFound,
+    /// Reading a file failed for a reason other than absence (permissions, I/O error).
+    Io,
+    /// A JSON configuration file is malformed, wrongly typed, or describes an impossible model.
+    BadConfig,
+    /// A safetensors container is corrupt: bad header, offsets, dtype, or truncated data.
+    BadWeights,
+    /// A tensor the configuration requires is absent from the checkpoint.
+    MissingTensor,
+    /// A tensor exists but its shape or dtype differs from what the configuration implies.
+    ShapeMismatch,
+    /// The text tokenizer files are missing pieces or inconsistent.
+    BadTokenizer,
+    /// The request is valid but this build or this checkpoint cannot serve it.
+    Unsupported,
+    /// An output buffer was too small; the needed size was reported.
+    BufferTooSmall,
+    /// An object handle was of the wrong type or already released.
+    InvalidHandle,
+    /// A panic was caught at the C boundary: a bug in the library.
+    Panic,
+}
+
+/// An error with its class and a message that says what went wrong and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+}
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error { kind, message: message.into() }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Prefixes the message with context ("loading talker: ...").
+    pub fn context(mut self, what: impl fmt::Display) -> Self {
+        self.message = format!("{what}: {}", self.message);
+        self
+    }
+
+    pub fn invalid_argument(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidArgument, message)
+    }
+
+    pub fn bad_config(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::BadConfig, message)
+    }
+
+    pub fn bad_weights(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::BadWeights, message)
+    }
+
+    pub fn unsupported(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unsupported, message)
+    }
+
+    /// Maps an I/O error on `path` to `NotFound` or `Io`, naming the path.
+    pub fn from_io(err: &std::io::Error, path: &Path) -> Self {
+        let kind = if err.kind() == std::io::ErrorKind::NotFound {
+            ErrorKind::NotFound
+        } else {
+            ErrorKind::Io
+        };
+        let what = if kind == ErrorKind::NotFound { "not found" } else { "cannot be read" };
+        Self::new(kind, format!("{} {what}: {err}", path.display()))
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,19 @@
+//! qwentts-turbo: Qwen3-TTS 12 Hz inference as a Rust library and a C-ABI shared library.
+//!
+//! Layers, with dependencies pointing one way (`ffi → api → model → backend`; `text` and
+//! `error` are leaves):
+//!
+//! * [`ffi`]: the `extern "C"` surface (`qt_*`), a thin shim over [`api`].
+//! * [`api`]: the safe Rust API: [`api::Model`] and friends.
+//! * [`model`]: checkpoint layout, configuration mirrors, weights and (later) the networks.
+//! * [`text`]: the Qwen2 byte-level BPE text tokenizer.
+//! * [`error`]: the crate-wide error type.
+
+pub mod api;
+pub mod error;
+pub mod ffi;
+pub mod model;
+pub mod text;
+
+pub use api::{LoadOptions, Model, ModelInfo, ModelKind};
+pub use error::{Error, ErrorKind, Result};

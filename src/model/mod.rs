@@ -1,0 +1,11 @@
+//! The Qwen3-TTS model: configuration mirrors, the checkpoint container and the tensor
+//! manifest a configuration implies.
+
+pub mod checkpoint;
+pub mod config;
+pub mod manifest;
+pub mod weights;
+
+pub use checkpoint::Checkpoint;
+pub use config::{GenerationConfig, ModelConfig, ModelKind, SpeechTokenizerConfig};
+pub use weights::{DType, SafeTensorsFile, TensorView};

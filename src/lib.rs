@@ -6,10 +6,13 @@
 //! * [`ffi`]: the `extern "C"` surface (`qt_*`), a thin shim over [`api`].
 //! * [`api`]: the safe Rust API: [`api::Model`] and friends.
 //! * [`model`]: checkpoint layout, configuration mirrors, weights and (later) the networks.
+//! * [`backend`]: the op set the networks are written in; the CPU backend is the oracle.
 //! * [`text`]: the Qwen2 byte-level BPE text tokenizer.
 //! * [`error`]: the crate-wide error type.
 
 pub mod api;
+pub mod audio;
+pub mod backend;
 pub mod error;
 pub mod ffi;
 pub mod model;

@@ -4,7 +4,11 @@
 pub mod checkpoint;
 pub mod config;
 pub mod manifest;
+pub mod speaker_encoder;
 pub mod weights;
+pub mod sampling;
+pub mod rng;
+pub mod frame_budget;
 
 pub use checkpoint::Checkpoint;
 pub use config::{GenerationConfig, ModelConfig, ModelKind, SpeechTokenizerConfig};

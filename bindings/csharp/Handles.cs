@@ -1,0 +1,24 @@
+// Handles.cs: one SafeHandle per qwentts object type. ReleaseHandle calls qt_free, so objects are
+// released exactly once, by Dispose or by the finalizer, even when the owner forgets.
+using System;
+using System.Runtime.InteropServices;
+
+namespace Qwentts
+{
+    /// <summary>Owns a qt_model*. Thread-safe to use from several threads at once.</summary>
+    public sealed class ModelHandle : SafeHandle
+    {
+        public ModelHandle() : base(IntPtr.Zero, true) { }
+
+        public override bool IsInvalid
+        {
+            get { return handle == IntPtr.Zero; }
+        }
+
+        protected override bool ReleaseHandle()
+        {
+            NativeMethods.qt_free(handle);
+            return true;
+        }
+    }
+}

@@ -1,0 +1,93 @@
+// NativeMethods.cs: P/Invoke declarations and constants of the qwentts C API (include/qwentts.h),
+// one to one, with the C names. Nothing here allocates or interprets: see Qwentts.cs for the
+// idiomatic wrapper. tests/c_consumers.rs checks every constant against the header.
+//
+// Strings: input strings are passed as NUL-terminated UTF-8 byte arrays (Utf8.Encode), returned
+// strings as IntPtr read with Utf8.Decode: this works on Mono, .NET and Unity (IL2CPP included)
+// without relying on UnmanagedType.LPUTF8Str.
+using System;
+using System.Runtime.InteropServices;
+
+namespace Qwentts
+{
+    /// <summary>Receives one log message (see qt_log_cb). Must not throw.</summary>
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    public delegate void LogCallback(int level, IntPtr message, IntPtr userData);
+
+    /// <summary>The C API: constants and functions, named as in qwentts.h.</summary>
+    public static class NativeMethods
+    {
+        public const string Library = "qwentts"; // libqwentts.so, qwentts.dll, libqwentts.dylib
+
+        public const uint QT_ABI_VERSION = 1;
+
+        public const int QT_STATUS_OK = 0;
+        public const int QT_STATUS_ABORTED = 1;
+        public const int QT_STATUS_INVALID_ARGUMENT = -1;
+        public const int QT_STATUS_NULL_ARGUMENT = -2;
+        public const int QT_STATUS_ABI_MISMATCH = -3;
+        public const int QT_STATUS_NOT_FOUND = -4;
+        public const int QT_STATUS_IO = -5;
+        public const int QT_STATUS_BAD_CONFIG = -6;
+        public const int QT_STATUS_BAD_WEIGHTS = -7;
+        public const int QT_STATUS_MISSING_TENSOR = -8;
+        public const int QT_STATUS_SHAPE_MISMATCH = -9;
+        public const int QT_STATUS_BAD_TOKENIZER = -10;
+        public const int QT_STATUS_UNSUPPORTED = -11;
+        public const int QT_STATUS_BUFFER_TOO_SMALL = -12;
+        public const int QT_STATUS_INVALID_HANDLE = -13;
+        public const int QT_STATUS_PANIC = -99;
+
+        public const int QT_DEVICE_CPU = -1;
+
+        public const int QT_MODEL_BASE = 1;
+        public const int QT_MODEL_CUSTOM_VOICE = 2;
+        public const int QT_MODEL_VOICE_DESIGN = 3;
+
+        public const int QT_LOG_OFF = 0;
+        public const int QT_LOG_ERROR = 1;
+        public const int QT_LOG_WARN = 2;
+        public const int QT_LOG_INFO = 3;
+        public const int QT_LOG_DEBUG = 4;
+        public const int QT_LOG_TRACE = 5;
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern IntPtr qt_last_error();
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern IntPtr qt_status_str(int status);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern IntPtr qt_version();
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern uint qt_abi_version();
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern IntPtr qt_build_info();
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int qt_log_set(LogCallback callback, IntPtr userData);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int qt_log_set_level(int level);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern void qt_free(IntPtr obj);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int qt_model_params_default(ref ModelParams output, UIntPtr size);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int qt_load(byte[] modelDir, ref ModelParams parameters, out ModelHandle model);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int qt_model_get_info(ModelHandle model, ref ModelInfoNative info);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int qt_model_language(ModelHandle model, UIntPtr index, out IntPtr name);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int qt_model_speaker(ModelHandle model, UIntPtr index, out IntPtr name);
+    }
+}

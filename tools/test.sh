@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The project's test command (README "Test"). Installs what the tests need, then runs them all.
+#
+#   ./tools/test.sh            # everything CI runs
+#
+# Needs: a Rust toolchain (cargo), gcc/g++, and the shared data folder (../shared beside the
+# checkout, or QT_SHARED_DIR). Installs, when missing: Debian's mono-mcs (C# sample) via apt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+
+# --- shared data: real checkpoint configs, tokenizer files and tensor manifests -------------
+if [ -z "${QT_SHARED_DIR:-}" ]; then
+  export QT_SHARED_DIR="$(cd .. && pwd)/shared"
+fi
+if [ ! -d "$QT_SHARED_DIR/checkpoints" ]; then
+  echo "error: $QT_SHARED_DIR/checkpoints not found; set QT_SHARED_DIR to the shared data folder" >&2
+  exit 2
+fi
+
+# --- system packages the sample tests need ----------------------------------------------------
+apt_install() {
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+      echo "error: need root (or sudo) to apt-get install $*" >&2; exit 2
+    fi
+  fi
+  log "installing $* (apt)"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+missing=()
+command -v mcs >/dev/null 2>&1 && command -v mono >/dev/null 2>&1 || missing+=(mono-mcs)
+command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+command -v g++ >/dev/null 2>&1 || missing+=(g++)
+command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
+if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+
+# --- the tests ------------------------------------------------------------------------------
+log "cargo test"
+cargo test --locked --all-targets
+cargo test --locked --doc

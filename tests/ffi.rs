@@ -560,8 +560,11 @@ fn log_hook_receives_messages_filters_by_level_and_restores_the_default() {
     expect(unsafe { qt_log_set(Some(collect), user_data) }, QT_STATUS_OK, &[]);
 
     // Default level: warnings arrive, with their level.
+    // Another test thread may log about a stale handle that happened to have this address
+    // before our fake was allocated there, so expect at least one line, all warnings.
     let address = warn_once(&mut fakes);
-    assert_eq!(logged(&lines, &address), [QT_LOG_WARN], "{:?}", lines.lock().unwrap());
+    let levels = logged(&lines, &address);
+    assert!(!levels.is_empty() && levels.iter().all(|&l| l == QT_LOG_WARN), "{:?}", lines.lock().unwrap());
 
     // Errors only: the warning is filtered out.
     expect(qt_log_set_level(QT_LOG_ERROR), QT_STATUS_OK, &[]);

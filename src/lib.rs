@@ -18,5 +18,5 @@ pub mod ffi;
 pub mod model;
 pub mod text;
 
-pub use api::{LoadOptions, Model, ModelInfo, ModelKind};
+pub use api::{FinishReason, GenerateOptions, GeneratedCodes, LoadOptions, Model, ModelInfo, ModelKind, Voice};
 pub use error::{Error, ErrorKind, Result};

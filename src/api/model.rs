@@ -6,13 +6,26 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::backend::cpu::CpuBackend;
 use crate::error::{Error, Result};
+use crate::model::code_predictor::CodePredictor;
+use crate::model::talker::Talker;
 use crate::model::{Checkpoint, ModelKind};
 use crate::text::TextTokenizer;
 
 /// Options for [`Model::load`]. `Default` gives the documented defaults.
 #[derive(Debug, Clone, Default)]
-pub struct LoadOptions {}
+pub struct LoadOptions {
+    /// CPU threads per request's ops; `None` = all available cores.
+    pub threads: Option<usize>,
+}
+
+/// The networks on their backend (today the f32 CPU reference backend).
+pub(crate) struct Networks {
+    pub backend: CpuBackend,
+    pub talker: Talker<CpuBackend>,
+    pub predictor: CodePredictor<CpuBackend>,
+}
 
 /// A loaded Qwen3-TTS checkpoint.
 #[derive(Clone)]
@@ -24,6 +37,7 @@ struct ModelInner {
     dir: PathBuf,
     checkpoint: Checkpoint,
     tokenizer: TextTokenizer,
+    networks: Networks,
 }
 
 /// Static facts about a loaded model, for display and for callers that adapt to it.
@@ -64,14 +78,26 @@ impl Model {
     ///
     /// Every tensor the configuration implies is looked up by name and its shape checked;
     /// weights stay memory-mapped (no copy).
-    pub fn load(dir: impl AsRef<Path>, _options: &LoadOptions) -> Result<Model> {
+    pub fn load(dir: impl AsRef<Path>, options: &LoadOptions) -> Result<Model> {
         let dir = dir.as_ref();
         if dir.as_os_str().is_empty() {
             return Err(Error::invalid_argument("model directory path is empty"));
         }
+        if options.threads == Some(0) {
+            return Err(Error::invalid_argument("threads must be at least 1"));
+        }
         let checkpoint = Checkpoint::open(dir)?;
         let tokenizer = TextTokenizer::from_dir(dir)?;
-        Ok(Model { inner: Arc::new(ModelInner { dir: dir.to_path_buf(), checkpoint, tokenizer }) })
+        let backend = options.threads.map(CpuBackend::new).unwrap_or_default();
+        let talker = Talker::load(&backend, &checkpoint.weights, &checkpoint.config.talker_config)?;
+        let predictor = CodePredictor::load(&backend, &checkpoint.weights, &checkpoint.config.talker_config)?;
+        let networks = Networks { backend, talker, predictor };
+        Ok(Model { inner: Arc::new(ModelInner { dir: dir.to_path_buf(), checkpoint, tokenizer, networks }) })
+    }
+
+    /// The networks and their backend.
+    pub(crate) fn networks(&self) -> &Networks {
+        &self.inner.networks
     }
 
     /// The directory this model was loaded from.

@@ -2,13 +2,19 @@
 //! manifest a configuration implies.
 
 pub mod checkpoint;
+pub mod code_predictor;
 pub mod config;
+pub mod kv_cache;
+pub mod layers;
 pub mod manifest;
+pub mod prompt;
+pub mod talker;
 pub mod speaker_encoder;
 pub mod weights;
 pub mod sampling;
 pub mod rng;
 pub mod frame_budget;
+pub mod generate;
 
 pub use checkpoint::Checkpoint;
 pub use config::{GenerationConfig, ModelConfig, ModelKind, SpeechTokenizerConfig};

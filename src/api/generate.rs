@@ -1,0 +1,170 @@
+//! Generation options and `Model::generate_codes`: text + voice → codec frames.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::model::Model;
+use super::voice::{Voice, VoiceKind};
+use crate::error::{Error, Result};
+use crate::model::frame_budget::default_frame_budget;
+use crate::model::generate::{FrameLoopConfig, FrameSink, GeneratedCodes, generate_codes};
+use crate::model::prompt::{self, PromptRequest, SpecialIds, VoiceData};
+use crate::model::sampling::{SamplerConfig, TalkerSamplerConfig};
+
+/// Per-request settings. Start from [`GenerateOptions::defaults`] (the checkpoint's
+/// `generation_config.json`) and change what you need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateOptions {
+    /// "auto" or a language the model lists (case-insensitive).
+    pub language: String,
+    /// Style instruction (1.7B CustomVoice only; the 0.6B CustomVoice ignores it, as the
+    /// official code does).
+    pub instruct: Option<String>,
+    /// Feed the whole text in the prompt (`true`) or interleave it with the audio (`false`).
+    /// `None` = the official default: `false` for cloning, `true` for CustomVoice and
+    /// VoiceDesign.
+    pub non_streaming_mode: Option<bool>,
+    /// Talker (codebook 0) sampling.
+    pub talker: SamplerConfig,
+    /// Repetition penalty over previously generated codebook-0 ids (1.0 = off).
+    pub repetition_penalty: f32,
+    /// Code-predictor (codebooks 1..15) sampling.
+    pub code_predictor: SamplerConfig,
+    /// Most frames to generate (12.5 per second of audio). `None` = a budget derived from
+    /// the text length ([`default_frame_budget`]), so a request whose EOS never comes
+    /// cannot run for minutes.
+    pub max_frames: Option<usize>,
+    /// RNG seed; the same seed gives the same codes on every run and thread count.
+    /// `None` = a fresh seed per request.
+    pub seed: Option<u64>,
+}
+
+impl GenerateOptions {
+    /// The checkpoint's defaults (official sampling settings, language "auto").
+    pub fn defaults(model: &Model) -> GenerateOptions {
+        let generation = &model.checkpoint().generation;
+        GenerateOptions {
+            language: "auto".to_owned(),
+            instruct: None,
+            non_streaming_mode: None,
+            talker: SamplerConfig::talker(generation),
+            repetition_penalty: generation.repetition_penalty,
+            code_predictor: SamplerConfig::code_predictor(generation),
+            max_frames: None,
+            seed: None,
+        }
+    }
+
+    /// Greedy decoding for both the talker and the code predictor (deterministic without a
+    /// seed; used by the parity tests).
+    pub fn greedy(mut self) -> GenerateOptions {
+        self.talker = SamplerConfig::greedy();
+        self.code_predictor = SamplerConfig::greedy();
+        self
+    }
+}
+
+/// A seed for requests that did not ask for one: time and a process counter, mixed.
+fn fresh_seed() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+    let mut x = nanos ^ COUNTER.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+    // splitmix64 finaliser
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+impl Model {
+    /// Generates codec frames for `text` in `voice`. Blocking; safe to call from many
+    /// threads at once on one model. `on_frame(index, codes)` sees each frame as it is made
+    /// and may return `false` to stop ([`FinishReason::Aborted`](crate::model::generate::FinishReason)).
+    pub fn generate_codes(
+        &self,
+        voice: &Voice,
+        text: &str,
+        options: &GenerateOptions,
+        on_frame: Option<&mut FrameSink<'_>>,
+    ) -> Result<GeneratedCodes> {
+        let config = &self.checkpoint().config;
+        let groups = config.talker_config.num_code_groups;
+
+        // 1. Voice → prompt request (the official wrapper's validation lives in plan_request).
+        let (prompt_voice, voice_data, default_non_streaming) = match voice.kind() {
+            VoiceKind::Cloned { embedding, reference } => {
+                if embedding.len() != config.talker_config.hidden_size {
+                    return Err(Error::invalid_argument(format!(
+                        "speaker embedding has {} values; this model needs {} (was the voice made by another model?)",
+                        embedding.len(),
+                        config.talker_config.hidden_size
+                    )));
+                }
+                let data = VoiceData {
+                    speaker_vector: Some(embedding),
+                    ref_codes: reference.as_ref().map(|r| r.codes.as_slice()),
+                };
+                let v = match reference {
+                    Some(r) => {
+                        if r.codes.len() % groups != 0 {
+                            return Err(Error::invalid_argument(format!(
+                                "reference codes: {} values is not a whole number of {groups}-code frames",
+                                r.codes.len()
+                            )));
+                        }
+                        prompt::Voice::Icl { ref_text: &r.text, ref_frames: r.frames(groups) }
+                    }
+                    None => prompt::Voice::XVector,
+                };
+                (v, data, false)
+            }
+            VoiceKind::Speaker { name } => {
+                (prompt::Voice::Speaker { name, instruct: options.instruct.as_deref() }, VoiceData::default(), true)
+            }
+            VoiceKind::Design { description } => {
+                (prompt::Voice::Design { instruct: description }, VoiceData::default(), true)
+            }
+        };
+        let request = PromptRequest {
+            text,
+            language: &options.language,
+            voice: prompt_voice,
+            non_streaming_mode: options.non_streaming_mode.unwrap_or(default_non_streaming),
+        };
+        let (plan, ids) = prompt::plan_request(config, self.tokenizer(), &request)?;
+
+        // 2. Limits: the caller's cap, else a budget from the text length; never past the
+        //    checkpoint's max_new_tokens (which allows max_new_tokens − 1 frames).
+        let generation = &self.checkpoint().generation;
+        let hard_cap = generation.max_new_tokens.saturating_sub(1).max(1);
+        // The assistant template adds 8 tokens around the text (3 before, 5 after).
+        let text_tokens = ids.text_ids.len().saturating_sub(8);
+        let frame_limit = match options.max_frames {
+            Some(0) => return Err(Error::invalid_argument("max_frames must be at least 1")),
+            Some(n) => n.min(hard_cap),
+            None => default_frame_budget(text_tokens, hard_cap),
+        };
+
+        let mut talker = TalkerSamplerConfig::new(generation, &config.talker_config);
+        talker.sampler = options.talker;
+        talker.repetition_penalty = options.repetition_penalty;
+        let cfg = FrameLoopConfig {
+            talker,
+            code_predictor: options.code_predictor,
+            frame_limit,
+            seed: options.seed.unwrap_or_else(fresh_seed),
+        };
+
+        // 3. The frame loop on this model's backend.
+        let net = self.networks();
+        generate_codes(
+            &net.backend,
+            &net.talker,
+            &net.predictor,
+            &SpecialIds::from_config(config),
+            &plan,
+            voice_data,
+            &cfg,
+            on_frame,
+        )
+    }
+}

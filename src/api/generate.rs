@@ -37,6 +37,10 @@ pub struct GenerateOptions {
     /// RNG seed; the same seed gives the same codes on every run and thread count.
     /// `None` = a fresh seed per request.
     pub seed: Option<u64>,
+    /// End-of-speech is masked until this many frames exist. `None` = the official
+    /// behaviour (EOS allowed from the second token). Benchmarks set it equal to
+    /// `max_frames` to time an exact number of frames.
+    pub min_frames: Option<usize>,
 }
 
 impl GenerateOptions {
@@ -52,6 +56,7 @@ impl GenerateOptions {
             code_predictor: SamplerConfig::code_predictor(generation),
             max_frames: None,
             seed: None,
+            min_frames: None,
         }
     }
 
@@ -147,6 +152,11 @@ impl Model {
         let mut talker = TalkerSamplerConfig::new(generation, &config.talker_config);
         talker.sampler = options.talker;
         talker.repetition_penalty = options.repetition_penalty;
+        if let Some(min_frames) = options.min_frames {
+            // EOS is masked while fewer than min_new_tokens tokens exist; frame F's token is
+            // the (F+1)-th, so F frames need F + 1.
+            talker.min_new_tokens = talker.min_new_tokens.max(min_frames.saturating_add(1));
+        }
         let cfg = FrameLoopConfig {
             talker,
             code_predictor: options.code_predictor,

@@ -134,8 +134,9 @@ fn gemv_xwt(x: &[f32], w: &[f32], y: &mut [f32], k: usize, accumulate: bool, thr
             *out = if accumulate { *out + d } else { d };
         }
     };
-    // Below ~64k multiply-adds a thread costs more than it saves.
-    if threads <= 1 || n * k < 1 << 16 {
+    // Spawning a scoped thread costs tens of microseconds; below ~256k multiply-adds
+    // (about that long on one core) splitting costs more than it saves.
+    if threads <= 1 || n * k < 1 << 18 {
         run(y, 0);
         return;
     }
@@ -511,7 +512,8 @@ mod tests {
 
     #[test]
     fn linear_result_does_not_depend_on_thread_count() {
-        let (n, k) = (515, 257);
+        // Large enough that a single row is split over threads (n·k above the 2^18 threshold).
+        let (n, k) = (1031, 517);
         for rows in [1, 5, 70] {
             let x = noise(rows * k, 4);
             let w = weight(noise(n * k, 5), &[n, k]);

@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod code_predictor;
+pub mod codec;
 pub mod config;
 pub mod kv_cache;
 pub mod layers;

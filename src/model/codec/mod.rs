@@ -2,6 +2,7 @@
 //!
 //! * [`decoder`]: codes → waveform (`Qwen3TTSTokenizerV2Decoder`), the official chunked
 //!   decode, and the ICL output cut.
+//! * [`encoder`]: waveform → reference codes (the Mimi-based encoder), for in-context cloning.
 //! * [`stream`]: incremental decoding, frames in as they are generated.
 //! * [`conv`], [`transformer`], [`ops`]: the building blocks, CPU f32.
 //!
@@ -10,11 +11,13 @@
 
 pub mod conv;
 pub mod decoder;
+pub mod encoder;
 pub mod ops;
 pub mod stream;
 pub mod transformer;
 
 pub use decoder::{CodecDecoder, DecoderTrace, icl_cut, materialize_codebook};
+pub use encoder::CodecEncoder;
 pub use stream::{ChunkPolicy, StreamingDecoder};
 
 use crate::error::Result;

@@ -1,0 +1,92 @@
+//! CPU benchmark of the audio networks: codec decoder, codec encoder and speaker encoder,
+//! reported as CPU seconds per second of audio.
+//!
+//! ```text
+//! cargo run --release --example bench_codec -- --model DIR [--seconds S] [--threads T] [--runs R]
+//! ```
+//!
+//! Use a full-size checkpoint from `make_random_checkpoint` (speed does not depend on the
+//! weight values). Inputs are synthetic: codes cycling through the codebook for the decoder,
+//! a chirp for the encoders. Median of R runs after one warm-up. Figures go to BENCHMARKS.md.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use qwentts::audio::{MelConfig, MelFrontEnd};
+use qwentts::model::Checkpoint;
+use qwentts::model::codec::{CodecDecoder, CodecEncoder};
+use qwentts::model::speaker_encoder::SpeakerEncoder;
+
+const RATE: usize = 24_000;
+const HOP: usize = 1920;
+const CODEBOOKS: usize = 16;
+
+fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.parse().unwrap_or_else(|_| panic!("bad value for {name}: {v}")))
+        .unwrap_or(default)
+}
+
+/// Median wall time in seconds of `runs` calls after one warm-up.
+fn time(runs: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut t: Vec<f64> = (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let dir: PathBuf = arg(&args, "--model", PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-base")));
+    let seconds: f64 = arg(&args, "--seconds", 8.0);
+    let threads: usize = arg(&args, "--threads", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let runs: usize = arg(&args, "--runs", 3);
+
+    let ckpt = Checkpoint::open(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let frames = (seconds * RATE as f64 / HOP as f64).round().max(1.0) as usize;
+    let audio_s = (frames * HOP) as f64 / RATE as f64;
+    println!("model     {} ({} frames = {audio_s:.2} s of audio, {threads} threads, median of {runs})", dir.display(), frames);
+
+    let mut decoder = CodecDecoder::from_checkpoint(&ckpt).expect("codec decoder");
+    decoder.set_threads(threads);
+    let codes: Vec<u32> = (0..frames * CODEBOOKS).map(|i| ((i * 7919 + 13) % 2048) as u32).collect();
+    let t = time(runs, || {
+        decoder.decode(&codes, CODEBOOKS).expect("decode");
+    });
+    println!("decoder   {:.3} s  ({:.3} s per second of audio)", t, t / audio_s);
+
+    // A 100 Hz → 4 kHz chirp at moderate level stands in for speech.
+    let n = frames * HOP;
+    let wav: Vec<f32> = (0..n)
+        .map(|i| {
+            let x = i as f64 / RATE as f64;
+            (0.3 * (2.0 * std::f64::consts::PI * (100.0 * x + 250.0 * x * x / audio_s)).sin()) as f32
+        })
+        .collect();
+    let mut encoder = CodecEncoder::from_checkpoint(&ckpt).expect("codec encoder");
+    encoder.set_threads(threads);
+    let t = time(runs, || {
+        encoder.encode(&wav).expect("encode");
+    });
+    println!("encoder   {:.3} s  ({:.3} s per second of audio)", t, t / audio_s);
+
+    match SpeakerEncoder::load(&ckpt.weights, &ckpt.config.speaker_encoder_config) {
+        Ok(speaker) => {
+            let mel = MelFrontEnd::new(MelConfig::default()).expect("mel front end");
+            let t = time(runs, || {
+                let m = mel.compute(&wav).expect("mel");
+                speaker.embed(&m.data, m.frames).expect("x-vector");
+            });
+            println!("speaker   {:.3} s  ({:.3} s per second of audio, mel included, single-threaded)", t, t / audio_s);
+        }
+        Err(e) => println!("speaker   n/a ({e})"),
+    }
+}

@@ -4,7 +4,9 @@
 #   ./tools/test.sh            # everything CI runs
 #
 # Needs: a Rust toolchain (cargo), gcc/g++, and the shared data folder (../shared beside the
-# checkout, or QT_SHARED_DIR). Installs, when missing: Debian's mono-mcs (C# sample) via apt.
+# checkout, or QT_SHARED_DIR). Installs, when missing: Debian's mono-mcs (C# sample) via apt,
+# and the pinned CUDA 13.0 compiler wheels from PyPI (tools/cuda-wheels.sh, cached) so that
+# every kernel in kernels/ is compiled (a kernel that does not compile fails the run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,9 +38,19 @@ command -v mcs >/dev/null 2>&1 && command -v mono >/dev/null 2>&1 || missing+=(m
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 
 # --- the tests ------------------------------------------------------------------------------
 log "cargo test"
 cargo test --locked --all-targets
 cargo test --locked --doc
+
+# --- CUDA backend: compile every kernel (no GPU needed) and check the no-driver path ----------
+log "CUDA kernels: nvcc from the pinned CUDA 13.0 wheels"
+source tools/cuda-wheels.sh
+export QT_REQUIRE_KERNELS=1   # build.rs fails without nvcc; any nvcc error fails the build
+started=$(date +%s)
+cargo test --locked --features cuda --test cuda_backend
+cargo build --locked --features cuda --example gpu_check
+echo "CUDA feature build + tests: $(( $(date +%s) - started )) s"

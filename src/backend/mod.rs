@@ -18,6 +18,8 @@
 //! read or write out of bounds.
 
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 
 use crate::error::Result;
 use crate::model::TensorView;

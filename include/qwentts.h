@@ -3,37 +3,56 @@
  * (libqwentts.so, qwentts.dll, libqwentts.dylib). C11 and C++ compatible.
  * SPDX-License-Identifier: Apache-2.0
  *
- * Usage (every status checked, objects freed in reverse order):
+ * Usage (every status checked, objects freed in reverse order; examples/c/ has whole programs):
  *
  *   if (qt_abi_version() != QT_ABI_VERSION) { ... header and library differ: stop ... }
- *   qt_model* model = NULL;
+ *   qt_model* model = NULL; qt_voice* voice = NULL; qt_audio* audio = NULL;
  *   qt_status st = qt_load("Qwen3-TTS-12Hz-0.6B-Base", NULL, &model);
  *   if (st < 0) fprintf(stderr, "%s: %s\n", qt_status_str(st), qt_last_error());
- *   ...
- *   qt_free(model);
+ *   st = qt_clone_voice_from_file(model, "ref.wav", "Transcript of ref.wav.", NULL, &voice);
+ *   qt_gen_params p;
+ *   st = qt_gen_params_default(model, &p, sizeof p);
+ *   p.language = "English";
+ *   st = qt_generate(model, voice, "Hello!", &p, on_chunk, my_player, &audio);
+ *   st = qt_audio_write_wav(audio, "hello.wav");
+ *   qt_free(audio); qt_free(voice); qt_free(model);
  *
  * Errors
  *   Every fallible function returns qt_status (int32_t): QT_STATUS_OK (0) on success, a
  *   positive value when it finished early because the caller asked it to (QT_STATUS_ABORTED),
  *   a negative QT_STATUS_* on error. Values are never renumbered. qt_status_str() names a value;
  *   qt_last_error() returns the detail of the calling thread's last failure ("" if none), valid
- *   until that thread's next qt_ call. Out-parameters are written only on QT_STATUS_OK and left
- *   untouched otherwise. A bug caught inside the library returns QT_STATUS_PANIC instead of
- *   crashing the host; the library stays usable.
+ *   until that thread's next qt_ call. Out-parameters are written only on QT_STATUS_OK (and on
+ *   QT_STATUS_ABORTED where a function says so) and left untouched otherwise, with one
+ *   exception: the two-call functions (qt_voice_serialize, qt_voice_embedding) set their size
+ *   out-parameter to the size needed when they return QT_STATUS_BUFFER_TOO_SMALL. A bug caught
+ *   inside the library returns QT_STATUS_PANIC instead of crashing the host; the library stays
+ *   usable.
  *
  * Ownership
- *   Objects the library returns through out-parameters (qt_model today) belong to the caller,
- *   who releases each exactly once with qt_free() (NULL is a no-op; a pointer that is not a live
- *   object is reported through the log and qt_last_error(), not freed). Strings the library
- *   returns are owned by the library: static ones (qt_version, qt_status_str) live forever,
- *   those owned by an object (names, labels) until that object is freed. Arguments are only
- *   read during the call; nothing the caller passes is kept, except the log callback and its
- *   user data.
+ *   Objects the library returns through out-parameters (qt_model, qt_voice, qt_audio) belong
+ *   to the caller, who releases each exactly once with qt_free() (NULL is a no-op; a pointer
+ *   that is not a live object is reported through the log and qt_last_error(), not freed).
+ *   Strings and samples the library returns are owned by the library: static ones
+ *   (qt_version, qt_status_str) live forever, those owned by an object (names, a voice's
+ *   transcript, an audio's samples) until that object is freed, those handed to a callback
+ *   (a chunk's samples) only during that call. Arguments are only read during the call;
+ *   nothing the caller passes is kept, except the log callback and its user data. A voice
+ *   does not depend on the model that made it: free them in any order.
  *
  * Threads
- *   qt_model is immutable once loaded and may be used from any number of threads at once.
- *   qt_last_error() is per thread. qt_log_set() and qt_log_set_level() are process-global: call
- *   them at start-up. The log callback may be called on any thread, concurrently.
+ *   qt_model and qt_voice are immutable and may be used from any number of threads at once;
+ *   qt_generate may run concurrently on one model and one voice. qt_audio may be read from
+ *   any thread. qt_last_error() is per thread. qt_log_set() and qt_log_set_level() are
+ *   process-global: call them at start-up. The log callback may be called on any thread,
+ *   concurrently. The chunk and abort callbacks of qt_generate run on the thread that called
+ *   it, never concurrently with each other; to cancel from elsewhere, set a flag that the
+ *   abort callback reads.
+ *
+ * Callbacks
+ *   Callbacks return QT_CONTINUE or QT_STOP (the call then ends with QT_STATUS_ABORTED). They
+ *   must not unwind into the library: catch C++ and managed exceptions inside them (the C++
+ *   and C# bindings do, and rethrow after the call returns).
  *
  * Strings and paths
  *   const char* arguments are NUL-terminated UTF-8 (invalid UTF-8: QT_STATUS_INVALID_ARGUMENT).
@@ -150,6 +169,17 @@
 #define QT_STATUS_INVALID_HANDLE (-13)
 
 /**
+ * A voice was made by a model of another family (different kind, widths, speaker encoder or
+ * codec): it cannot be used with this model.
+ */
+#define QT_STATUS_VOICE_MISMATCH (-14)
+
+/**
+ * The bytes or file given as a saved voice are not one: wrong magic, truncated or corrupt.
+ */
+#define QT_STATUS_BAD_VOICE (-15)
+
+/**
  * A bug inside the library was caught at the C boundary (a Rust panic). The call had no
  * effect on its out-parameters; the library remains usable. Please report it with the
  * `qt_last_error()` text.
@@ -175,6 +205,92 @@
  * `qt_model_info.kind`: a VoiceDesign checkpoint (voice described by an instruction text).
  */
 #define QT_MODEL_VOICE_DESIGN 3
+
+/**
+ * Callback return value: go on.
+ */
+#define QT_CONTINUE 0
+
+/**
+ * Callback return value: stop; the running call returns `QT_STATUS_ABORTED`.
+ */
+#define QT_STOP 1
+
+/**
+ * `qt_gen_params.seed`: draw a fresh seed for each request (nondeterministic sampling).
+ */
+#define QT_SEED_RANDOM UINT64_MAX
+
+/**
+ * `qt_gen_params.non_streaming_mode`: the official default for the voice (0 for cloned voices,
+ * 1 for built-in speakers and designed voices).
+ */
+#define QT_TEXT_FEED_DEFAULT (-1)
+
+/**
+ * `qt_gen_params.non_streaming_mode`: the text is fed alongside the audio, a token per frame.
+ */
+#define QT_TEXT_FEED_STREAMING 0
+
+/**
+ * `qt_gen_params.non_streaming_mode`: the whole text is in the prompt before the first frame.
+ */
+#define QT_TEXT_FEED_FULL 1
+
+/**
+ * `qt_audio_info.finish`: the model ended the speech itself (end-of-speech token).
+ */
+#define QT_FINISH_EOS 1
+
+/**
+ * `qt_audio_info.finish`: the frame limit (`qt_gen_params.max_frames`, or the default budget
+ * derived from the text length) cut generation before the model ended it; the audio may stop
+ * mid-word.
+ */
+#define QT_FINISH_FRAME_LIMIT 2
+
+/**
+ * `qt_audio_info.finish`: the chunk callback or the abort hook asked to stop
+ * (`qt_generate` returned `QT_STATUS_ABORTED`).
+ */
+#define QT_FINISH_ABORTED 3
+
+/**
+ * `qt_clone_params.mode`: in-context cloning when `ref_text` is given, x-vector only otherwise.
+ */
+#define QT_CLONE_AUTO 0
+
+/**
+ * `qt_clone_params.mode`: the speaker x-vector only; `ref_text` is not needed (ignored if given).
+ */
+#define QT_CLONE_XVECTOR 1
+
+/**
+ * `qt_clone_params.mode`: in-context cloning (x-vector plus the reference's codec codes and its
+ * transcript); `ref_text` is required.
+ */
+#define QT_CLONE_ICL 2
+
+/**
+ * `qt_voice_info.kind`: a cloned voice made of the speaker x-vector only.
+ */
+#define QT_VOICE_XVECTOR 1
+
+/**
+ * `qt_voice_info.kind`: a cloned voice with in-context material (x-vector, reference codes and
+ * transcript).
+ */
+#define QT_VOICE_ICL 2
+
+/**
+ * `qt_voice_info.kind`: a built-in speaker of a CustomVoice model.
+ */
+#define QT_VOICE_SPEAKER 3
+
+/**
+ * `qt_voice_info.kind`: a voice described in words, for a VoiceDesign model.
+ */
+#define QT_VOICE_DESIGN 4
 
 /**
  * ABI revision of this header. `qt_abi_version()` returns the loaded library's value; when they
@@ -216,12 +332,33 @@
 #define QT_LOG_TRACE 5
 
 /**
+ * Generated speech: mono float samples, their rate, and how generation went. Returned by
+ * `qt_generate`, released by `qt_free`.
+ *
+ * Threads: immutable; any thread may read it, several at once.
+ */
+typedef struct qt_audio qt_audio;
+
+/**
  * A loaded Qwen3-TTS checkpoint: configuration, weights and tokenizer. Created by `qt_load`,
  * released by `qt_free`.
  *
  * Threads: immutable once loaded; any number of threads may use one model at the same time.
  */
 typedef struct qt_model qt_model;
+
+/**
+ * A voice: a cloned speaker (x-vector, optionally with in-context reference material) or a
+ * built-in speaker. Created by `qt_clone_voice`, `qt_clone_voice_from_file`,
+ * `qt_voice_from_embedding`, `qt_voice_from_speaker`, `qt_voice_deserialize` or
+ * `qt_voice_load`; released by `qt_free`.
+ *
+ * A voice does not keep the model that made it alive. A cloned voice may be used with any
+ * model of the same family (kind, size, speaker encoder and codec; `qt_generate` refuses
+ * others with `QT_STATUS_VOICE_MISMATCH`); a built-in speaker with any model that has it.
+ * Threads: immutable; any number of threads may use one voice at the same time.
+ */
+typedef struct qt_voice qt_voice;
 
 /**
  * Result of every fallible `qt_*` function (`int32_t`): `QT_STATUS_OK` (0) on success, a
@@ -335,6 +472,313 @@ typedef struct qt_model_info {
   uint64_t weight_bytes;
 } qt_model_info;
 
+/**
+ * Options for `qt_clone_voice` and `qt_clone_voice_from_file`. Fill it with
+ * `qt_clone_params_default(&p, sizeof p)`; NULL means "all defaults".
+ */
+typedef struct qt_clone_params {
+  /**
+   * `sizeof(qt_clone_params)` as the caller knows it. Set by `qt_clone_params_default`.
+   */
+  uint32_t struct_size;
+  /**
+   * `QT_CLONE_AUTO` (the default), `QT_CLONE_XVECTOR` or `QT_CLONE_ICL`.
+   */
+  int32_t mode;
+  /**
+   * Shortest reference accepted, in seconds (default 1; shorter gives a poor voice).
+   */
+  float min_seconds;
+  /**
+   * Longest reference accepted, in seconds (default 30). Longer references are rejected,
+   * never trimmed: in ICL mode the transcript must match the audio exactly.
+   */
+  float max_seconds;
+} qt_clone_params;
+
+/**
+ * Facts about a voice, filled by `qt_voice_get_info`. Set `struct_size` to
+ * `sizeof(qt_voice_info)` before the call; the library fills the fields that fit and sets
+ * `struct_size` to the number of bytes it wrote.
+ */
+typedef struct qt_voice_info {
+  /**
+   * In: the caller's `sizeof(qt_voice_info)`. Out: the bytes the library filled.
+   */
+  uint32_t struct_size;
+  /**
+   * `QT_VOICE_XVECTOR`, `QT_VOICE_ICL` or `QT_VOICE_SPEAKER`. Compare with the constants; a
+   * future library may report a kind this header does not name.
+   */
+  int32_t kind;
+  /**
+   * Floats in the speaker x-vector (`qt_voice_embedding`); 0 for a built-in speaker.
+   */
+  size_t embedding_dim;
+  /**
+   * Codec frames of in-context reference audio (12.5 per second); 0 unless `QT_VOICE_ICL`.
+   */
+  size_t ref_frames;
+  /**
+   * Transcript of the reference audio (`QT_VOICE_ICL`), else NULL. Owned by the voice.
+   */
+  const char *ref_text;
+  /**
+   * Name of the built-in speaker (`QT_VOICE_SPEAKER`), else NULL. Owned by the voice.
+   */
+  const char *speaker;
+} qt_voice_info;
+
+/**
+ * Facts about generated audio, filled by `qt_audio_get_info`. Set `struct_size` to
+ * `sizeof(qt_audio_info)` before the call; the library fills the fields that fit and sets
+ * `struct_size` to the number of bytes it wrote.
+ */
+typedef struct qt_audio_info {
+  /**
+   * In: the caller's `sizeof(qt_audio_info)`. Out: the bytes the library filled.
+   */
+  uint32_t struct_size;
+  /**
+   * Why generation ended: `QT_FINISH_EOS`, `QT_FINISH_FRAME_LIMIT` or `QT_FINISH_ABORTED`.
+   * Compare with the constants; a future library may report a value this header does not
+   * name.
+   */
+  int32_t finish;
+  /**
+   * Sample rate of `samples` in Hz (24000, or `qt_gen_params.output_sample_rate`).
+   */
+  int32_t sample_rate;
+  /**
+   * Channels of `samples`: always 1 (mono).
+   */
+  int32_t channels;
+  /**
+   * Codec frames generated (80 ms each); an in-context voice's reference is not counted.
+   */
+  int32_t n_frames;
+  /**
+   * Index in `samples` where the streamed chunks begin: 0, except for an in-context (ICL)
+   * voice at 24 kHz, where the official output sometimes keeps one reference sample in
+   * front (then 1).
+   */
+  int32_t chunk_offset;
+  /**
+   * The samples (mono, nominally in [-1, 1]). Owned by the audio: valid until it is freed.
+   */
+  const float *samples;
+  /**
+   * Number of samples.
+   */
+  size_t n_samples;
+  /**
+   * Milliseconds from the call until the first codec frame existed (prompt, talker
+   * prefill, first frame).
+   */
+  double prefill_ms;
+  /**
+   * Mean milliseconds per later frame (talker step, sampling, code predictor).
+   */
+  double frame_ms;
+  /**
+   * Milliseconds of codec decoding and resampling.
+   */
+  double decode_ms;
+  /**
+   * Milliseconds spent inside the caller's callbacks.
+   */
+  double callback_ms;
+  /**
+   * Milliseconds from the call until the first chunk's audio was ready (0 if none).
+   */
+  double first_chunk_ms;
+  /**
+   * Milliseconds of the whole call.
+   */
+  double total_ms;
+  /**
+   * Real-time factor: (total − callbacks) / audio duration; below 1 is faster than real
+   * time (0 when no audio was made).
+   */
+  double rtf;
+} qt_audio_info;
+
+/**
+ * Asked between codec frames (every 80 ms of audio) whether to stop (see
+ * `qt_gen_params.abort_cb`).
+ *
+ * Return `QT_CONTINUE` to go on or `QT_STOP` to end generation (`qt_generate` then returns
+ * `QT_STATUS_ABORTED`); any other value ends it with `QT_STATUS_INVALID_ARGUMENT`.
+ * Threads: called on the thread that called `qt_generate`. To cancel from another thread, have
+ * it set a flag (an atomic) that this callback reads. It must not unwind.
+ */
+typedef int32_t (*qt_abort_cb)(void *user_data);
+
+/**
+ * Options for `qt_generate`. Fill it with `qt_gen_params_default(model, &p, sizeof p)` (the
+ * model's `generation_config.json`), change what you need, and pass a pointer; NULL means
+ * "all defaults of the model".
+ *
+ * The library reads only the first `struct_size` bytes; strings are read during the call only.
+ */
+typedef struct qt_gen_params {
+  /**
+   * `sizeof(qt_gen_params)` as the caller knows it. Set by `qt_gen_params_default`.
+   */
+  uint32_t struct_size;
+  /**
+   * Sample codebook 0 (the talker) from the distribution (1, the default) or take the most
+   * likely token (0, greedy: deterministic, the other talker knobs except
+   * `repetition_penalty` are then ignored). 0 or 1 only.
+   */
+  int32_t do_sample;
+  /**
+   * Language of `text`: "auto" (the default; NULL means the same) or one of the model's
+   * languages (`qt_model_language`), case-insensitive, e.g. "English".
+   */
+  const char *language;
+  /**
+   * Style instruction ("speak slowly and softly"), honoured by 1.7B CustomVoice models; NULL
+   * or "" for none (the default).
+   */
+  const char *instruct;
+  /**
+   * Talker temperature (> 0; model default 0.9).
+   */
+  float temperature;
+  /**
+   * Talker top-k (0 = off; model default 50). Must not be negative.
+   */
+  int32_t top_k;
+  /**
+   * Talker nucleus cut in (0, 1] (1 = off; model default 1.0).
+   */
+  float top_p;
+  /**
+   * Penalty > 0 on repeating an earlier codebook-0 token (1 = off; model default 1.05).
+   * Applies when greedy too.
+   */
+  float repetition_penalty;
+  /**
+   * Sample codebooks 1..15 (the code predictor) (1, the default) or greedy (0).
+   */
+  int32_t sub_do_sample;
+  /**
+   * Code-predictor temperature (> 0; model default 0.9).
+   */
+  float sub_temperature;
+  /**
+   * Code-predictor top-k (0 = off; model default 50). Must not be negative.
+   */
+  int32_t sub_top_k;
+  /**
+   * Code-predictor nucleus cut in (0, 1] (model default 1.0).
+   */
+  float sub_top_p;
+  /**
+   * Most codec frames to generate (12.5 per second of audio). 0 (the default) = a budget
+   * derived from the text length, so that a request whose end never comes cannot run for
+   * minutes. Capped by the model's `max_new_tokens`. When it cuts generation,
+   * `qt_audio_info.finish` is `QT_FINISH_FRAME_LIMIT`. Must not be negative.
+   */
+  int32_t max_frames;
+  /**
+   * Codec frames per streamed chunk handed to the chunk callback (each frame is 80 ms of
+   * audio; default 4 = 320 ms; 0 also means the default). Smaller chunks mean earlier first
+   * audio and more calls; the last chunk holds what is left. Must not be negative.
+   */
+  int32_t chunk_frames;
+  /**
+   * Seed of the sampler: the same seed, text, voice and options give the same audio on every
+   * run and thread count. `QT_SEED_RANDOM` (the default) draws a fresh one per request.
+   */
+  uint64_t seed;
+  /**
+   * Sample rate of the output in Hz: 0 (the default) = the model's 24000; any other rate is
+   * produced by band-limited resampling (e.g. 44100 or 48000 for a game mixer). Must not be
+   * negative.
+   */
+  int32_t output_sample_rate;
+  /**
+   * How the text is fed: `QT_TEXT_FEED_DEFAULT` (-1, the default), `QT_TEXT_FEED_STREAMING`
+   * (0) or `QT_TEXT_FEED_FULL` (1). The official `non_streaming_mode`.
+   */
+  int32_t non_streaming_mode;
+  /**
+   * Polled between codec frames; returning `QT_STOP` ends generation with
+   * `QT_STATUS_ABORTED`. NULL (the default) for none. See `qt_abort_cb`.
+   */
+  qt_abort_cb abort_cb;
+  /**
+   * Passed to `abort_cb`; the library never dereferences it.
+   */
+  void *abort_user_data;
+} qt_gen_params;
+
+/**
+ * A piece of generated audio handed to a `qt_chunk_cb`. Every pointer is borrowed: valid only
+ * during that callback call.
+ *
+ * The chunks of one call, concatenated, are the utterance: `qt_audio_samples` of the result from
+ * `qt_audio_info.chunk_offset` on (see there).
+ */
+typedef struct qt_chunk {
+  /**
+   * The bytes of this struct the library filled (`sizeof(qt_chunk)` of its version). A
+   * program built against a newer header compares it before reading fields added later.
+   */
+  uint32_t struct_size;
+  /**
+   * 1 on the final chunk of a call that was not stopped, else 0. Sent exactly once.
+   */
+  int32_t is_last;
+  /**
+   * Mono samples, nominally in [-1, 1], at `sample_rate`. Valid only during the callback:
+   * copy them to keep them. NULL when `n_samples` is 0 (the last chunk may be empty).
+   */
+  const float *samples;
+  /**
+   * Number of samples at `samples`.
+   */
+  size_t n_samples;
+  /**
+   * Position of `samples[0]` in the stream: the number of samples in all earlier chunks.
+   */
+  uint64_t first_sample;
+  /**
+   * Sample rate of `samples` in Hz (`qt_gen_params.output_sample_rate`; the same for every
+   * chunk of a call).
+   */
+  int32_t sample_rate;
+  /**
+   * 0, 1, 2, ... in order of delivery.
+   */
+  int32_t index;
+  /**
+   * Codec frames generated before the previous chunk was sent (0 for the first chunk).
+   */
+  int32_t first_frame;
+  /**
+   * Codec frames generated since the previous chunk (80 ms of audio each; at 24 kHz a chunk
+   * holds their audio, at other rates the resampler's latency may shift it to later chunks).
+   */
+  int32_t n_frames;
+} qt_chunk;
+
+/**
+ * Receives generated audio as it is made (see `qt_generate`).
+ *
+ * - `chunk`: the audio; it and its samples are valid only during the call.
+ * - `user_data`: the pointer given to `qt_generate`.
+ *
+ * Return `QT_CONTINUE` to go on or `QT_STOP` to end generation now (`qt_generate` then returns
+ * `QT_STATUS_ABORTED`); any other value ends it with `QT_STATUS_INVALID_ARGUMENT`.
+ * Threads: called on the thread that called `qt_generate`, one chunk at a time, in order. It
+ * must not unwind (no C++ exception or managed exception may leave it) and must not free the
+ * model or voice in use.
+ */
+typedef int32_t (*qt_chunk_cb)(const struct qt_chunk *chunk, void *user_data);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -419,16 +863,19 @@ qt_status qt_log_set(qt_log_cb callback, void *user_data);
 qt_status qt_log_set_level(int32_t level);
 
 /**
- * Releases any object this library returned (a `qt_model*` today). NULL is a no-op.
+ * Releases any object this library returned: a `qt_model*`, `qt_voice*` or `qt_audio*`. NULL
+ * is a no-op.
  *
  * A pointer that is not a live object of this library (already freed, never returned by it,
  * or an interior pointer) is not touched: the mistake is reported through the log hook (at
  * `QT_LOG_WARN`) and `qt_last_error()`, and the call returns normally. Detection is by address,
  * so a pointer freed and then handed out again for a new object cannot be told apart.
  *
- * Ownership: the object must not be used after this call. A model's strings (names, size
- * label) are released with it. Work already running on the object on other threads keeps the
- * data it uses alive until it finishes.
+ * Ownership: the object must not be used after this call. Strings and samples an object handed
+ * out (a model's names, a voice's transcript, an audio's samples) are released with it. A voice
+ * does not depend on the model that made it, so the two may be freed in any order. Work
+ * already running on a model or voice on other threads (`qt_generate`) keeps the data it uses
+ * alive until it finishes.
  * Threads: any thread, but each object is freed once, by one thread, after every other use of
  * it has returned.
  * Clears `qt_last_error()` on entry; it is non-empty afterwards only if the pointer was refused.
@@ -511,6 +958,294 @@ qt_status qt_model_language(const struct qt_model *model, size_t index, const ch
  * `QT_STATUS_INVALID_ARGUMENT` if `index` is out of range. `*out_name` is written only on success.
  */
 qt_status qt_model_speaker(const struct qt_model *model, size_t index, const char **out_name);
+
+/**
+ * Fills `*out` with the default clone options: `QT_CLONE_AUTO`, references of 1 to 30 seconds.
+ *
+ * - `out`: the caller's struct; `size`: `sizeof *out` as the caller compiled it. At most `size`
+ *   bytes are written.
+ *
+ * Threads: any thread.
+ * Returns `QT_STATUS_OK`; `QT_STATUS_NULL_ARGUMENT` if `out` is NULL; `QT_STATUS_ABI_MISMATCH`
+ * if `size` is smaller than the oldest `qt_clone_params` (nothing written then).
+ */
+qt_status qt_clone_params_default(struct qt_clone_params *out, size_t size);
+
+/**
+ * Clones a voice from reference audio in memory: the speaker encoder's x-vector and, for
+ * in-context cloning (ICL), the reference's codec codes and its transcript `ref_text`.
+ *
+ * - `model`: a Base model (`qt_model_info.can_clone` is 1).
+ * - `samples`: `n_samples` float samples, nominally in [-1, 1], interleaved when `channels` > 1
+ *   (`n_samples` counts every channel's samples, so it is a multiple of `channels`). Mixed down
+ *   to mono and resampled to 24 kHz as needed.
+ * - `channels`: 1 to 64. `sample_rate`: the rate of `samples` in Hz (up to 768000).
+ * - `ref_text`: the exact transcript of the reference, UTF-8; NULL for an x-vector-only voice.
+ *   With `QT_CLONE_AUTO`, a transcript selects ICL (closer imitation, slower prompts).
+ * - `params`: options, or NULL for the defaults (see `qt_clone_params_default`).
+ * - `out_voice`: receives the voice on success; untouched on failure.
+ *
+ * The reference must be finite, not silent, and last between `min_seconds` and `max_seconds`
+ * (default 1 to 30; 3 to 10 seconds of clean speech work best).
+ * Ownership: on `QT_STATUS_OK` the caller owns `*out_voice` (release it with `qt_free`); the
+ * samples and strings are only read during the call.
+ * Threads: any thread, concurrently with any other use of the model.
+ * Returns `QT_STATUS_OK`, or `QT_STATUS_NULL_ARGUMENT`, `QT_STATUS_INVALID_HANDLE`,
+ * `QT_STATUS_ABI_MISMATCH`, `QT_STATUS_INVALID_ARGUMENT` (bad counts, rates, mode or audio:
+ * too short, too long, silent, not finite; `QT_CLONE_ICL` without `ref_text`; invalid UTF-8),
+ * `QT_STATUS_UNSUPPORTED` (the model cannot clone).
+ */
+qt_status qt_clone_voice(const struct qt_model *model,
+                         const float *samples,
+                         size_t n_samples,
+                         int32_t channels,
+                         int32_t sample_rate,
+                         const char *ref_text,
+                         const struct qt_clone_params *params,
+                         struct qt_voice **out_voice);
+
+/**
+ * Clones a voice from a reference audio file (WAV, FLAC, Ogg Vorbis or MP3; any rate and
+ * channel count), as `qt_clone_voice` does from memory.
+ *
+ * - `path`: NUL-terminated path (UTF-8; on Unix any bytes, used as is).
+ * - `ref_text`, `params`, `out_voice`: as for `qt_clone_voice`.
+ *
+ * Ownership: on `QT_STATUS_OK` the caller owns `*out_voice` (release it with `qt_free`).
+ * Threads: any thread, concurrently with any other use of the model.
+ * Returns `QT_STATUS_OK`, or the statuses of `qt_clone_voice`, plus `QT_STATUS_NOT_FOUND` /
+ * `QT_STATUS_IO` (the file) and `QT_STATUS_INVALID_ARGUMENT` (a file that is not decodable
+ * audio).
+ */
+qt_status qt_clone_voice_from_file(const struct qt_model *model,
+                                   const char *path,
+                                   const char *ref_text,
+                                   const struct qt_clone_params *params,
+                                   struct qt_voice **out_voice);
+
+/**
+ * Makes an x-vector-only voice from a stored speaker embedding (one that `qt_voice_embedding`
+ * returned, or that the official tools computed).
+ *
+ * - `model`: the Base model the voice is for; `dim` must equal its x-vector width
+ *   (`qt_model_info.talker_hidden_size`).
+ * - `embedding`: `dim` finite floats, copied.
+ * - `out_voice`: receives the voice on success; untouched on failure.
+ *
+ * Ownership: on `QT_STATUS_OK` the caller owns `*out_voice` (release it with `qt_free`).
+ * Threads: any thread.
+ * Returns `QT_STATUS_OK`, or `QT_STATUS_NULL_ARGUMENT`, `QT_STATUS_INVALID_HANDLE`,
+ * `QT_STATUS_INVALID_ARGUMENT` (`dim` 0, a value not finite), `QT_STATUS_VOICE_MISMATCH`
+ * (`dim` is not the model's width), `QT_STATUS_UNSUPPORTED` (the model is not a Base model).
+ */
+qt_status qt_voice_from_embedding(const struct qt_model *model,
+                                  const float *embedding,
+                                  size_t dim,
+                                  struct qt_voice **out_voice);
+
+/**
+ * Selects a built-in speaker of a CustomVoice model by name (case-insensitive; the names are
+ * listed by `qt_model_speaker`).
+ *
+ * Ownership: on `QT_STATUS_OK` the caller owns `*out_voice` (release it with `qt_free`);
+ * `name` is only read during the call.
+ * Threads: any thread.
+ * Returns `QT_STATUS_OK`, or `QT_STATUS_NULL_ARGUMENT`, `QT_STATUS_INVALID_HANDLE`,
+ * `QT_STATUS_INVALID_ARGUMENT` (no such speaker: the message lists them; invalid UTF-8),
+ * `QT_STATUS_UNSUPPORTED` (the model has no built-in speakers).
+ */
+qt_status qt_voice_from_speaker(const struct qt_model *model,
+                                const char *name,
+                                struct qt_voice **out_voice);
+
+/**
+ * Describes a voice: its kind, x-vector width, reference frames, transcript or speaker name.
+ *
+ * - `out_info`: the caller's struct with `struct_size` set to `sizeof(qt_voice_info)`; the
+ *   library fills the fields that fit and sets `struct_size` to the bytes it wrote.
+ *
+ * Ownership: the strings in `*out_info` are owned by the voice, valid until it is freed.
+ * Threads: any thread, concurrently with any other use of the voice.
+ * Returns `QT_STATUS_OK`, `QT_STATUS_NULL_ARGUMENT`, `QT_STATUS_INVALID_HANDLE` or
+ * `QT_STATUS_ABI_MISMATCH`; `*out_info` is untouched on failure.
+ */
+qt_status qt_voice_get_info(const struct qt_voice *voice, struct qt_voice_info *out_info);
+
+/**
+ * Copies a cloned voice's speaker x-vector (for storage next to a game asset, for instance;
+ * `qt_voice_from_embedding` rebuilds an x-vector-only voice from it).
+ *
+ * Two-call pattern: with `out` NULL (or `cap` too small) it returns
+ * `QT_STATUS_BUFFER_TOO_SMALL` and sets `*out_dim` to the number of floats needed; call again
+ * with a buffer of that many floats. On `QT_STATUS_OK`, `*out_dim` floats were written.
+ *
+ * Threads: any thread, concurrently with any other use of the voice.
+ * Returns `QT_STATUS_OK`, `QT_STATUS_BUFFER_TOO_SMALL` (`*out_dim` set, `out` untouched),
+ * `QT_STATUS_NULL_ARGUMENT` (`voice` or `out_dim`), `QT_STATUS_INVALID_HANDLE`,
+ * `QT_STATUS_INVALID_ARGUMENT` (a built-in speaker has no x-vector).
+ */
+qt_status qt_voice_embedding(const struct qt_voice *voice, float *out, size_t cap, size_t *out_dim);
+
+/**
+ * Serializes a voice to bytes (the same format `qt_voice_save` writes): everything needed to
+ * use it again, plus the kind and size of the model it belongs to.
+ *
+ * Two-call pattern: with `buf` NULL (or `cap` too small) it returns
+ * `QT_STATUS_BUFFER_TOO_SMALL` and sets `*out_len` to the bytes needed; call again with a buffer
+ * that large. On `QT_STATUS_OK`, `*out_len` bytes were written. The bytes of one voice are the
+ * same on every call.
+ *
+ * Threads: any thread, concurrently with any other use of the voice.
+ * Returns `QT_STATUS_OK`, `QT_STATUS_BUFFER_TOO_SMALL` (`*out_len` set, `buf` untouched),
+ * `QT_STATUS_NULL_ARGUMENT` (`voice` or `out_len`), `QT_STATUS_INVALID_HANDLE`.
+ */
+qt_status qt_voice_serialize(const struct qt_voice *voice,
+                             uint8_t *buf,
+                             size_t cap,
+                             size_t *out_len);
+
+/**
+ * Rebuilds a voice from the bytes `qt_voice_serialize` produced, for use with `model`.
+ *
+ * - `buf`: `len` bytes, only read during the call.
+ *
+ * Ownership: on `QT_STATUS_OK` the caller owns `*out_voice` (release it with `qt_free`).
+ * Threads: any thread.
+ * Returns `QT_STATUS_OK`, or `QT_STATUS_NULL_ARGUMENT`, `QT_STATUS_INVALID_HANDLE`,
+ * `QT_STATUS_BAD_VOICE` (not a voice: wrong format, truncated, corrupt),
+ * `QT_STATUS_UNSUPPORTED` (written by a newer library in a format this one cannot read),
+ * `QT_STATUS_VOICE_MISMATCH` (made by a model of another family: kind, size, speaker encoder
+ * or codec).
+ */
+qt_status qt_voice_deserialize(const struct qt_model *model,
+                               const uint8_t *buf,
+                               size_t len,
+                               struct qt_voice **out_voice);
+
+/**
+ * Writes a voice to a file (the `qt_voice_serialize` bytes), replacing the file if it exists.
+ *
+ * Threads: any thread, concurrently with any other use of the voice.
+ * Returns `QT_STATUS_OK`, or `QT_STATUS_NULL_ARGUMENT`, `QT_STATUS_INVALID_HANDLE`,
+ * `QT_STATUS_INVALID_ARGUMENT` (empty path), `QT_STATUS_IO` (the file cannot be written, e.g.
+ * its directory does not exist).
+ */
+qt_status qt_voice_save(const struct qt_voice *voice, const char *path);
+
+/**
+ * Reads a voice file that `qt_voice_save` wrote, for use with `model`.
+ *
+ * Ownership: on `QT_STATUS_OK` the caller owns `*out_voice` (release it with `qt_free`).
+ * Threads: any thread.
+ * Returns `QT_STATUS_OK`, or `QT_STATUS_NULL_ARGUMENT`, `QT_STATUS_INVALID_HANDLE`,
+ * `QT_STATUS_INVALID_ARGUMENT` (empty path), `QT_STATUS_NOT_FOUND` / `QT_STATUS_IO` (the
+ * file), and the statuses of `qt_voice_deserialize` for its content.
+ */
+qt_status qt_voice_load(const struct qt_model *model,
+                        const char *path,
+                        struct qt_voice **out_voice);
+
+/**
+ * Describes generated audio: sample rate, frames, why generation ended, where the time went,
+ * and the samples (also available through `qt_audio_samples`).
+ *
+ * - `out_info`: the caller's struct with `struct_size` set to `sizeof(qt_audio_info)`; the
+ *   library fills the fields that fit and sets `struct_size` to the bytes it wrote.
+ *
+ * Ownership: `out_info->samples` belongs to the audio, valid until it is freed.
+ * Threads: any thread, concurrently with other reads of the audio.
+ * Returns `QT_STATUS_OK`, `QT_STATUS_NULL_ARGUMENT`, `QT_STATUS_INVALID_HANDLE` or
+ * `QT_STATUS_ABI_MISMATCH`; `*out_info` is untouched on failure.
+ */
+qt_status qt_audio_get_info(const struct qt_audio *audio, struct qt_audio_info *out_info);
+
+/**
+ * The samples of generated audio: mono floats, nominally in [-1, 1], at the rate
+ * `qt_audio_get_info` reports (24000 unless `qt_gen_params.output_sample_rate` chose another).
+ *
+ * - `out_samples`: receives the address of the first sample (NULL when there are none).
+ * - `out_n_samples`: receives the number of samples.
+ *
+ * Ownership: the samples belong to the audio: valid until it is freed; do not free them.
+ * Threads: any thread, concurrently with other reads of the audio.
+ * Returns `QT_STATUS_OK`, `QT_STATUS_NULL_ARGUMENT` or `QT_STATUS_INVALID_HANDLE`; the
+ * out-parameters are written only on success.
+ */
+qt_status qt_audio_samples(const struct qt_audio *audio,
+                           const float **out_samples,
+                           size_t *out_n_samples);
+
+/**
+ * Writes generated audio to a WAV file: 16-bit PCM, mono, at the audio's sample rate
+ * (samples clamped to [-1, 1] and rounded as libsndfile does). An existing file is replaced.
+ *
+ * - `path`: NUL-terminated path (UTF-8; on Unix any bytes, used as is).
+ *
+ * Threads: any thread, concurrently with other reads of the audio.
+ * Returns `QT_STATUS_OK`, or `QT_STATUS_NULL_ARGUMENT`, `QT_STATUS_INVALID_HANDLE`,
+ * `QT_STATUS_INVALID_ARGUMENT` (empty path), `QT_STATUS_IO` (the file cannot be written; the
+ * message says why).
+ */
+qt_status qt_audio_write_wav(const struct qt_audio *audio, const char *path);
+
+/**
+ * Fills `*out` with the generation defaults of `model` (its `generation_config.json`:
+ * sampling on, temperature 0.9, top-k 50 for both the talker and the code predictor,
+ * repetition penalty 1.05), language "auto", no instruction, `max_frames` 0 (a budget from
+ * the text length), 4 frames per chunk, `QT_SEED_RANDOM`, 24000 Hz output, no abort hook. With
+ * `model` NULL, the official defaults are used.
+ *
+ * - `out`: the caller's struct; `size`: `sizeof *out` as the caller compiled it. At most `size`
+ *   bytes are written. `out->language` points to a static string.
+ *
+ * Threads: any thread.
+ * Returns `QT_STATUS_OK`; `QT_STATUS_NULL_ARGUMENT` (`out`); `QT_STATUS_INVALID_HANDLE`
+ * (`model` not a live `qt_model`); `QT_STATUS_ABI_MISMATCH` (`size` smaller than the oldest
+ * `qt_gen_params`; nothing written then).
+ */
+qt_status qt_gen_params_default(const struct qt_model *model,
+                                struct qt_gen_params *out,
+                                size_t size);
+
+/**
+ * Speaks `text` in `voice`: generates codec frames, decodes them to audio, and hands the audio
+ * to `on_chunk` as it is made and/or returns it whole in `*out_audio`. Blocking.
+ *
+ * - `model`: from `qt_load`. `voice`: from `qt_clone_voice` and friends: a cloned voice made
+ *   by a model of this family (Base models), or a built-in speaker (CustomVoice models).
+ * - `text`: what to say: NUL-terminated UTF-8.
+ * - `params`: options (see `qt_gen_params_default`), or NULL for the model's defaults.
+ * - `on_chunk`: called with each piece of audio, in order, on this thread (see `qt_chunk_cb`);
+ *   NULL to only collect the result. `user_data` is passed to it untouched.
+ * - `out_audio`: receives the whole utterance; NULL when only streaming.
+ *
+ * Stopping: `on_chunk` returning `QT_STOP`, or `params->abort_cb` (polled between frames)
+ * returning `QT_STOP`, ends generation within a frame; the call then returns
+ * `QT_STATUS_ABORTED` and `*out_audio` holds the audio made until then (its finish is
+ * `QT_FINISH_ABORTED`). Without a seed (`QT_SEED_RANDOM`) every call sounds a little
+ * different; with one, the result is reproducible.
+ *
+ * Ownership: on `QT_STATUS_OK` or `QT_STATUS_ABORTED` the caller owns `*out_audio` (release it
+ * with `qt_free`); on errors it is untouched. `text` and `params` (and its strings) are only
+ * read during the call.
+ * Threads: any thread; many threads may generate on one model and one voice at once. The
+ * callbacks run on the calling thread. The call holds its own references to the model and the
+ * voice, so once it has started, freeing them (even from a callback) does not disturb it.
+ * Returns `QT_STATUS_OK`; `QT_STATUS_ABORTED`; or `QT_STATUS_NULL_ARGUMENT` (`model`, `voice`,
+ * `text`), `QT_STATUS_INVALID_HANDLE`, `QT_STATUS_ABI_MISMATCH` (`params->struct_size`),
+ * `QT_STATUS_INVALID_ARGUMENT` (invalid UTF-8, unknown language, an out-of-range
+ * or non-0/1 field, a callback returning something other than `QT_CONTINUE`/`QT_STOP`),
+ * `QT_STATUS_VOICE_MISMATCH` (a cloned voice made by a model of another family),
+ * `QT_STATUS_UNSUPPORTED` (a voice of the wrong kind for the model, e.g. a built-in speaker
+ * on a Base model).
+ */
+qt_status qt_generate(const struct qt_model *model,
+                      const struct qt_voice *voice,
+                      const char *text,
+                      const struct qt_gen_params *params,
+                      qt_chunk_cb on_chunk,
+                      void *user_data,
+                      struct qt_audio **out_audio);
 
 #ifdef __cplusplus
 }  // extern "C"

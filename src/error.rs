@@ -39,6 +39,12 @@ pub enum ErrorKind {
     InvalidHandle,
     /// A panic was caught at the C boundary: a bug in the library.
     Panic,
+    /// A voice was made by a model of another family (its fingerprint, or its embedding
+    /// width, differs from this model's): it cannot be used with this model.
+    VoiceMismatch,
+    /// Bytes or a file that should hold a saved voice do not: wrong magic, truncated,
+    /// corrupt (checksum or structure), or internally inconsistent.
+    BadVoice,
 }
 
 /// An error with its class and a message that says what went wrong and where.

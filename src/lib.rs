@@ -18,5 +18,8 @@ pub mod ffi;
 pub mod model;
 pub mod text;
 
-pub use api::{FinishReason, GenerateOptions, GeneratedCodes, LoadOptions, Model, ModelInfo, ModelKind, Voice};
+pub use api::{
+    Audio, AudioChunk, FinishReason, GenerateHooks, GenerateOptions, GeneratedCodes, LoadOptions, Model, ModelFingerprint,
+    ModelInfo, ModelKind, Timings, Voice,
+};
 pub use error::{Error, ErrorKind, Result};

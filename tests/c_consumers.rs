@@ -4,14 +4,22 @@
 //!
 //! * `tests/c/api_contract.c`: the contract from C, also under valgrind when it is installed
 //!   (set `QT_NO_VALGRIND=1` to skip that run);
+//! * `tests/c/generate_contract.c`: voices and generation from C; its greedy output must equal
+//!   the official waveform (`golden/greedy_base.safetensors`, case `xvec_en`), also under
+//!   valgrind;
 //! * `examples/{c,cpp,csharp}/describe_model*`: the samples, whose output must match what the
 //!   Rust API says about the checkpoint, line for line;
+//! * `examples/{c,cpp,csharp}/clone_and_speak*` / `CloneAndSpeak.cs`: clone from
+//!   `tests/fixtures/audio/ref_24k.wav`, generate with a fixed seed, write a WAV: the file must be
+//!   byte for byte what the Rust API makes of the same request, and the output the same lines;
 //! * `tests/c/ApiContract.cs`: the C# bindings' contract.
 //!
 //! Needs gcc, g++ and Mono (`mcs`, `mono`; Debian: `apt-get install -y --no-install-recommends
 //! mono-mcs`). A missing tool fails the test: nothing here is skipped silently.
 
 #![cfg(target_os = "linux")]
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -175,6 +183,56 @@ fn c_api_contract() {
     }
 }
 
+/// Runs tests/c/generate_contract.c (once natively, once under valgrind when installed) and
+/// compares the samples it wrote with the official waveform.
+#[test]
+fn c_generate_contract_matches_the_golden_waveform() {
+    use common::{Golden, assert_close, cases};
+    let exe = compile("gcc", "-std=c11", &["tests/c/generate_contract.c"], "generate_contract");
+    let dir = build_dir().join("generate_contract_files");
+    fs::create_dir_all(&dir).unwrap();
+    let embedding = Golden::open("speaker_base").f32("spk_embedding").data;
+    let embedding_path = dir.join("embedding.f32");
+    fs::write(&embedding_path, embedding.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+    let text = cases()["greedy_base"]["xvec_en"]["text"].as_str().unwrap().to_owned();
+    let transcript = fs::read_to_string(repo().join("tests/fixtures/audio/ref_24k.txt")).unwrap();
+    let want = Golden::open("greedy_base").f32("xvec_en.wave").data;
+
+    let mut runs = vec![("native", None)];
+    if std::env::var_os("QT_NO_VALGRIND").is_none() && on_path("valgrind") {
+        runs.push(("valgrind", Some("valgrind")));
+    }
+    for (label, wrapper) in runs {
+        let prefix = dir.join(format!("out-{label}"));
+        let mut cmd = match wrapper {
+            Some(tool) => {
+                let mut c = Command::new(tool);
+                c.args(["--error-exitcode=99", "--leak-check=full", "--errors-for-leak-kinds=definite", "-q"])
+                    .arg(&exe);
+                c
+            }
+            None => Command::new(&exe),
+        };
+        cmd.arg(fixture())
+            .arg(repo().join("tests/fixtures/tiny-customvoice"))
+            .arg(&embedding_path)
+            .arg(&text)
+            .arg(&prefix)
+            .arg(repo().join("tests/fixtures/audio/ref_24k.wav"))
+            .arg(transcript.trim());
+        let out = run(&mut cmd);
+        assert!(stdout(&out).contains("checks passed"), "{label}: {}", stdout(&out));
+
+        let bytes = fs::read(prefix.with_extension("f32")).unwrap();
+        let got: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+        let d = assert_close(&format!("xvec_en from C ({label})"), &got, &want, 1e-4);
+        eprintln!("generate_contract ({label}): {d}");
+        let wav = hound::WavReader::open(prefix.with_extension("wav")).unwrap();
+        assert_eq!((wav.spec().channels, wav.spec().sample_rate, wav.spec().bits_per_sample), (1, 24000, 16));
+        assert_eq!(wav.len() as usize, want.len());
+    }
+}
+
 #[test]
 fn c_example_describes_the_fixture() {
     let exe = compile("gcc", "-std=c11", &["examples/c/describe_model.c"], "describe_model_c");
@@ -207,15 +265,108 @@ fn csharp_example_describes_the_fixture() {
     assert_describes("examples/csharp/DescribeModel.cs", &stdout(&run_mono(&exe, &[fixture.as_os_str()])), &fixture);
 }
 
+/// The request every clone_and_speak sample makes, through the Rust API: the WAV bytes and the
+/// lines the sample must print (`OUT` stands for the output path).
+fn expected_clone_and_speak() -> (Vec<u8>, Vec<String>) {
+    let model = qwentts::Model::load(fixture(), &Default::default()).expect("the fixture loads");
+    let transcript = fs::read_to_string(repo().join("tests/fixtures/audio/ref_24k.txt")).unwrap();
+    let voice = model
+        .clone_voice_from_file(repo().join("tests/fixtures/audio/ref_24k.wav"), Some(transcript.trim_end()))
+        .expect("the reference clones");
+    let mut options = qwentts::GenerateOptions::defaults(&model);
+    options.language = "English".into();
+    options.seed = Some(42);
+    let mut chunks = Vec::new();
+    let mut sink = |c: &qwentts::AudioChunk<'_>| {
+        chunks.push(c.samples.len());
+        true
+    };
+    let audio = model.generate(&voice, "Hello from qwentts.", &options, Some(&mut sink)).expect("generation");
+    let finish = match audio.finish {
+        qwentts::FinishReason::Eos => "end of speech",
+        _ => "the frame limit",
+    };
+    let lines = vec![
+        format!("first chunk: {} samples", chunks[0]),
+        format!(
+            "wrote OUT: {} samples at {} Hz in {} chunks, {} frames, ended by {finish}",
+            audio.samples.len(),
+            audio.sample_rate,
+            chunks.len(),
+            audio.frames
+        ),
+    ];
+    (audio.to_wav_bytes().unwrap(), lines)
+}
+
+/// The arguments of a clone_and_speak run writing to `out`.
+fn clone_and_speak_args(out: &Path) -> Vec<std::ffi::OsString> {
+    vec![
+        fixture().into(),
+        repo().join("tests/fixtures/audio/ref_24k.wav").into(),
+        repo().join("tests/fixtures/audio/ref_24k.txt").into(),
+        out.into(),
+    ]
+}
+
+#[track_caller]
+fn assert_spoke(program: &str, output: &Output, out: &Path, expected: &(Vec<u8>, Vec<String>)) {
+    let shown = out.display().to_string();
+    let printed: Vec<String> = stdout(output).lines().map(|l| l.replace(&shown, "OUT")).collect();
+    assert_eq!(printed, expected.1, "{program} printed (left) something other than expected (right)");
+    let wav = fs::read(out).unwrap_or_else(|e| panic!("{program} wrote no {}: {e}", out.display()));
+    assert!(wav == expected.0, "{program}: {} differs from the Rust API's WAV of the same request", out.display());
+}
+
+#[test]
+fn clone_and_speak_samples_match_the_rust_api() {
+    let expected = expected_clone_and_speak();
+    let dir = build_dir();
+
+    let c = compile("gcc", "-std=c11", &["examples/c/clone_and_speak.c"], "clone_and_speak_c");
+    let out = dir.join("clone_and_speak_c.wav");
+    assert_spoke(
+        "examples/c/clone_and_speak.c",
+        &run(Command::new(&c).args(clone_and_speak_args(&out))),
+        &out,
+        &expected,
+    );
+
+    let cpp = compile("g++", "-std=c++17", &["examples/cpp/clone_and_speak.cpp"], "clone_and_speak_cpp");
+    let out = dir.join("clone_and_speak_cpp.wav");
+    assert_spoke(
+        "examples/cpp/clone_and_speak.cpp",
+        &run(Command::new(&cpp).args(clone_and_speak_args(&out))),
+        &out,
+        &expected,
+    );
+    // A failure is an exception carrying the status name and the library's detail.
+    let mut args = clone_and_speak_args(&out);
+    args[1] = "/nonexistent/ref.wav".into();
+    let failed = Command::new(&cpp).args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(1));
+    assert!(stderr.starts_with("QT_STATUS_NOT_FOUND: qt_clone_voice_from_file: "), "{stderr}");
+
+    let cs = compile_csharp(&["examples/csharp/CloneAndSpeak.cs"], "CloneAndSpeak");
+    let out = dir.join("clone_and_speak_cs.wav");
+    let args = clone_and_speak_args(&out);
+    let args: Vec<&OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    assert_spoke("examples/csharp/CloneAndSpeak.cs", &run_mono(&cs, &args), &out, &expected);
+}
+
 #[test]
 fn csharp_bindings_contract() {
     let exe = compile_csharp(&["tests/c/ApiContract.cs"], "ApiContract");
-    let out = run_mono(&exe, &[fixture().as_os_str()]);
+    let custom = repo().join("tests/fixtures/tiny-customvoice");
+    let reference = repo().join("tests/fixtures/audio/ref_24k.wav");
+    let out = run_mono(&exe, &[fixture().as_os_str(), custom.as_os_str(), reference.as_os_str()]);
     assert!(stdout(&out).contains("checks passed"), "{}", stdout(&out));
 }
 
 /// The C# constants are hand-written mirrors: each must exist in the header with the same value,
-/// and every status, log level, model kind and device constant of the header must be mirrored.
+/// and every status, log level, model kind, device, callback, finish, clone and voice constant
+/// of the header must be mirrored.
 #[test]
 fn csharp_constants_match_the_header() {
     let header = fs::read_to_string(repo().join("include/qwentts.h")).unwrap();
@@ -234,10 +385,25 @@ fn csharp_constants_match_the_header() {
         .map(|(name, value)| (format!("QT_{name}"), value.trim_end_matches(';').to_owned()))
         .collect();
     for (name, value) in &mirrored {
-        assert_eq!(defines.get(name), Some(value), "C# {name} = {value} differs from qwentts.h");
+        // C spells the largest uint64_t UINT64_MAX; C# ulong.MaxValue.
+        let value = if value == "ulong.MaxValue" { "UINT64_MAX" } else { value.as_str() };
+        assert_eq!(defines.get(name).map(String::as_str), Some(value), "C# {name} = {value} differs from qwentts.h");
     }
     for name in defines.keys() {
-        let mirrored_kind = ["QT_STATUS_", "QT_LOG_", "QT_MODEL_", "QT_DEVICE_", "QT_ABI_VERSION"];
+        let mirrored_kind = [
+            "QT_STATUS_",
+            "QT_LOG_",
+            "QT_MODEL_",
+            "QT_DEVICE_",
+            "QT_ABI_VERSION",
+            "QT_CONTINUE",
+            "QT_STOP",
+            "QT_SEED_",
+            "QT_TEXT_FEED_",
+            "QT_FINISH_",
+            "QT_CLONE_",
+            "QT_VOICE_",
+        ];
         if mirrored_kind.iter().any(|p| name.starts_with(p)) {
             assert!(mirrored.contains_key(name), "{name} is in qwentts.h but not in bindings/csharp/NativeMethods.cs");
         }

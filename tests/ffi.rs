@@ -131,6 +131,8 @@ fn status_values_are_pinned() {
         (QT_STATUS_UNSUPPORTED, -11),
         (QT_STATUS_BUFFER_TOO_SMALL, -12),
         (QT_STATUS_INVALID_HANDLE, -13),
+        (QT_STATUS_VOICE_MISMATCH, -14),
+        (QT_STATUS_BAD_VOICE, -15),
         (QT_STATUS_PANIC, -99),
     ];
     for (status, value) in pinned {
@@ -157,12 +159,15 @@ fn all_error_kinds() -> Vec<ErrorKind> {
         Unsupported,
         BufferTooSmall,
         InvalidHandle,
+        VoiceMismatch,
+        BadVoice,
         Panic,
     ];
     for kind in &all {
         match kind {
             InvalidArgument | NullArgument | AbiMismatch | NotFound | Io | BadConfig | BadWeights | MissingTensor
-            | ShapeMismatch | BadTokenizer | Unsupported | BufferTooSmall | InvalidHandle | Panic => {}
+            | ShapeMismatch | BadTokenizer | Unsupported | BufferTooSmall | InvalidHandle | VoiceMismatch | BadVoice
+            | Panic => {}
         }
     }
     all
@@ -197,7 +202,7 @@ fn status_str_names_every_status_and_never_returns_null() {
         assert!(text.contains(": "), "name and meaning: {text}");
     }
     assert!(status_str(QT_STATUS_NOT_FOUND).starts_with("QT_STATUS_NOT_FOUND:"));
-    for unknown in [2, 100, -14, -98, -100, i32::MIN, i32::MAX] {
+    for unknown in [2, 100, -16, -98, -100, i32::MIN, i32::MAX] {
         assert!(status_str(unknown).starts_with("QT_STATUS_UNKNOWN"), "{unknown}");
     }
 }

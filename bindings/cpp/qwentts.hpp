@@ -5,16 +5,26 @@
 // qt_last_error(). Use it with -I include -I bindings/cpp and link libqwentts.
 //
 //   auto model = qwentts::Model::load("tests/fixtures/tiny-base");
-//   qwentts::ModelInfo info = model.info();
+//   qwentts::Voice voice = model.clone_voice_from_file("ref.wav", "Transcript of ref.wav.");
+//   qwentts::GenParams params = model.gen_params();
+//   params.language = "English";
+//   qwentts::Audio audio = model.generate(voice, "Hello!", params, [](const qt_chunk& c) {
+//     /* queue c.samples[0 .. c.n_samples) for playback */ return true; });
+//   audio.write_wav("hello.wav");
 //
-// Threads: a Model may be used from many threads at once (share it by reference or in a
-// std::shared_ptr); it is movable, not copyable.
+// Threads: a Model and a Voice may be used from many threads at once (share them by reference
+// or in a std::shared_ptr); an Audio may be read from many. All are movable, not copyable.
+// Callbacks run on the thread that called generate; an exception thrown by one stops
+// generation and is rethrown from generate once the library has returned.
 #ifndef QWENTTS_HPP
 #define QWENTTS_HPP
 
 #include <cstddef>
 #include <cstdint>
+#include <exception>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -83,6 +93,112 @@ struct ModelInfo {
   std::vector<std::string> speakers;
 };
 
+/// qt_voice_info with the strings copied out.
+struct VoiceInfo {
+  int32_t kind = 0;  // QT_VOICE_*
+  size_t embedding_dim = 0;
+  size_t ref_frames = 0;
+  std::optional<std::string> ref_text;
+  std::optional<std::string> speaker;
+};
+
+/// A voice (qt_voice): a cloned speaker or a built-in one. Immutable; share it across threads.
+class Voice {
+ public:
+  VoiceInfo info() const {
+    qt_voice_info raw{};
+    raw.struct_size = sizeof raw;
+    check("qt_voice_get_info", qt_voice_get_info(get(), &raw));
+    VoiceInfo out;
+    out.kind = raw.kind;
+    out.embedding_dim = raw.embedding_dim;
+    out.ref_frames = raw.ref_frames;
+    if (raw.ref_text != nullptr) out.ref_text = raw.ref_text;
+    if (raw.speaker != nullptr) out.speaker = raw.speaker;
+    return out;
+  }
+
+  /// The speaker x-vector (cloned voices); qt_voice_from_embedding / Model::voice_from_embedding
+  /// rebuild an x-vector-only voice from it.
+  std::vector<float> embedding() const {
+    size_t n = 0;
+    expect_size("qt_voice_embedding", qt_voice_embedding(get(), nullptr, 0, &n));
+    std::vector<float> out(n);
+    check("qt_voice_embedding", qt_voice_embedding(get(), out.data(), out.size(), &n));
+    out.resize(n);
+    return out;
+  }
+
+  /// The bytes Model::deserialize_voice reads back.
+  std::vector<uint8_t> serialize() const {
+    size_t n = 0;
+    expect_size("qt_voice_serialize", qt_voice_serialize(get(), nullptr, 0, &n));
+    std::vector<uint8_t> out(n);
+    check("qt_voice_serialize", qt_voice_serialize(get(), out.data(), out.size(), &n));
+    out.resize(n);
+    return out;
+  }
+
+  void save(const std::string& path) const { check("qt_voice_save", qt_voice_save(get(), path.c_str())); }
+
+  /// The C handle, for calls this wrapper does not cover. Still owned by this Voice.
+  const qt_voice* get() const noexcept { return handle_.get(); }
+
+ private:
+  friend class Model;
+  explicit Voice(qt_voice* raw) : handle_(raw) {}
+
+  // The size query of the two-call pattern answers BUFFER_TOO_SMALL; anything else is an error.
+  static void expect_size(const char* call, qt_status status) {
+    if (status != QT_STATUS_BUFFER_TOO_SMALL) check(call, status);
+  }
+
+  std::unique_ptr<qt_voice, Deleter> handle_;
+};
+
+/// Generated speech (qt_audio): mono float samples owned by the object.
+class Audio {
+ public:
+  const float* samples() const noexcept { return info_.samples; }
+  size_t size() const noexcept { return info_.n_samples; }
+  std::vector<float> to_vector() const { return std::vector<float>(samples(), samples() + size()); }
+  /// Everything qt_audio_get_info reports: rate, frames, finish (QT_FINISH_*), timings.
+  const qt_audio_info& info() const noexcept { return info_; }
+  /// True when a callback asked to stop (qt_generate returned QT_STATUS_ABORTED).
+  bool aborted() const noexcept { return info_.finish == QT_FINISH_ABORTED; }
+
+  /// 16-bit PCM mono WAV at the audio's sample rate.
+  void write_wav(const std::string& path) const {
+    check("qt_audio_write_wav", qt_audio_write_wav(get(), path.c_str()));
+  }
+
+  const qt_audio* get() const noexcept { return handle_.get(); }
+
+ private:
+  friend class Model;
+  explicit Audio(qt_audio* raw) : handle_(raw), info_{} {
+    info_.struct_size = sizeof info_;
+    check("qt_audio_get_info", qt_audio_get_info(raw, &info_));
+  }
+
+  std::unique_ptr<qt_audio, Deleter> handle_;
+  qt_audio_info info_;
+};
+
+/// qt_gen_params with owned strings. Start from Model::gen_params() (the model's defaults).
+struct GenParams {
+  qt_gen_params raw{};               // every numeric field (do_sample, temperature, seed, ...)
+  std::string language = "auto";     // copied into raw.language for each call
+  std::optional<std::string> instruct;
+  /// Polled between frames on the generating thread; return true to stop. Must not throw
+  /// (an exception stops generation and is rethrown from Model::generate).
+  std::function<bool()> should_abort;
+};
+
+/// Receives each chunk on the generating thread; return false to stop. c.samples are valid
+/// only during the call.
+using ChunkHandler = std::function<bool(const qt_chunk&)>;
+
 /// A loaded checkpoint (qt_model).
 class Model {
  public:
@@ -118,11 +234,114 @@ class Model {
     return out;
   }
 
+  /// Clones a voice from interleaved float PCM (any rate, 1..64 channels). With a transcript
+  /// of the recording the clone is in-context (closest imitation); without, x-vector only.
+  Voice clone_voice(const std::vector<float>& samples, int32_t channels, int32_t sample_rate,
+                    const std::optional<std::string>& ref_text = std::nullopt) const {
+    qt_voice* raw = nullptr;
+    check("qt_clone_voice", qt_clone_voice(get(), samples.data(), samples.size(), channels, sample_rate,
+                                           ref_text ? ref_text->c_str() : nullptr, nullptr, &raw));
+    return Voice(raw);
+  }
+
+  /// Clones a voice from an audio file (WAV, FLAC, Ogg Vorbis, MP3).
+  Voice clone_voice_from_file(const std::string& path, const std::optional<std::string>& ref_text = std::nullopt) const {
+    qt_voice* raw = nullptr;
+    check("qt_clone_voice_from_file",
+          qt_clone_voice_from_file(get(), path.c_str(), ref_text ? ref_text->c_str() : nullptr, nullptr, &raw));
+    return Voice(raw);
+  }
+
+  Voice voice_from_embedding(const std::vector<float>& embedding) const {
+    qt_voice* raw = nullptr;
+    check("qt_voice_from_embedding", qt_voice_from_embedding(get(), embedding.data(), embedding.size(), &raw));
+    return Voice(raw);
+  }
+
+  /// A built-in speaker of a CustomVoice model (names: info().speakers).
+  Voice voice_from_speaker(const std::string& name) const {
+    qt_voice* raw = nullptr;
+    check("qt_voice_from_speaker", qt_voice_from_speaker(get(), name.c_str(), &raw));
+    return Voice(raw);
+  }
+
+  Voice deserialize_voice(const std::vector<uint8_t>& bytes) const {
+    qt_voice* raw = nullptr;
+    check("qt_voice_deserialize", qt_voice_deserialize(get(), bytes.data(), bytes.size(), &raw));
+    return Voice(raw);
+  }
+
+  Voice load_voice(const std::string& path) const {
+    qt_voice* raw = nullptr;
+    check("qt_voice_load", qt_voice_load(get(), path.c_str(), &raw));
+    return Voice(raw);
+  }
+
+  /// This model's generation defaults.
+  GenParams gen_params() const {
+    GenParams p;
+    check("qt_gen_params_default", qt_gen_params_default(get(), &p.raw, sizeof p.raw));
+    return p;
+  }
+
+  /// Speaks `text` in `voice`. Blocking; many threads may generate on one model at once.
+  /// Returns the whole utterance (aborted() tells whether a callback stopped it); throws Error
+  /// on failure, or rethrows what a callback threw.
+  Audio generate(const Voice& voice, const std::string& text, const GenParams& params,
+                 const ChunkHandler& on_chunk = nullptr) const {
+    Hooks hooks{&on_chunk, &params.should_abort, nullptr};
+    qt_gen_params raw = params.raw;
+    raw.struct_size = sizeof raw;
+    raw.language = params.language.c_str();
+    raw.instruct = params.instruct ? params.instruct->c_str() : nullptr;
+    raw.abort_cb = params.should_abort ? &Hooks::abort : nullptr;
+    raw.abort_user_data = &hooks;
+    qt_audio* out = nullptr;
+    qt_status status = qt_generate(get(), voice.get(), text.c_str(), &raw, on_chunk ? &Hooks::chunk : nullptr,
+                                   &hooks, &out);
+    if (status < 0) {
+      Error error("qt_generate", status);  // reads qt_last_error() before anything else
+      if (hooks.error) std::rethrow_exception(hooks.error);
+      throw error;
+    }
+    Audio audio(out);
+    if (hooks.error) std::rethrow_exception(hooks.error);
+    return audio;
+  }
+
   /// The C handle, for calls this wrapper does not cover. Still owned by this Model.
   const qt_model* get() const noexcept { return handle_.get(); }
 
  private:
   explicit Model(qt_model* raw) : handle_(raw) {}
+
+  // The C callbacks: no exception may cross into the library, so one is caught, kept, and
+  // turned into QT_STOP; generate rethrows it after qt_generate has returned.
+  struct Hooks {
+    const ChunkHandler* on_chunk;
+    const std::function<bool()>* should_abort;
+    std::exception_ptr error;
+
+    static int32_t chunk(const qt_chunk* c, void* user_data) noexcept {
+      auto* self = static_cast<Hooks*>(user_data);
+      try {
+        return (*self->on_chunk)(*c) ? QT_CONTINUE : QT_STOP;
+      } catch (...) {
+        self->error = std::current_exception();
+        return QT_STOP;
+      }
+    }
+
+    static int32_t abort(void* user_data) noexcept {
+      auto* self = static_cast<Hooks*>(user_data);
+      try {
+        return (*self->should_abort)() ? QT_STOP : QT_CONTINUE;
+      } catch (...) {
+        self->error = std::current_exception();
+        return QT_STOP;
+      }
+    }
+  };
 
   using NameFn = qt_status (*)(const qt_model*, size_t, const char**);
   std::vector<std::string> names(const char* call, NameFn fn, size_t count) const {

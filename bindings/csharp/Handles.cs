@@ -21,4 +21,38 @@ namespace Qwentts
             return true;
         }
     }
+
+    /// <summary>Owns a qt_voice*. Thread-safe to use from several threads at once.</summary>
+    public sealed class VoiceHandle : SafeHandle
+    {
+        public VoiceHandle() : base(IntPtr.Zero, true) { }
+
+        public override bool IsInvalid
+        {
+            get { return handle == IntPtr.Zero; }
+        }
+
+        protected override bool ReleaseHandle()
+        {
+            NativeMethods.qt_free(handle);
+            return true;
+        }
+    }
+
+    /// <summary>Owns a qt_audio* (generated samples).</summary>
+    public sealed class AudioHandle : SafeHandle
+    {
+        public AudioHandle() : base(IntPtr.Zero, true) { }
+
+        public override bool IsInvalid
+        {
+            get { return handle == IntPtr.Zero; }
+        }
+
+        protected override bool ReleaseHandle()
+        {
+            NativeMethods.qt_free(handle);
+            return true;
+        }
+    }
 }

@@ -14,6 +14,15 @@ namespace Qwentts
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
     public delegate void LogCallback(int level, IntPtr message, IntPtr userData);
 
+    /// <summary>Receives one chunk of audio (see qt_chunk_cb): chunk points to a ChunkNative valid
+    /// only during the call. Returns QT_CONTINUE or QT_STOP. Must not throw.</summary>
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    public delegate int ChunkCallback(IntPtr chunk, IntPtr userData);
+
+    /// <summary>Polled between frames (see qt_abort_cb). Returns QT_CONTINUE or QT_STOP. Must not throw.</summary>
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    public delegate int AbortCallback(IntPtr userData);
+
     /// <summary>The C API: constants and functions, named as in qwentts.h.</summary>
     public static class NativeMethods
     {
@@ -36,6 +45,8 @@ namespace Qwentts
         public const int QT_STATUS_UNSUPPORTED = -11;
         public const int QT_STATUS_BUFFER_TOO_SMALL = -12;
         public const int QT_STATUS_INVALID_HANDLE = -13;
+        public const int QT_STATUS_VOICE_MISMATCH = -14;
+        public const int QT_STATUS_BAD_VOICE = -15;
         public const int QT_STATUS_PANIC = -99;
 
         public const int QT_DEVICE_CPU = -1;
@@ -50,6 +61,27 @@ namespace Qwentts
         public const int QT_LOG_INFO = 3;
         public const int QT_LOG_DEBUG = 4;
         public const int QT_LOG_TRACE = 5;
+
+        public const int QT_CONTINUE = 0;
+        public const int QT_STOP = 1;
+        public const ulong QT_SEED_RANDOM = ulong.MaxValue;
+
+        public const int QT_TEXT_FEED_DEFAULT = -1;
+        public const int QT_TEXT_FEED_STREAMING = 0;
+        public const int QT_TEXT_FEED_FULL = 1;
+
+        public const int QT_FINISH_EOS = 1;
+        public const int QT_FINISH_FRAME_LIMIT = 2;
+        public const int QT_FINISH_ABORTED = 3;
+
+        public const int QT_CLONE_AUTO = 0;
+        public const int QT_CLONE_XVECTOR = 1;
+        public const int QT_CLONE_ICL = 2;
+
+        public const int QT_VOICE_XVECTOR = 1;
+        public const int QT_VOICE_ICL = 2;
+        public const int QT_VOICE_SPEAKER = 3;
+        public const int QT_VOICE_DESIGN = 4;
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         public static extern IntPtr qt_last_error();
@@ -89,5 +121,60 @@ namespace Qwentts
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         public static extern int qt_model_speaker(ModelHandle model, UIntPtr index, out IntPtr name);
+
+        // ---- voices (byte[] arguments: NUL-terminated UTF-8 from Utf8.Encode, or null for NULL)
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int qt_clone_params_default(ref CloneParams output, UIntPtr size);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int qt_clone_voice(ModelHandle model, float[] samples, UIntPtr nSamples, int channels,
+            int sampleRate, byte[] refText, ref CloneParams parameters, out VoiceHandle voice);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int qt_clone_voice_from_file(ModelHandle model, byte[] path, byte[] refText,
+            ref CloneParams parameters, out VoiceHandle voice);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int qt_voice_from_embedding(ModelHandle model, float[] embedding, UIntPtr dim, out VoiceHandle voice);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int qt_voice_from_speaker(ModelHandle model, byte[] name, out VoiceHandle voice);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int qt_voice_get_info(VoiceHandle voice, ref VoiceInfoNative info);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int qt_voice_embedding(VoiceHandle voice, float[] output, UIntPtr cap, out UIntPtr dim);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int qt_voice_serialize(VoiceHandle voice, byte[] buf, UIntPtr cap, out UIntPtr len);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int qt_voice_deserialize(ModelHandle model, byte[] buf, UIntPtr len, out VoiceHandle voice);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int qt_voice_save(VoiceHandle voice, byte[] path);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int qt_voice_load(ModelHandle model, byte[] path, out VoiceHandle voice);
+
+        // ---- generation and audio
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int qt_gen_params_default(ModelHandle model, ref GenParamsNative output, UIntPtr size);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int qt_generate(ModelHandle model, VoiceHandle voice, byte[] text, ref GenParamsNative parameters,
+            ChunkCallback onChunk, IntPtr userData, out AudioHandle audio);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int qt_audio_get_info(AudioHandle audio, ref AudioInfoNative info);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int qt_audio_samples(AudioHandle audio, out IntPtr samples, out UIntPtr nSamples);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int qt_audio_write_wav(AudioHandle audio, byte[] path);
     }
 }

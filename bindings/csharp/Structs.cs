@@ -51,4 +51,97 @@ namespace Qwentts
             return info;
         }
     }
+
+    /// <summary>qt_clone_params. Fill with Create(), then change fields.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct CloneParams
+    {
+        public uint StructSize;
+        public int Mode;         // QT_CLONE_AUTO, QT_CLONE_XVECTOR or QT_CLONE_ICL
+        public float MinSeconds; // shortest reference accepted (default 1)
+        public float MaxSeconds; // longest reference accepted (default 30)
+
+        /// <summary>The library's defaults (qt_clone_params_default).</summary>
+        public static CloneParams Create()
+        {
+            var p = new CloneParams();
+            Status.Check("qt_clone_params_default",
+                NativeMethods.qt_clone_params_default(ref p, (UIntPtr)Marshal.SizeOf(typeof(CloneParams))));
+            return p;
+        }
+    }
+
+    /// <summary>qt_voice_info. RefText and Speaker point into the voice.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct VoiceInfoNative
+    {
+        public uint StructSize;
+        public int Kind;
+        public UIntPtr EmbeddingDim;
+        public UIntPtr RefFrames;
+        public IntPtr RefText;
+        public IntPtr Speaker;
+    }
+
+    /// <summary>qt_gen_params. Language and Instruct are native UTF-8 pointers (GenerateParams
+    /// manages them); AbortCb is a native function pointer.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct GenParamsNative
+    {
+        public uint StructSize;
+        public int DoSample;
+        public IntPtr Language;
+        public IntPtr Instruct;
+        public float Temperature;
+        public int TopK;
+        public float TopP;
+        public float RepetitionPenalty;
+        public int SubDoSample;
+        public float SubTemperature;
+        public int SubTopK;
+        public float SubTopP;
+        public int MaxFrames;
+        public int ChunkFrames;
+        public ulong Seed;
+        public int OutputSampleRate;
+        public int NonStreamingMode;
+        public IntPtr AbortCb;
+        public IntPtr AbortUserData;
+    }
+
+    /// <summary>qt_chunk, as handed to a ChunkCallback (valid only during the call).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct ChunkNative
+    {
+        public uint StructSize;
+        public int IsLast;
+        public IntPtr Samples;
+        public UIntPtr NSamples;
+        public ulong FirstSample;
+        public int SampleRate;
+        public int Index;
+        public int FirstFrame;
+        public int NFrames;
+    }
+
+    /// <summary>qt_audio_info. Samples points into the audio.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct AudioInfoNative
+    {
+        public uint StructSize;
+        public int Finish;
+        public int SampleRate;
+        public int Channels;
+        public int NFrames;
+        public int ChunkOffset;
+        public IntPtr Samples;
+        public UIntPtr NSamples;
+        public double PrefillMs;
+        public double FrameMs;
+        public double DecodeMs;
+        public double CallbackMs;
+        public double FirstChunkMs;
+        public double TotalMs;
+        public double Rtf;
+    }
 }

@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::model::Model;
 use super::voice::{Voice, VoiceKind};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::model::frame_budget::default_frame_budget;
 use crate::model::generate::{FrameLoopConfig, FrameSink, GeneratedCodes, generate_codes};
 use crate::model::prompt::{self, PromptRequest, SpecialIds, VoiceData};
@@ -41,7 +41,22 @@ pub struct GenerateOptions {
     /// behaviour (EOS allowed from the second token). Benchmarks set it equal to
     /// `max_frames` to time an exact number of frames.
     pub min_frames: Option<usize>,
+    /// Codec frames per streamed chunk of [`Model::generate`] (one frame = 80 ms of audio;
+    /// default [`DEFAULT_CHUNK_FRAMES`]). Smaller gives the first audio sooner and the abort
+    /// a finer grain; larger decodes more frames per codec call (cheaper per frame). The
+    /// last chunk holds whatever is left.
+    pub chunk_frames: usize,
+    /// Sample rate of the audio [`Model::generate`] returns and streams. `None` (or the
+    /// codec's own rate) = 24 kHz, exactly the official output; any other rate (e.g. 44100,
+    /// 48000) is resampled on the fly (see [`Audio`](super::Audio) for what that implies).
+    pub output_sample_rate: Option<u32>,
 }
+
+/// Default [`GenerateOptions::chunk_frames`]: 4 frames = 320 ms of audio per chunk. The first
+/// audio is ready after the prefill and 4 frames, and each codec call decodes 7680 samples,
+/// enough rows for its matrix products to run at full speed. Set 1 for the lowest
+/// first-audio latency (one frame, 80 ms of audio), larger for batch synthesis.
+pub const DEFAULT_CHUNK_FRAMES: usize = 4;
 
 impl GenerateOptions {
     /// The checkpoint's defaults (official sampling settings, language "auto").
@@ -57,6 +72,8 @@ impl GenerateOptions {
             max_frames: None,
             seed: None,
             min_frames: None,
+            chunk_frames: DEFAULT_CHUNK_FRAMES,
+            output_sample_rate: None,
         }
     }
 
@@ -95,14 +112,21 @@ impl Model {
         let groups = config.talker_config.num_code_groups;
 
         // 1. Voice → prompt request (the official wrapper's validation lives in plan_request).
+        //    A voice made by a model must come from this model's family.
+        if let Some(origin) = voice.origin() {
+            origin.check_compatible(self.fingerprint())?;
+        }
         let (prompt_voice, voice_data, default_non_streaming) = match voice.kind() {
             VoiceKind::Cloned { embedding, reference } => {
                 if embedding.len() != config.talker_config.hidden_size {
-                    return Err(Error::invalid_argument(format!(
-                        "speaker embedding has {} values; this model needs {} (was the voice made by another model?)",
-                        embedding.len(),
-                        config.talker_config.hidden_size
-                    )));
+                    return Err(Error::new(
+                        ErrorKind::VoiceMismatch,
+                        format!(
+                            "speaker embedding has {} values; this model needs {} (was the voice made by another model?)",
+                            embedding.len(),
+                            config.talker_config.hidden_size
+                        ),
+                    ));
                 }
                 let data = VoiceData {
                     speaker_vector: Some(embedding),

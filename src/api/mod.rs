@@ -1,12 +1,25 @@
 //! The safe Rust API. The C surface in `ffi` is a mechanical shim over this module; Rust
 //! programs, tests and examples use it directly.
+//!
+//! * [`model`](Model): load a checkpoint; immutable, shareable.
+//! * `voice` / `clone` / `voice_file`: who speaks: [`Voice`], cloning from reference audio,
+//!   saving and loading voices.
+//! * `generate` / `synthesize` / `audio`: text → codec frames ([`Model::generate_codes`]),
+//!   text → streamed audio ([`Model::generate`]), and the output types ([`Audio`]).
 
+mod audio;
+mod clone;
 mod generate;
 mod model;
+mod synthesize;
 mod voice;
+mod voice_file;
 
 pub use crate::model::ModelKind;
 pub use crate::model::generate::{FinishReason, GeneratedCodes};
-pub use generate::GenerateOptions;
+pub use audio::{Audio, AudioChunk, Timings, encode_wav};
+pub use generate::{DEFAULT_CHUNK_FRAMES, GenerateOptions};
 pub use model::{LoadOptions, Model, ModelInfo};
-pub use voice::{Reference, Voice, VoiceKind};
+pub use synthesize::{ChunkSink, GenerateHooks};
+pub use voice::{ModelFingerprint, Reference, Voice, VoiceKind};
+pub use voice_file::{MAX_VOICE_BYTES, VOICE_FORMAT, VOICE_FORMAT_VERSION};

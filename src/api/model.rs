@@ -1,14 +1,22 @@
 //! `Model`: a loaded checkpoint directory (configs, memory-mapped weights, text tokenizer).
 //!
 //! A `Model` is immutable after `load` and cheap to clone (`Arc` inside), so one loaded model
-//! can serve any number of threads; per-request state will live outside it.
+//! can serve any number of threads; per-request state (KV caches, decoder streams) lives in
+//! the calls that need it. Loading builds every network the checkpoint kind uses: talker,
+//! code predictor and codec decoder always; speaker encoder and codec encoder for Base
+//! checkpoints, which clone voices.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::voice::ModelFingerprint;
+use crate::audio::{MelConfig, MelFrontEnd};
 use crate::backend::cpu::CpuBackend;
 use crate::error::{Error, Result};
 use crate::model::code_predictor::CodePredictor;
+use crate::model::codec::CodecDecoder;
+use crate::model::codec::encoder::CodecEncoder;
+use crate::model::speaker_encoder::SpeakerEncoder;
 use crate::model::talker::Talker;
 use crate::model::{Checkpoint, ModelKind};
 use crate::text::TextTokenizer;
@@ -25,6 +33,46 @@ pub(crate) struct Networks {
     pub backend: CpuBackend,
     pub talker: Talker<CpuBackend>,
     pub predictor: CodePredictor<CpuBackend>,
+    /// Codes → 24 kHz audio (every model).
+    pub codec_decoder: CodecDecoder,
+    /// What cloning needs; `None` on CustomVoice / VoiceDesign checkpoints, which have no
+    /// speaker encoder and never encode audio.
+    pub cloning: Option<CloningNetworks>,
+}
+
+/// The networks that turn a reference recording into a voice (Base checkpoints only).
+pub(crate) struct CloningNetworks {
+    /// The speaker encoder's log-mel front end (window, filter bank, FFT plan built once).
+    pub mel: MelFrontEnd,
+    /// Mel → x-vector.
+    pub speaker_encoder: SpeakerEncoder,
+    /// 24 kHz audio → reference codes, for in-context cloning.
+    pub codec_encoder: CodecEncoder,
+}
+
+impl CloningNetworks {
+    fn load(checkpoint: &Checkpoint, threads: Option<usize>) -> Result<Self> {
+        let spk = &checkpoint.config.speaker_encoder_config;
+        // The official `extract_speaker_embedding` hard-codes its mel front end (24 kHz,
+        // 128 bins); a config asking for anything else could not have been trained with it.
+        let mel_config = MelConfig::default();
+        if spk.mel_dim != mel_config.n_mels || spk.sample_rate != mel_config.sample_rate {
+            return Err(Error::unsupported(format!(
+                "speaker_encoder_config: mel_dim {} at {} Hz; the reference front end is {} mels at {} Hz",
+                spk.mel_dim, spk.sample_rate, mel_config.n_mels, mel_config.sample_rate
+            )));
+        }
+        let mut codec_encoder = CodecEncoder::from_checkpoint(checkpoint).map_err(|e| e.context("codec encoder"))?;
+        if let Some(t) = threads {
+            codec_encoder.set_threads(t);
+        }
+        Ok(CloningNetworks {
+            mel: MelFrontEnd::new(mel_config)?,
+            speaker_encoder: SpeakerEncoder::load(&checkpoint.weights, spk)
+                .map_err(|e| e.context("speaker encoder"))?,
+            codec_encoder,
+        })
+    }
 }
 
 /// A loaded Qwen3-TTS checkpoint.
@@ -38,6 +86,7 @@ struct ModelInner {
     checkpoint: Checkpoint,
     tokenizer: TextTokenizer,
     networks: Networks,
+    fingerprint: ModelFingerprint,
 }
 
 /// Static facts about a loaded model, for display and for callers that adapt to it.
@@ -77,7 +126,7 @@ impl Model {
     /// model.safetensors and speech_tokenizer/{config.json, model.safetensors}.
     ///
     /// Every tensor the configuration implies is looked up by name and its shape checked;
-    /// weights stay memory-mapped (no copy).
+    /// the codec and speaker-encoder networks convert their weights to f32 once, here.
     pub fn load(dir: impl AsRef<Path>, options: &LoadOptions) -> Result<Model> {
         let dir = dir.as_ref();
         if dir.as_os_str().is_empty() {
@@ -91,13 +140,29 @@ impl Model {
         let backend = options.threads.map(CpuBackend::new).unwrap_or_default();
         let talker = Talker::load(&backend, &checkpoint.weights, &checkpoint.config.talker_config)?;
         let predictor = CodePredictor::load(&backend, &checkpoint.weights, &checkpoint.config.talker_config)?;
-        let networks = Networks { backend, talker, predictor };
-        Ok(Model { inner: Arc::new(ModelInner { dir: dir.to_path_buf(), checkpoint, tokenizer, networks }) })
+        let mut codec_decoder = CodecDecoder::from_checkpoint(&checkpoint).map_err(|e| e.context("codec decoder"))?;
+        if let Some(t) = options.threads {
+            codec_decoder.set_threads(t);
+        }
+        let cloning = match checkpoint.config.kind() {
+            ModelKind::Base => Some(CloningNetworks::load(&checkpoint, options.threads)?),
+            ModelKind::CustomVoice | ModelKind::VoiceDesign => None,
+        };
+        let networks = Networks { backend, talker, predictor, codec_decoder, cloning };
+        let fingerprint = ModelFingerprint::of(&checkpoint);
+        Ok(Model {
+            inner: Arc::new(ModelInner { dir: dir.to_path_buf(), checkpoint, tokenizer, networks, fingerprint }),
+        })
     }
 
     /// The networks and their backend.
     pub(crate) fn networks(&self) -> &Networks {
         &self.inner.networks
+    }
+
+    /// The model family voices made by this model are tagged with (see [`ModelFingerprint`]).
+    pub fn fingerprint(&self) -> &ModelFingerprint {
+        &self.inner.fingerprint
     }
 
     /// The directory this model was loaded from.

@@ -29,10 +29,19 @@ use crate::error::{Error, ErrorKind, Result};
 /// body; it is a Rust function, not an exported symbol.
 #[doc(hidden)]
 pub fn guard(function: &'static str, body: impl FnOnce() -> Result<()>) -> qt_status {
+    guard_status(function, || body().map(|()| QT_STATUS_OK))
+}
+
+/// [`guard`] for a body that chooses its own non-error status (`QT_STATUS_OK` or a positive
+/// "finished early" value such as `QT_STATUS_ABORTED`).
+pub(crate) fn guard_status(function: &'static str, body: impl FnOnce() -> Result<qt_status>) -> qt_status {
     super::log::ensure_installed();
     clear_last_error();
     match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(Ok(())) => QT_STATUS_OK,
+        Ok(Ok(status)) => {
+            debug_assert!(status >= 0, "a body returned error status {status} as success");
+            status
+        }
         Ok(Err(err)) => {
             let status = status_for_kind(err.kind());
             set_last_error(&format!("{function}: {}", err.message()));
@@ -78,7 +87,6 @@ pub(crate) fn null_argument(arg: &str) -> Error {
 ///
 /// # Safety
 /// `ptr` is NULL or points to a NUL-terminated string that outlives the returned reference.
-#[cfg_attr(unix, allow(dead_code))] // Unix paths skip it; text arguments (qt_generate) come next
 pub(crate) unsafe fn str_arg<'a>(ptr: *const c_char, arg: &str) -> Result<&'a str> {
     if ptr.is_null() {
         return Err(null_argument(arg));
@@ -92,6 +100,73 @@ pub(crate) unsafe fn str_arg<'a>(ptr: *const c_char, arg: &str) -> Result<&'a st
             e.valid_up_to()
         ))
     })
+}
+
+/// An optional C string argument: NULL → `None`; otherwise as [`str_arg`].
+///
+/// # Safety
+/// As [`str_arg`].
+pub(crate) unsafe fn opt_str_arg<'a>(ptr: *const c_char, arg: &str) -> Result<Option<&'a str>> {
+    if ptr.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: forwarded contract.
+    unsafe { str_arg(ptr, arg) }.map(Some)
+}
+
+/// A pointer-plus-count input array: NULL with `len` > 0 → `NullArgument`; NULL with `len` 0 →
+/// an empty slice; a count whose byte size cannot be an allocation → `InvalidArgument`.
+///
+/// # Safety
+/// `ptr` is NULL or points to `len` initialised, aligned `T` that stay unchanged while the
+/// returned slice is used.
+pub(crate) unsafe fn slice_arg<'a, T>(ptr: *const T, len: usize, arg: &str) -> Result<&'a [T]> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if ptr.is_null() {
+        return Err(null_argument(arg));
+    }
+    if len.checked_mul(size_of::<T>()).is_none_or(|bytes| bytes > isize::MAX as usize) {
+        return Err(Error::invalid_argument(format!("`{arg}`: {len} elements cannot be an array in memory")));
+    }
+    if !ptr.is_aligned() {
+        return Err(Error::invalid_argument(format!("`{arg}` ({ptr:p}) is not aligned to {} bytes", align_of::<T>())));
+    }
+    // SAFETY: non-NULL, aligned, `len` elements by the caller's contract, size checked above.
+    Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+/// The two-call output pattern: copies `data` to the caller's `buf` (capacity `cap` elements)
+/// and reports its length through `out_len`. `out_len` NULL → `NullArgument`. When `buf` is
+/// NULL or `cap` is smaller than `data`, `*out_len` is set to the length needed, nothing else is
+/// written, and the result is `BufferTooSmall` (the only failure that writes an out-parameter).
+///
+/// # Safety
+/// `buf` is NULL or valid for writing `cap` elements; `out_len` is NULL or valid for writing.
+pub(crate) unsafe fn write_buffer<T: Copy>(
+    data: &[T],
+    buf: *mut T,
+    cap: usize,
+    out_len: *mut usize,
+    what: &str,
+    unit: &str,
+) -> Result<()> {
+    // SAFETY: forwarded contract.
+    let out_len = unsafe { out_arg(out_len, "out_len") }?;
+    if buf.is_null() || cap < data.len() {
+        let why = if buf.is_null() { "`buf` is NULL (a size query)".to_owned() } else { format!("`cap` is {cap}") };
+        out_len.write(data.len());
+        return Err(Error::new(
+            ErrorKind::BufferTooSmall,
+            format!("{what} needs {} {unit} and {why}; *out_len holds the size needed", data.len()),
+        ));
+    }
+    // SAFETY: `buf` holds `cap >= data.len()` writable elements; a caller's buffer cannot
+    // overlap the library's own data.
+    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), buf, data.len()) };
+    out_len.write(data.len());
+    Ok(())
 }
 
 /// A NUL-terminated path argument: NULL → `NullArgument`, "" → `InvalidArgument`.

@@ -18,6 +18,10 @@ use crate::error::{Error, ErrorKind, Result};
 
 /// Tag of a `qt_model` allocation ("qtMODEL1" in memory).
 pub(crate) const TAG_MODEL: u64 = u64::from_le_bytes(*b"qtMODEL1");
+/// Tag of a `qt_voice` allocation ("qtVOICE1").
+pub(crate) const TAG_VOICE: u64 = u64::from_le_bytes(*b"qtVOICE1");
+/// Tag of a `qt_audio` allocation ("qtAUDIO1").
+pub(crate) const TAG_AUDIO: u64 = u64::from_le_bytes(*b"qtAUDIO1");
 /// Written over the tag when an object is freed ("qtFREED!"), so a use after free that reaches
 /// an accessor before the memory is reused is reported as such.
 const TAG_FREED: u64 = u64::from_le_bytes(*b"qtFREED!");
@@ -26,6 +30,8 @@ const TAG_FREED: u64 = u64::from_le_bytes(*b"qtFREED!");
 fn tag_name(tag: u64) -> Option<&'static str> {
     match tag {
         TAG_MODEL => Some("qt_model"),
+        TAG_VOICE => Some("qt_voice"),
+        TAG_AUDIO => Some("qt_audio"),
         _ => None,
     }
 }
@@ -109,16 +115,19 @@ pub(crate) unsafe fn borrow<'a, H: Handle>(ptr: *const H, arg: &str) -> Result<&
     Ok(unsafe { &(*tagged).value })
 }
 
-/// Releases any object this library returned (a `qt_model*` today). NULL is a no-op.
+/// Releases any object this library returned: a `qt_model*`, `qt_voice*` or `qt_audio*`. NULL
+/// is a no-op.
 ///
 /// A pointer that is not a live object of this library (already freed, never returned by it,
 /// or an interior pointer) is not touched: the mistake is reported through the log hook (at
 /// `QT_LOG_WARN`) and `qt_last_error()`, and the call returns normally. Detection is by address,
 /// so a pointer freed and then handed out again for a new object cannot be told apart.
 ///
-/// Ownership: the object must not be used after this call. A model's strings (names, size
-/// label) are released with it. Work already running on the object on other threads keeps the
-/// data it uses alive until it finishes.
+/// Ownership: the object must not be used after this call. Strings and samples an object handed
+/// out (a model's names, a voice's transcript, an audio's samples) are released with it. A voice
+/// does not depend on the model that made it, so the two may be freed in any order. Work
+/// already running on a model or voice on other threads (`qt_generate`) keeps the data it uses
+/// alive until it finishes.
 /// Threads: any thread, but each object is freed once, by one thread, after every other use of
 /// it has returned.
 /// Clears `qt_last_error()` on entry; it is non-empty afterwards only if the pointer was refused.

@@ -21,6 +21,9 @@
 //! | `library.rs`  | versions and build information                                           |
 //! | `log.rs`      | the `log` facade bridged to one process-global C callback                |
 //! | `model.rs`    | `qt_load` and the model accessors                                        |
+//! | `voice.rs`    | `qt_voice`: cloning, built-in speakers, x-vectors, save/load/serialize   |
+//! | `audio.rs`    | `qt_audio`: the generated utterance, its accessors, WAV output           |
+//! | `generate.rs` | `qt_generate`, `qt_gen_params_default`, the chunk and abort callbacks    |
 //!
 //! Internal items are `pub(crate)`: cbindgen turns every `pub const` it sees into a `#define`,
 //! so only the `qt_*`/`QT_*` names that belong in the header are `pub`.
@@ -51,8 +54,17 @@ pub mod log;
 // objects and qt_free,
 pub mod handle;
 
-// and the model.
+// the model,
 pub mod model;
+
+// voices,
+pub mod voice;
+
+// generated audio,
+pub mod audio;
+
+// and generation.
+pub mod generate;
 
 // The boundary helpers export nothing.
 pub mod boundary;
@@ -63,6 +75,13 @@ pub use log::{
     QT_LOG_DEBUG, QT_LOG_ERROR, QT_LOG_INFO, QT_LOG_OFF, QT_LOG_TRACE, QT_LOG_WARN, qt_log_cb, qt_log_set,
     qt_log_set_level,
 };
+pub use audio::{qt_audio, qt_audio_get_info, qt_audio_samples, qt_audio_write_wav};
+pub use generate::{qt_gen_params_default, qt_generate};
 pub use model::{qt_load, qt_model, qt_model_get_info, qt_model_language, qt_model_params_default, qt_model_speaker};
+pub use voice::{
+    qt_clone_params_default, qt_clone_voice, qt_clone_voice_from_file, qt_voice, qt_voice_deserialize,
+    qt_voice_embedding, qt_voice_from_embedding, qt_voice_from_speaker, qt_voice_get_info, qt_voice_load,
+    qt_voice_save, qt_voice_serialize,
+};
 pub use status::*;
 pub use types::*;

@@ -21,7 +21,6 @@ pub struct qt_model {
 /// What a `qt_model*` points to (behind its type tag): the model and the C strings its
 /// accessors hand out, which live exactly as long as the object.
 pub(crate) struct ModelObject {
-    #[allow(dead_code)] // what qt_clone_voice and qt_generate will run; kept alive by the handle
     model: Model,
     info: ModelInfo,
     device: Device,
@@ -49,6 +48,16 @@ impl ModelObject {
             info,
             device,
         }
+    }
+
+    /// The model, for the exports of other objects (voices, generation).
+    pub(crate) fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// What `qt_model_get_info` reports, as the Rust API has it.
+    pub(crate) fn info(&self) -> &ModelInfo {
+        &self.info
     }
 
     fn to_c_info(&self) -> qt_model_info {

@@ -49,6 +49,11 @@ pub const QT_STATUS_BUFFER_TOO_SMALL: i32 = -12;
 /// An object pointer is not a live object of the expected type: already freed, of another type,
 /// or never returned by this library.
 pub const QT_STATUS_INVALID_HANDLE: i32 = -13;
+/// A voice was made by a model of another family (different kind, widths, speaker encoder or
+/// codec): it cannot be used with this model.
+pub const QT_STATUS_VOICE_MISMATCH: i32 = -14;
+/// The bytes or file given as a saved voice are not one: wrong magic, truncated or corrupt.
+pub const QT_STATUS_BAD_VOICE: i32 = -15;
 /// A bug inside the library was caught at the C boundary (a Rust panic). The call had no
 /// effect on its out-parameters; the library remains usable. Please report it with the
 /// `qt_last_error()` text.
@@ -121,6 +126,16 @@ const TABLE: &[(qt_status, Option<ErrorKind>, &CStr)] = &[
         c"QT_STATUS_INVALID_HANDLE: not a live object of the expected type",
     ),
     (
+        QT_STATUS_VOICE_MISMATCH,
+        Some(ErrorKind::VoiceMismatch),
+        c"QT_STATUS_VOICE_MISMATCH: the voice was made by a different model family",
+    ),
+    (
+        QT_STATUS_BAD_VOICE,
+        Some(ErrorKind::BadVoice),
+        c"QT_STATUS_BAD_VOICE: not a valid saved voice (wrong format, truncated or corrupt)",
+    ),
+    (
         QT_STATUS_PANIC,
         Some(ErrorKind::Panic),
         c"QT_STATUS_PANIC: internal error caught at the C boundary (a bug; please report it)",
@@ -146,6 +161,8 @@ pub fn status_for_kind(kind: ErrorKind) -> qt_status {
         ErrorKind::Unsupported => QT_STATUS_UNSUPPORTED,
         ErrorKind::BufferTooSmall => QT_STATUS_BUFFER_TOO_SMALL,
         ErrorKind::InvalidHandle => QT_STATUS_INVALID_HANDLE,
+        ErrorKind::VoiceMismatch => QT_STATUS_VOICE_MISMATCH,
+        ErrorKind::BadVoice => QT_STATUS_BAD_VOICE,
         ErrorKind::Panic => QT_STATUS_PANIC,
     }
 }

@@ -5,7 +5,7 @@
 //! C enum, whose size is up to the compiler, and never `bool`, which C# marshals as 4 bytes);
 //! the library validates every value it reads.
 
-use std::ffi::c_char;
+use std::ffi::{c_char, c_void};
 use std::mem::offset_of;
 
 use super::boundary::SizedStruct;
@@ -149,3 +149,315 @@ pub(crate) fn model_kind_to_c(kind: ModelKind) -> i32 {
         ModelKind::VoiceDesign => QT_MODEL_VOICE_DESIGN,
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Callbacks
+// ---------------------------------------------------------------------------------------------
+
+/// Callback return value: go on.
+pub const QT_CONTINUE: i32 = 0;
+/// Callback return value: stop; the running call returns `QT_STATUS_ABORTED`.
+pub const QT_STOP: i32 = 1;
+
+/// `qt_gen_params.seed`: draw a fresh seed for each request (nondeterministic sampling).
+pub const QT_SEED_RANDOM: u64 = u64::MAX;
+
+/// `qt_gen_params.non_streaming_mode`: the official default for the voice (0 for cloned voices,
+/// 1 for built-in speakers and designed voices).
+pub const QT_TEXT_FEED_DEFAULT: i32 = -1;
+/// `qt_gen_params.non_streaming_mode`: the text is fed alongside the audio, a token per frame.
+pub const QT_TEXT_FEED_STREAMING: i32 = 0;
+/// `qt_gen_params.non_streaming_mode`: the whole text is in the prompt before the first frame.
+pub const QT_TEXT_FEED_FULL: i32 = 1;
+
+/// `qt_audio_info.finish`: the model ended the speech itself (end-of-speech token).
+pub const QT_FINISH_EOS: i32 = 1;
+/// `qt_audio_info.finish`: the frame limit (`qt_gen_params.max_frames`, or the default budget
+/// derived from the text length) cut generation before the model ended it; the audio may stop
+/// mid-word.
+pub const QT_FINISH_FRAME_LIMIT: i32 = 2;
+/// `qt_audio_info.finish`: the chunk callback or the abort hook asked to stop
+/// (`qt_generate` returned `QT_STATUS_ABORTED`).
+pub const QT_FINISH_ABORTED: i32 = 3;
+
+/// `qt_clone_params.mode`: in-context cloning when `ref_text` is given, x-vector only otherwise.
+pub const QT_CLONE_AUTO: i32 = 0;
+/// `qt_clone_params.mode`: the speaker x-vector only; `ref_text` is not needed (ignored if given).
+pub const QT_CLONE_XVECTOR: i32 = 1;
+/// `qt_clone_params.mode`: in-context cloning (x-vector plus the reference's codec codes and its
+/// transcript); `ref_text` is required.
+pub const QT_CLONE_ICL: i32 = 2;
+
+/// `qt_voice_info.kind`: a cloned voice made of the speaker x-vector only.
+pub const QT_VOICE_XVECTOR: i32 = 1;
+/// `qt_voice_info.kind`: a cloned voice with in-context material (x-vector, reference codes and
+/// transcript).
+pub const QT_VOICE_ICL: i32 = 2;
+/// `qt_voice_info.kind`: a built-in speaker of a CustomVoice model.
+pub const QT_VOICE_SPEAKER: i32 = 3;
+/// `qt_voice_info.kind`: a voice described in words, for a VoiceDesign model.
+pub const QT_VOICE_DESIGN: i32 = 4;
+
+/// A piece of generated audio handed to a `qt_chunk_cb`. Every pointer is borrowed: valid only
+/// during that callback call.
+///
+/// The chunks of one call, concatenated, are the utterance: `qt_audio_samples` of the result from
+/// `qt_audio_info.chunk_offset` on (see there).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct qt_chunk {
+    /// The bytes of this struct the library filled (`sizeof(qt_chunk)` of its version). A
+    /// program built against a newer header compares it before reading fields added later.
+    pub struct_size: u32,
+    /// 1 on the final chunk of a call that was not stopped, else 0. Sent exactly once.
+    pub is_last: i32,
+    /// Mono samples, nominally in [-1, 1], at `sample_rate`. Valid only during the callback:
+    /// copy them to keep them. NULL when `n_samples` is 0 (the last chunk may be empty).
+    pub samples: *const f32,
+    /// Number of samples at `samples`.
+    pub n_samples: usize,
+    /// Position of `samples[0]` in the stream: the number of samples in all earlier chunks.
+    pub first_sample: u64,
+    /// Sample rate of `samples` in Hz (`qt_gen_params.output_sample_rate`; the same for every
+    /// chunk of a call).
+    pub sample_rate: i32,
+    /// 0, 1, 2, ... in order of delivery.
+    pub index: i32,
+    /// Codec frames generated before the previous chunk was sent (0 for the first chunk).
+    pub first_frame: i32,
+    /// Codec frames generated since the previous chunk (80 ms of audio each; at 24 kHz a chunk
+    /// holds their audio, at other rates the resampler's latency may shift it to later chunks).
+    pub n_frames: i32,
+}
+
+/// Receives generated audio as it is made (see `qt_generate`).
+///
+/// - `chunk`: the audio; it and its samples are valid only during the call.
+/// - `user_data`: the pointer given to `qt_generate`.
+///
+/// Return `QT_CONTINUE` to go on or `QT_STOP` to end generation now (`qt_generate` then returns
+/// `QT_STATUS_ABORTED`); any other value ends it with `QT_STATUS_INVALID_ARGUMENT`.
+/// Threads: called on the thread that called `qt_generate`, one chunk at a time, in order. It
+/// must not unwind (no C++ exception or managed exception may leave it) and must not free the
+/// model or voice in use.
+pub type qt_chunk_cb = Option<unsafe extern "C" fn(chunk: *const qt_chunk, user_data: *mut c_void) -> i32>;
+
+/// Asked between codec frames (every 80 ms of audio) whether to stop (see
+/// `qt_gen_params.abort_cb`).
+///
+/// Return `QT_CONTINUE` to go on or `QT_STOP` to end generation (`qt_generate` then returns
+/// `QT_STATUS_ABORTED`); any other value ends it with `QT_STATUS_INVALID_ARGUMENT`.
+/// Threads: called on the thread that called `qt_generate`. To cancel from another thread, have
+/// it set a flag (an atomic) that this callback reads. It must not unwind.
+pub type qt_abort_cb = Option<unsafe extern "C" fn(user_data: *mut c_void) -> i32>;
+
+// ---------------------------------------------------------------------------------------------
+// Generation
+// ---------------------------------------------------------------------------------------------
+
+/// Options for `qt_generate`. Fill it with `qt_gen_params_default(model, &p, sizeof p)` (the
+/// model's `generation_config.json`), change what you need, and pass a pointer; NULL means
+/// "all defaults of the model".
+///
+/// The library reads only the first `struct_size` bytes; strings are read during the call only.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct qt_gen_params {
+    /// `sizeof(qt_gen_params)` as the caller knows it. Set by `qt_gen_params_default`.
+    pub struct_size: u32,
+    /// Sample codebook 0 (the talker) from the distribution (1, the default) or take the most
+    /// likely token (0, greedy: deterministic, the other talker knobs except
+    /// `repetition_penalty` are then ignored). 0 or 1 only.
+    pub do_sample: i32,
+    /// Language of `text`: "auto" (the default; NULL means the same) or one of the model's
+    /// languages (`qt_model_language`), case-insensitive, e.g. "English".
+    pub language: *const c_char,
+    /// Style instruction ("speak slowly and softly"), honoured by 1.7B CustomVoice models; NULL
+    /// or "" for none (the default).
+    pub instruct: *const c_char,
+    /// Talker temperature (> 0; model default 0.9).
+    pub temperature: f32,
+    /// Talker top-k (0 = off; model default 50). Must not be negative.
+    pub top_k: i32,
+    /// Talker nucleus cut in (0, 1] (1 = off; model default 1.0).
+    pub top_p: f32,
+    /// Penalty > 0 on repeating an earlier codebook-0 token (1 = off; model default 1.05).
+    /// Applies when greedy too.
+    pub repetition_penalty: f32,
+    /// Sample codebooks 1..15 (the code predictor) (1, the default) or greedy (0).
+    pub sub_do_sample: i32,
+    /// Code-predictor temperature (> 0; model default 0.9).
+    pub sub_temperature: f32,
+    /// Code-predictor top-k (0 = off; model default 50). Must not be negative.
+    pub sub_top_k: i32,
+    /// Code-predictor nucleus cut in (0, 1] (model default 1.0).
+    pub sub_top_p: f32,
+    /// Most codec frames to generate (12.5 per second of audio). 0 (the default) = a budget
+    /// derived from the text length, so that a request whose end never comes cannot run for
+    /// minutes. Capped by the model's `max_new_tokens`. When it cuts generation,
+    /// `qt_audio_info.finish` is `QT_FINISH_FRAME_LIMIT`. Must not be negative.
+    pub max_frames: i32,
+    /// Codec frames per streamed chunk handed to the chunk callback (each frame is 80 ms of
+    /// audio; default 4 = 320 ms; 0 also means the default). Smaller chunks mean earlier first
+    /// audio and more calls; the last chunk holds what is left. Must not be negative.
+    pub chunk_frames: i32,
+    /// Seed of the sampler: the same seed, text, voice and options give the same audio on every
+    /// run and thread count. `QT_SEED_RANDOM` (the default) draws a fresh one per request.
+    pub seed: u64,
+    /// Sample rate of the output in Hz: 0 (the default) = the model's 24000; any other rate is
+    /// produced by band-limited resampling (e.g. 44100 or 48000 for a game mixer). Must not be
+    /// negative.
+    pub output_sample_rate: i32,
+    /// How the text is fed: `QT_TEXT_FEED_DEFAULT` (-1, the default), `QT_TEXT_FEED_STREAMING`
+    /// (0) or `QT_TEXT_FEED_FULL` (1). The official `non_streaming_mode`.
+    pub non_streaming_mode: i32,
+    /// Polled between codec frames; returning `QT_STOP` ends generation with
+    /// `QT_STATUS_ABORTED`. NULL (the default) for none. See `qt_abort_cb`.
+    pub abort_cb: qt_abort_cb,
+    /// Passed to `abort_cb`; the library never dereferences it.
+    pub abort_user_data: *mut c_void,
+}
+
+// SAFETY: repr(C), u32 struct_size first, integer/float/pointer/nullable-fn-pointer fields only
+// (every bit pattern valid: Option<fn> is nullable), no padding (asserted below).
+unsafe impl SizedStruct for qt_gen_params {
+    const NAME: &'static str = "qt_gen_params";
+    // v1 ends after `abort_user_data`. Append a size when a field is added; never edit an entry.
+    const LAYOUT_SIZES: &'static [usize] = &[offset_of!(qt_gen_params, abort_user_data) + size_of::<usize>()];
+    fn set_struct_size(&mut self, size: u32) {
+        self.struct_size = size;
+    }
+}
+
+/// Options for `qt_clone_voice` and `qt_clone_voice_from_file`. Fill it with
+/// `qt_clone_params_default(&p, sizeof p)`; NULL means "all defaults".
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct qt_clone_params {
+    /// `sizeof(qt_clone_params)` as the caller knows it. Set by `qt_clone_params_default`.
+    pub struct_size: u32,
+    /// `QT_CLONE_AUTO` (the default), `QT_CLONE_XVECTOR` or `QT_CLONE_ICL`.
+    pub mode: i32,
+    /// Shortest reference accepted, in seconds (default 1; shorter gives a poor voice).
+    pub min_seconds: f32,
+    /// Longest reference accepted, in seconds (default 30). Longer references are rejected,
+    /// never trimmed: in ICL mode the transcript must match the audio exactly.
+    pub max_seconds: f32,
+}
+
+// SAFETY: repr(C), u32 struct_size first, integer/float fields only, no padding.
+unsafe impl SizedStruct for qt_clone_params {
+    const NAME: &'static str = "qt_clone_params";
+    // v1 ends after `max_seconds`. Append a size when a field is added; never edit an entry.
+    const LAYOUT_SIZES: &'static [usize] = &[offset_of!(qt_clone_params, max_seconds) + 4];
+    fn set_struct_size(&mut self, size: u32) {
+        self.struct_size = size;
+    }
+}
+
+// The layouts are fixed ABI: no hidden padding, on 64-bit and 32-bit targets alike.
+const _: () = {
+    let ptr = size_of::<usize>();
+    assert!(offset_of!(qt_chunk, first_sample) == 8 + 2 * ptr);
+    assert!(size_of::<qt_chunk>() == 8 + 2 * ptr + 24);
+    assert!(offset_of!(qt_gen_params, language) == 8);
+    assert!(offset_of!(qt_gen_params, temperature) == 8 + 2 * ptr);
+    assert!(offset_of!(qt_gen_params, seed) == 8 + 2 * ptr + 40);
+    assert!(offset_of!(qt_gen_params, abort_cb) == 8 + 2 * ptr + 56);
+    assert!(size_of::<qt_gen_params>() == 8 + 4 * ptr + 56);
+    assert!(size_of::<qt_clone_params>() == 16);
+};
+
+/// Facts about a voice, filled by `qt_voice_get_info`. Set `struct_size` to
+/// `sizeof(qt_voice_info)` before the call; the library fills the fields that fit and sets
+/// `struct_size` to the number of bytes it wrote.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct qt_voice_info {
+    /// In: the caller's `sizeof(qt_voice_info)`. Out: the bytes the library filled.
+    pub struct_size: u32,
+    /// `QT_VOICE_XVECTOR`, `QT_VOICE_ICL` or `QT_VOICE_SPEAKER`. Compare with the constants; a
+    /// future library may report a kind this header does not name.
+    pub kind: i32,
+    /// Floats in the speaker x-vector (`qt_voice_embedding`); 0 for a built-in speaker.
+    pub embedding_dim: usize,
+    /// Codec frames of in-context reference audio (12.5 per second); 0 unless `QT_VOICE_ICL`.
+    pub ref_frames: usize,
+    /// Transcript of the reference audio (`QT_VOICE_ICL`), else NULL. Owned by the voice.
+    pub ref_text: *const c_char,
+    /// Name of the built-in speaker (`QT_VOICE_SPEAKER`), else NULL. Owned by the voice.
+    pub speaker: *const c_char,
+}
+
+// SAFETY: repr(C), u32 struct_size first, integer/pointer fields only, no padding.
+unsafe impl SizedStruct for qt_voice_info {
+    const NAME: &'static str = "qt_voice_info";
+    // v1 ends after `speaker`. Append a size when a field is added; never edit an entry.
+    const LAYOUT_SIZES: &'static [usize] = &[offset_of!(qt_voice_info, speaker) + size_of::<usize>()];
+    fn set_struct_size(&mut self, size: u32) {
+        self.struct_size = size;
+    }
+}
+
+const _: () = assert!(size_of::<qt_voice_info>() == 8 + 4 * size_of::<usize>());
+
+/// Facts about generated audio, filled by `qt_audio_get_info`. Set `struct_size` to
+/// `sizeof(qt_audio_info)` before the call; the library fills the fields that fit and sets
+/// `struct_size` to the number of bytes it wrote.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct qt_audio_info {
+    /// In: the caller's `sizeof(qt_audio_info)`. Out: the bytes the library filled.
+    pub struct_size: u32,
+    /// Why generation ended: `QT_FINISH_EOS`, `QT_FINISH_FRAME_LIMIT` or `QT_FINISH_ABORTED`.
+    /// Compare with the constants; a future library may report a value this header does not
+    /// name.
+    pub finish: i32,
+    /// Sample rate of `samples` in Hz (24000, or `qt_gen_params.output_sample_rate`).
+    pub sample_rate: i32,
+    /// Channels of `samples`: always 1 (mono).
+    pub channels: i32,
+    /// Codec frames generated (80 ms each); an in-context voice's reference is not counted.
+    pub n_frames: i32,
+    /// Index in `samples` where the streamed chunks begin: 0, except for an in-context (ICL)
+    /// voice at 24 kHz, where the official output sometimes keeps one reference sample in
+    /// front (then 1).
+    pub chunk_offset: i32,
+    /// The samples (mono, nominally in [-1, 1]). Owned by the audio: valid until it is freed.
+    pub samples: *const f32,
+    /// Number of samples.
+    pub n_samples: usize,
+    /// Milliseconds from the call until the first codec frame existed (prompt, talker
+    /// prefill, first frame).
+    pub prefill_ms: f64,
+    /// Mean milliseconds per later frame (talker step, sampling, code predictor).
+    pub frame_ms: f64,
+    /// Milliseconds of codec decoding and resampling.
+    pub decode_ms: f64,
+    /// Milliseconds spent inside the caller's callbacks.
+    pub callback_ms: f64,
+    /// Milliseconds from the call until the first chunk's audio was ready (0 if none).
+    pub first_chunk_ms: f64,
+    /// Milliseconds of the whole call.
+    pub total_ms: f64,
+    /// Real-time factor: (total − callbacks) / audio duration; below 1 is faster than real
+    /// time (0 when no audio was made).
+    pub rtf: f64,
+}
+
+// SAFETY: repr(C), u32 struct_size first, integer/float/pointer fields only, no padding.
+unsafe impl SizedStruct for qt_audio_info {
+    const NAME: &'static str = "qt_audio_info";
+    // v1 ends after `rtf`. Append a size when a field is added; never edit an entry.
+    const LAYOUT_SIZES: &'static [usize] = &[offset_of!(qt_audio_info, rtf) + 8];
+    fn set_struct_size(&mut self, size: u32) {
+        self.struct_size = size;
+    }
+}
+
+const _: () = {
+    let ptr = size_of::<usize>();
+    assert!(offset_of!(qt_audio_info, samples) == 24);
+    assert!(offset_of!(qt_audio_info, prefill_ms) == 24 + 2 * ptr);
+    assert!(size_of::<qt_audio_info>() == 24 + 2 * ptr + 7 * 8);
+};

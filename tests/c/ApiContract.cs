@@ -1,8 +1,11 @@
 // ApiContract.cs: the C# bindings' contract, run by tests/c_consumers.rs:
 //   mcs -out:ApiContract.exe bindings/csharp/*.cs tests/c/ApiContract.cs
-//   LD_LIBRARY_PATH=target/debug/deps mono ApiContract.exe tests/fixtures/tiny-base
+//   LD_LIBRARY_PATH=target/debug/deps mono ApiContract.exe tests/fixtures/tiny-base \
+//       tests/fixtures/tiny-customvoice tests/fixtures/audio/ref_24k.wav
 // Checks struct mirrors against the library, exceptions carrying status and detail, SafeHandle
-// release, and the log handler. Prints "ApiContract: N checks passed" or the failures (exit 1).
+// release, the log handler, and voices and generation: handlers that stop or throw, voice
+// round trips, voices of another model. Prints "ApiContract: N checks passed" or the failures
+// (exit 1).
 using System;
 using System.Collections.Generic;
 using System.Runtime.InteropServices;
@@ -72,8 +75,115 @@ static class ApiContract
         lock (messages) Check(messages.Count == 1 && messages[0].StartsWith(NativeMethods.QT_LOG_WARN + " qt_free:"), "log handler got the warning");
         Library.SetLogHandler(null);
 
+        if (args.Length > 2) Generation(dir, args[1], args[2]);
+
         if (failures > 0) { Console.Error.WriteLine("ApiContract: " + failures + " of " + checks + " checks failed"); return 1; }
         Console.WriteLine("ApiContract: " + checks + " checks passed");
         return 0;
+    }
+
+    static void Generation(string dir, string customDir, string refWav)
+    {
+        int structSize = Marshal.SizeOf(typeof(GenParamsNative));
+        using (Model model = Model.Load(dir))
+        using (Model custom = Model.Load(customDir))
+        using (Voice voice = model.CloneVoiceFromFile(refWav, "Okay. Yeah. This is my reference voice."))
+        {
+            // Mirrors: the library fills exactly our structs.
+            GenerateParams p = model.DefaultGenerateParams();
+            Check(p.Native.StructSize == structSize, "qt_gen_params mirror size " + p.Native.StructSize + " vs " + structSize);
+            Check(p.Native.Seed == NativeMethods.QT_SEED_RANDOM && p.Native.DoSample == 1 && p.Native.TopK == 50, "gen defaults");
+            Check(CloneParams.Create().StructSize == Marshal.SizeOf(typeof(CloneParams)), "qt_clone_params mirror size");
+            VoiceInfo vi = voice.GetInfo();
+            Check(vi.StructSize == Marshal.SizeOf(typeof(VoiceInfoNative)), "qt_voice_info mirror size " + vi.StructSize);
+            Check(vi.Kind == NativeMethods.QT_VOICE_ICL && vi.RefFrames == 39 && vi.EmbeddingDim == 32, "cloned ICL voice");
+            Check(vi.RefText == "Okay. Yeah. This is my reference voice." && vi.Speaker == null, "voice strings");
+
+            // Generation with a handler: chunks in order, the audio is their concatenation.
+            p.Language = "English";
+            p.Native.Seed = 7;
+            p.Native.MaxFrames = 6;
+            p.Native.ChunkFrames = 2;
+            var streamed = new List<float>();
+            int lastChunks = 0;
+            using (Audio audio = model.Generate(voice, "Hello there.", p, c =>
+            {
+                Check(c.StructSize == Marshal.SizeOf(typeof(ChunkNative)), "qt_chunk mirror size " + c.StructSize);
+                Check(c.FirstSample == streamed.Count, "chunk " + c.Index + " contiguous");
+                streamed.AddRange(c.Samples);
+                if (c.IsLast) lastChunks++;
+                return true;
+            }))
+            {
+                Check(audio.Info.StructSize == Marshal.SizeOf(typeof(AudioInfoNative)), "qt_audio_info mirror size " + audio.Info.StructSize);
+                Check(audio.SampleRate == 24000 && audio.Frames > 0 && audio.Frames <= 6 && !audio.Aborted, "audio info");
+                Check(lastChunks == 1 && streamed.Count == audio.Samples.Length, "chunks cover the audio");
+                bool same = true;
+                for (int i = 0; i < streamed.Count && same; i++) same = streamed[i] == audio.Samples[i];
+                Check(same, "chunk samples equal the audio");
+            }
+
+            // A handler that says stop, an abort hook, a handler that throws.
+            p.Native.MaxFrames = 12;
+            using (Audio stopped = model.Generate(voice, "Hello there.", p, c => false))
+                Check(stopped.Aborted && stopped.Finish == NativeMethods.QT_FINISH_ABORTED, "handler returning false aborts");
+            int polls = 0;
+            GenerateParams hooked = model.DefaultGenerateParams();
+            hooked.Native.MaxFrames = 12;
+            hooked.ShouldAbort = () => ++polls >= 2;
+            using (Audio stopped = model.Generate(voice, "Hello there.", hooked, null))
+                Check(stopped.Aborted && stopped.Frames == 2 && polls == 2, "ShouldAbort stops after its second poll: " + stopped.Frames);
+            bool rethrown = false;
+            try { model.Generate(voice, "Hello there.", p, c => { throw new InvalidTimeZoneException("from the handler"); }); }
+            catch (InvalidTimeZoneException e) { rethrown = e.Message == "from the handler"; }
+            Check(rethrown, "an exception in the chunk handler is rethrown by Generate");
+            hooked.ShouldAbort = () => { throw new ArithmeticException("from the hook"); };
+            rethrown = false;
+            try { model.Generate(voice, "Hello there.", hooked, null); }
+            catch (ArithmeticException) { rethrown = true; }
+            Check(rethrown, "an exception in ShouldAbort is rethrown by Generate");
+
+            // Bad input arrives as exceptions with the status.
+            GenerateParams bad = model.DefaultGenerateParams();
+            bad.Native.DoSample = 3;
+            QwenttsException e2 = Throws(() => model.Generate(voice, "Hi.", bad, null));
+            Check(e2 != null && e2.Status == NativeMethods.QT_STATUS_INVALID_ARGUMENT && e2.Message.Contains("do_sample"), "bad do_sample");
+            bad = model.DefaultGenerateParams();
+            bad.Language = "klingon";
+            e2 = Throws(() => model.Generate(voice, "Hi.", bad, null));
+            Check(e2 != null && e2.Status == NativeMethods.QT_STATUS_INVALID_ARGUMENT, "unknown language");
+            e2 = Throws(() => custom.Generate(voice, "Hi."));
+            Check(e2 != null && e2.Status == NativeMethods.QT_STATUS_VOICE_MISMATCH, "voice of another model family");
+            e2 = Throws(() => model.VoiceFromSpeaker("ryan"));
+            Check(e2 != null && e2.Status == NativeMethods.QT_STATUS_UNSUPPORTED, "no speakers on Base");
+            e2 = Throws(() => model.CloneVoiceFromFile("/nonexistent/ref.wav", null));
+            Check(e2 != null && e2.Status == NativeMethods.QT_STATUS_NOT_FOUND, "missing reference");
+            e2 = Throws(() => model.CloneVoice(new float[100], 1, 24000, null));
+            Check(e2 != null && e2.Status == NativeMethods.QT_STATUS_INVALID_ARGUMENT, "too short reference");
+
+            // Voices round trip: bytes, x-vector, built-in speakers.
+            byte[] bytes = voice.Serialize();
+            using (Voice back = model.DeserializeVoice(bytes))
+            {
+                byte[] again = back.Serialize();
+                Check(again.Length == bytes.Length, "serialized voice round trip");
+            }
+            bytes[bytes.Length / 2] ^= 0x11;
+            e2 = Throws(() => model.DeserializeVoice(bytes));
+            Check(e2 != null && e2.Status == NativeMethods.QT_STATUS_BAD_VOICE, "corrupt voice bytes");
+            float[] xvec = voice.GetEmbedding();
+            using (Voice x = model.VoiceFromEmbedding(xvec))
+            {
+                Check(x.GetInfo().Kind == NativeMethods.QT_VOICE_XVECTOR && x.GetEmbedding().Length == 32, "x-vector voice");
+            }
+            using (Voice ryan = custom.VoiceFromSpeaker("Ryan"))
+            {
+                Check(ryan.GetInfo().Kind == NativeMethods.QT_VOICE_SPEAKER, "built-in speaker");
+                GenerateParams q = custom.DefaultGenerateParams();
+                q.Native.MaxFrames = 3;
+                using (Audio a = custom.Generate(ryan, "Hi.", q, null))
+                    Check(a.Frames > 0, "a built-in speaker speaks");
+            }
+        }
     }
 }

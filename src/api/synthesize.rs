@@ -1,0 +1,271 @@
+//! `Model::generate`: text + voice → audio, streamed in chunks while the frames are made.
+//!
+//! The frame loop ([`Model::generate_codes`]) hands over each codec frame as it is made;
+//! every `chunk_frames` frames are decoded by one [`StreamingDecoder`] in
+//! [`ChunkPolicy::Official`] (which reproduces the official `chunked_decode(300, 25)` for any
+//! length), resampled if asked, and handed to the caller's callback. The returned audio is
+//! the concatenation of those same samples, so streaming and the final result can never
+//! disagree. ICL voices: the reference codes go through the decoder first (their audio is
+//! dropped), exactly as the official `decode(ref ++ generated)`; see [`Audio`] for the one
+//! sample of the official cut that can precede the chunks.
+
+use std::time::{Duration, Instant};
+
+use super::audio::{Audio, AudioChunk, StreamResampler, Timings};
+use super::generate::GenerateOptions;
+use super::model::Model;
+use super::voice::Voice;
+use crate::audio::reference::MAX_SAMPLE_RATE;
+use crate::error::{Error, Result};
+use crate::model::codec::{ChunkPolicy, CodecDecoder, StreamingDecoder, icl_cut};
+use crate::model::generate::FinishReason;
+
+/// What the chunk callback returns: `true` to go on, `false` to stop (the call then ends
+/// with [`FinishReason::Aborted`]).
+pub type ChunkSink<'a> = dyn FnMut(&AudioChunk<'_>) -> bool + 'a;
+
+/// The caller's hooks into one [`Model::generate_with`] call. Both run on the calling
+/// thread, between frames.
+#[derive(Default)]
+pub struct GenerateHooks<'a> {
+    /// Receives every chunk; `false` stops generation.
+    pub on_chunk: Option<&'a mut ChunkSink<'a>>,
+    /// Polled after every frame (80 ms of audio, so abort latency is one frame of compute);
+    /// `true` stops generation. Independent of chunking.
+    pub should_abort: Option<&'a mut (dyn FnMut() -> bool + 'a)>,
+}
+
+impl Model {
+    /// Speaks `text` in `voice`: generates codec frames and decodes them to audio as they
+    /// arrive. Blocking; safe to call from many threads at once on one model.
+    ///
+    /// `on_chunk` (optional) receives the audio in chunks of `options.chunk_frames` frames
+    /// while generation runs, on the calling thread; its samples are borrowed for that call
+    /// only. Returning `false` stops generation: the result then has
+    /// [`FinishReason::Aborted`] and holds the audio of every frame made so far. Whether or
+    /// not a callback is given, the result is the same.
+    ///
+    /// Errors: everything [`generate_codes`](Self::generate_codes) reports (voice of another
+    /// model family → `VoiceMismatch`; wrong voice kind → `Unsupported`; bad language,
+    /// options → `InvalidArgument`), plus `chunk_frames == 0` or an output rate outside
+    /// 1 Hz..=768 kHz (`InvalidArgument`).
+    pub fn generate(
+        &self,
+        voice: &Voice,
+        text: &str,
+        options: &GenerateOptions,
+        on_chunk: Option<&mut ChunkSink<'_>>,
+    ) -> Result<Audio> {
+        // Shorten the callback's lifetime bound to the call's (the hooks have one lifetime).
+        let on_chunk = on_chunk.map(|sink| sink as &mut ChunkSink<'_>);
+        self.generate_with(voice, text, options, GenerateHooks { on_chunk, should_abort: None })
+    }
+
+    /// [`generate`](Self::generate) with every hook: the chunk callback and an abort poll
+    /// that runs after each frame (what `qt_gen_params.abort_cb` maps to).
+    pub fn generate_with(
+        &self,
+        voice: &Voice,
+        text: &str,
+        options: &GenerateOptions,
+        hooks: GenerateHooks<'_>,
+    ) -> Result<Audio> {
+        let started = Instant::now();
+        let decoder = &self.networks().codec_decoder;
+        let groups = self.checkpoint().config.talker_config.num_code_groups;
+        if options.chunk_frames == 0 {
+            return Err(Error::invalid_argument("chunk_frames must be at least 1"));
+        }
+        let rate = options.output_sample_rate.unwrap_or(decoder.sample_rate());
+        if rate == 0 || rate > MAX_SAMPLE_RATE {
+            return Err(Error::invalid_argument(format!(
+                "output_sample_rate {rate} Hz is outside 1..={MAX_SAMPLE_RATE} Hz"
+            )));
+        }
+        let reference = voice.reference().map(|r| r.codes.as_slice());
+        let mut out = OutputStream {
+            decoder: StreamingDecoder::new(decoder, ChunkPolicy::Official),
+            groups,
+            chunk_frames: options.chunk_frames,
+            reference,
+            reference_tail: Vec::new(),
+            resampler: StreamResampler::new(decoder.sample_rate(), rate)?,
+            rate,
+            pending: Vec::new(),
+            frames: 0,
+            samples: Vec::new(),
+            chunks: 0,
+            on_chunk: hooks.on_chunk,
+            started,
+            decode: Duration::ZERO,
+            callbacks: Duration::ZERO,
+            first_chunk: None,
+        };
+        let mut should_abort = hooks.should_abort;
+
+        // 1. The frame loop. Inside the sink, time is decode and callbacks; between sink
+        //    calls it is the talker and code predictor (`prefill` ends at the first frame).
+        let mut failure: Option<Error> = None;
+        let mut prefill: Option<Duration> = None;
+        let mut in_sink = Duration::ZERO;
+        let mut sink = |_index: usize, frame: &[u32]| -> bool {
+            let entered = Instant::now();
+            prefill.get_or_insert_with(|| entered - started);
+            out.pending.extend_from_slice(frame);
+            out.frames += 1;
+            let stop = should_abort.as_deref_mut().is_some_and(|abort| abort());
+            let go_on = if stop {
+                false
+            } else if out.pending.len() == out.chunk_frames * out.groups {
+                match out.flush(false) {
+                    Ok(go_on) => go_on,
+                    Err(e) => {
+                        failure = Some(e);
+                        false
+                    }
+                }
+            } else {
+                true
+            };
+            in_sink += entered.elapsed();
+            go_on
+        };
+        let codes = self.generate_codes(voice, text, options, Some(&mut sink))?;
+        let generation = started.elapsed().saturating_sub(in_sink);
+        if let Some(e) = failure {
+            return Err(e);
+        }
+
+        // 2. The rest: a last chunk, or after an abort the undelivered frames, silently.
+        if codes.finish == FinishReason::Aborted {
+            out.on_chunk = None; // the caller asked to stop: decode, but deliver nothing more
+        }
+        out.flush(true)?;
+
+        // 3. ICL at the codec rate: the official cut may keep the reference's last sample.
+        let mut samples = std::mem::take(&mut out.samples);
+        let mut chunk_offset = 0;
+        if let Some(reference) = reference
+            && rate == decoder.sample_rate()
+        {
+            let ref_frames = reference.len() / groups;
+            let total = ref_frames + codes.frames();
+            let boundary = ref_frames * decoder.samples_per_frame();
+            let cut = icl_cut(ref_frames, total, total * decoder.samples_per_frame());
+            let lead = boundary.saturating_sub(cut).min(out.reference_tail.len());
+            if lead > 0 {
+                let tail = &out.reference_tail[out.reference_tail.len() - lead..];
+                samples.splice(0..0, tail.iter().copied());
+                chunk_offset = lead;
+            }
+        }
+
+        // 4. Accounting.
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let total = started.elapsed();
+        let prefill = prefill.unwrap_or(generation);
+        let later_frames = codes.frames().saturating_sub(1);
+        let audio_ms = samples.len() as f64 * 1e3 / f64::from(rate);
+        let busy_ms = ms(total.saturating_sub(out.callbacks));
+        let timings = Timings {
+            prefill_ms: ms(prefill),
+            frame_ms: if later_frames > 0 { ms(generation.saturating_sub(prefill)) / later_frames as f64 } else { 0.0 },
+            decode_ms: ms(out.decode),
+            callback_ms: ms(out.callbacks),
+            first_chunk_ms: out.first_chunk.map_or(0.0, ms),
+            total_ms: ms(total),
+            rtf: if audio_ms > 0.0 { busy_ms / audio_ms } else { 0.0 },
+        };
+        let frames = codes.frames();
+        Ok(Audio {
+            samples,
+            sample_rate: rate,
+            frames,
+            codes: codes.codes,
+            chunk_offset,
+            finish: codes.finish,
+            timings,
+        })
+    }
+}
+
+/// Per-request decode state: codes waiting for their chunk, the decoder stream, the
+/// resampler, and the samples produced so far (the returned audio, from the boundary on).
+struct OutputStream<'m, 'h> {
+    decoder: StreamingDecoder<&'m CodecDecoder>,
+    groups: usize,
+    chunk_frames: usize,
+    /// ICL reference codes, until they are decoded (just before the first chunk).
+    reference: Option<&'m [u32]>,
+    /// The last samples of the decoded reference (for the official ICL cut).
+    reference_tail: Vec<f32>,
+    resampler: StreamResampler,
+    rate: u32,
+    /// Generated codes not decoded yet (fewer than `chunk_frames` frames between calls).
+    pending: Vec<u32>,
+    /// Frames generated so far.
+    frames: usize,
+    samples: Vec<f32>,
+    chunks: usize,
+    /// `None` once the caller asked to stop (nothing more is delivered).
+    on_chunk: Option<&'h mut ChunkSink<'h>>,
+    started: Instant,
+    decode: Duration,
+    callbacks: Duration,
+    first_chunk: Option<Duration>,
+}
+
+/// Samples of the decoded reference kept for the ICL cut, which reaches back at most one
+/// sample (a few more cost nothing and keep the code obviously safe).
+const REFERENCE_TAIL: usize = 16;
+
+impl OutputStream<'_, '_> {
+    /// Decodes the pending frames and hands the result to the callback as one chunk
+    /// (`last`: the end of the request, also flushing the resampler). Returns whether
+    /// generation may go on: false once the caller said stop.
+    fn flush(&mut self, last: bool) -> Result<bool> {
+        let t = Instant::now();
+        // 1. ICL: prime the decoder with the reference; its audio is not part of the output.
+        if let Some(reference) = self.reference.take() {
+            let audio = self.decoder.push(reference, self.groups)?;
+            self.reference_tail = audio[audio.len().saturating_sub(REFERENCE_TAIL)..].to_vec();
+        }
+        // 2. Decode, then resample (the resampler may hold some samples back until `last`).
+        let wav = self.decoder.push(&self.pending, self.groups)?;
+        self.pending.clear();
+        let mut piece = self.resampler.push(&wav)?;
+        if last {
+            piece.extend(self.resampler.finish()?);
+        }
+        let first_sample = self.samples.len();
+        self.samples.extend_from_slice(&piece);
+        self.decode += t.elapsed();
+        if self.first_chunk.is_none() && (!piece.is_empty() || last) && self.frames > 0 {
+            self.first_chunk = Some(self.started.elapsed());
+        }
+
+        // 3. Deliver: empty chunks only to mark the end.
+        let Some(sink) = self.on_chunk.as_deref_mut() else {
+            return Ok(true);
+        };
+        if piece.is_empty() && !last {
+            return Ok(true);
+        }
+        let chunk = AudioChunk {
+            samples: &self.samples[first_sample..],
+            sample_rate: self.rate,
+            index: self.chunks,
+            first_sample,
+            frames: self.frames,
+            is_last: last,
+        };
+        let t = Instant::now();
+        let go_on = sink(&chunk);
+        self.callbacks += t.elapsed();
+        self.chunks += 1;
+        if !go_on {
+            self.on_chunk = None;
+        }
+        Ok(go_on)
+    }
+}

@@ -46,6 +46,12 @@ log "cargo test"
 cargo test --locked --all-targets
 cargo test --locked --doc
 
+# --- the README's main command: tiny checkpoint, cloned fixture voice, a WAV out --------------
+log "main command (README): cargo run --example qwentts"
+cli_out="$(mktemp -d)/out.wav"
+cargo run --locked --quiet --example qwentts -- --seed 1 --out "$cli_out"
+test -s "$cli_out" || { echo "error: the main command wrote no WAV" >&2; exit 1; }
+
 # --- CUDA backend: compile every kernel (no GPU needed) and check the no-driver path ----------
 log "CUDA kernels: nvcc from the pinned CUDA 13.0 wheels"
 source tools/cuda-wheels.sh

@@ -223,18 +223,8 @@ pub fn erf(x: f64) -> f64 {
     r.copysign(x)
 }
 
-/// Numerically stable softmax in f32 (max subtracted, as PyTorch does).
-pub fn softmax_inplace(x: &mut [f32]) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0;
-    for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    for v in x.iter_mut() {
-        *v /= sum;
-    }
-}
+/// Numerically stable f32 softmax: the same function the CPU backend's attention uses.
+pub use crate::backend::cpu::softmax_inplace;
 
 /// SnakeBeta `x + 1/(e^β + 1e-9) · sin²(x · e^α)` per channel. α and β are stored in log
 /// space; the two per-channel factors are computed once here exactly as the reference

@@ -24,6 +24,19 @@ pub mod cuda;
 use crate::error::Result;
 use crate::model::TensorView;
 
+/// Number of CUDA devices the driver sees: 0 without the `cuda` feature, without an NVIDIA
+/// driver, or when the driver reports an error. Never panics.
+pub fn cuda_device_count() -> usize {
+    #[cfg(feature = "cuda")]
+    {
+        cuda::device_count()
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        0
+    }
+}
+
 /// Dimensions of a grouped-query attention call (all rows of one sequence).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttentionShape {

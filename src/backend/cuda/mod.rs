@@ -66,6 +66,17 @@ pub fn driver_present() -> bool {
     })
 }
 
+/// Number of CUDA devices the driver sees; 0 without a driver or on any driver error.
+pub fn device_count() -> usize {
+    if !driver_present() {
+        return 0;
+    }
+    guarded("counting devices", || {
+        CudaContext::device_count().map(|n| n.max(0) as usize).map_err(|e| cuda_error("cuDeviceGetCount", e))
+    })
+    .unwrap_or(0)
+}
+
 /// Maps a driver error to a crate error that names the failing step.
 pub(crate) fn cuda_error(what: &str, e: DriverError) -> Error {
     let detail = match e.0 {

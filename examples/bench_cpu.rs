@@ -36,7 +36,7 @@ fn main() {
     let threads: usize = arg(&args, "--threads", 0);
 
     let t = Instant::now();
-    let options = LoadOptions { threads: (threads > 0).then_some(threads) };
+    let options = LoadOptions { threads: (threads > 0).then_some(threads), ..Default::default() };
     let model = Model::load(&dir, &options).unwrap_or_else(|e| panic!("loading {}: {e}", dir.display()));
     let load_s = t.elapsed().as_secs_f64();
     let info = model.info();

@@ -43,6 +43,8 @@ const USAGE: &str = "usage: qwentts [OPTIONS] [TEXT]
   --chunk-frames N    frames per streamed chunk (default 4)
   --sample-rate HZ    output rate (default 24000)
   --threads N         CPU threads (default: all)
+  --device N          run the talker and code predictor on CUDA device N (builds with
+                      the `cuda` feature; default: the CPU)
   --describe          describe the checkpoint and exit";
 
 /// What the command line asked for.
@@ -65,6 +67,7 @@ struct Args {
     chunk_frames: Option<usize>,
     sample_rate: Option<u32>,
     threads: Option<usize>,
+    device: Option<usize>,
     describe: bool,
 }
 
@@ -93,6 +96,7 @@ fn parse_args() -> Result<Args, String> {
             "--chunk-frames" => args.chunk_frames = Some(number("--chunk-frames", value("--chunk-frames")?)?),
             "--sample-rate" => args.sample_rate = Some(number("--sample-rate", value("--sample-rate")?)?),
             "--threads" => args.threads = Some(number("--threads", value("--threads")?)?),
+            "--device" => args.device = Some(number("--device", value("--device")?)?),
             "--describe" => args.describe = true,
             "-h" | "--help" => return Err(String::new()),
             flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
@@ -134,8 +138,11 @@ fn run(args: &Args) -> Result<(), String> {
     // 1. Model.
     let model_dir = args.model.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_MODEL));
     let t = Instant::now();
-    let model = Model::load(&model_dir, &LoadOptions { threads: args.threads })
-        .map_err(|e| format!("cannot load {}: {e}", model_dir.display()))?;
+    let model = Model::load(
+        &model_dir,
+        &LoadOptions { threads: args.threads, device: args.device.map_or(qwentts::Device::Cpu, qwentts::Device::Cuda) },
+    )
+    .map_err(|e| format!("cannot load {}: {e}", model_dir.display()))?;
     let load_ms = ms(t);
     if args.describe {
         describe(&model, &model_dir, load_ms);

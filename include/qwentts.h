@@ -180,6 +180,33 @@
 #define QT_STATUS_BAD_VOICE (-15)
 
 /**
+ * A CUDA device was requested but the NVIDIA driver library (libcuda.so / nvcuda.dll) cannot be
+ * loaded or initialised: no NVIDIA driver is installed, or it is too old for this build. Use
+ * `QT_DEVICE_CPU`, or install a current driver.
+ */
+#define QT_STATUS_NO_CUDA_DRIVER (-16)
+
+/**
+ * The requested CUDA device does not exist: its ordinal is not below `qt_device_count()`
+ * (which may be 0).
+ */
+#define QT_STATUS_NO_DEVICE (-17)
+
+/**
+ * GPU memory is exhausted: an allocation on the device failed. The device stays usable; freeing
+ * other models, or loading a smaller one, can make a retry succeed.
+ */
+#define QT_STATUS_OUT_OF_MEMORY (-18)
+
+/**
+ * Any other failure reported by the CUDA driver or a kernel (launch failure, illegal address,
+ * lost device, unsupported GPU architecture). The CUDA context, and every model on that
+ * device, may be unusable afterwards: free them and load again. `qt_last_error()` has the
+ * detail.
+ */
+#define QT_STATUS_CUDA (-19)
+
+/**
  * A bug inside the library was caught at the C boundary (a Rust panic). The call had no
  * effect on its out-parameters; the library remains usable. Please report it with the
  * `qt_last_error()` text.
@@ -397,7 +424,9 @@ typedef struct qt_model_params {
   uint32_t struct_size;
   /**
    * Where the model runs: `QT_DEVICE_CPU` (-1, the default) or a CUDA device ordinal (>= 0).
-   * This build has only the CPU backend; an ordinal returns `QT_STATUS_UNSUPPORTED`.
+   * A build without the CUDA backend returns `QT_STATUS_UNSUPPORTED` for an ordinal; with
+   * it, `qt_load` fails with `QT_STATUS_NO_CUDA_DRIVER`, `QT_STATUS_NO_DEVICE` or
+   * `QT_STATUS_OUT_OF_MEMORY` when the GPU cannot take the model.
    */
   int32_t device;
 } qt_model_params;
@@ -789,11 +818,12 @@ extern "C" {
  *
  * Every function that returns `qt_status` (and `qt_free`) clears the message on entry and sets
  * it when it fails, so read it right after the failing call. `qt_last_error`,
- * `qt_status_str`, `qt_version`, `qt_abi_version` and `qt_build_info` never change it, so
- * `printf("%s: %s", qt_status_str(st), qt_last_error())` is safe in any evaluation order.
+ * `qt_status_str`, `qt_version`, `qt_abi_version`, `qt_build_info` and `qt_device_count`
+ * never change it, so `printf("%s: %s", qt_status_str(st), qt_last_error())` is safe in any
+ * evaluation order.
  *
  * Ownership: the string belongs to the library; do not free it. It stays valid until the
- * calling thread's next `qt_*` call other than the five above (copy it to keep it).
+ * calling thread's next `qt_*` call other than the six above (copy it to keep it).
  * Threads: per thread; each thread sees only its own failures. Never NULL.
  */
 const char *qt_last_error(void);
@@ -833,6 +863,18 @@ uint32_t qt_abi_version(void);
  * Ownership: static; never NULL, never freed. Threads: any thread.
  */
 const char *qt_build_info(void);
+
+/**
+ * The number of CUDA devices this library can use: the GPUs the NVIDIA driver reports (as
+ * filtered by `CUDA_VISIBLE_DEVICES`), which `qt_model_params.device` numbers from 0. Returns 0
+ * when the library was built without the CUDA backend, when no NVIDIA driver can be loaded, or
+ * when the driver reports an error; never negative. A GPU counted here can still fail to load a
+ * model (`QT_STATUS_OUT_OF_MEMORY`, `QT_STATUS_CUDA`).
+ *
+ * The first call may take a while (it loads and initialises the driver); later calls are cheap.
+ * Does not change `qt_last_error()`. Threads: any thread.
+ */
+int32_t qt_device_count(void);
 
 /**
  * Routes the library's log messages to `callback` (with `user_data` passed back on each
@@ -913,9 +955,10 @@ qt_status qt_model_params_default(struct qt_model_params *out, size_t size);
  * Returns `QT_STATUS_OK`, or: `QT_STATUS_NULL_ARGUMENT` (`model_dir` or `out_model` NULL),
  * `QT_STATUS_INVALID_ARGUMENT` (empty path, invalid `device`), `QT_STATUS_ABI_MISMATCH`
  * (`params->struct_size` too small), `QT_STATUS_UNSUPPORTED` (a CUDA device in a build without
- * CUDA), `QT_STATUS_NOT_FOUND` / `QT_STATUS_IO` (files), `QT_STATUS_BAD_CONFIG`,
- * `QT_STATUS_BAD_WEIGHTS`, `QT_STATUS_MISSING_TENSOR`, `QT_STATUS_SHAPE_MISMATCH`,
- * `QT_STATUS_BAD_TOKENIZER` (checkpoint content). `qt_last_error()` names the file, key or
+ * CUDA), `QT_STATUS_NO_CUDA_DRIVER` / `QT_STATUS_NO_DEVICE` / `QT_STATUS_OUT_OF_MEMORY` /
+ * `QT_STATUS_CUDA` (the GPU cannot take the model), `QT_STATUS_NOT_FOUND` / `QT_STATUS_IO`
+ * (files), `QT_STATUS_BAD_CONFIG`, `QT_STATUS_BAD_WEIGHTS`, `QT_STATUS_MISSING_TENSOR`,
+ * `QT_STATUS_SHAPE_MISMATCH`, `QT_STATUS_BAD_TOKENIZER` (checkpoint content). `qt_last_error()` names the file, key or
  * tensor at fault.
  */
 qt_status qt_load(const char *model_dir,

@@ -45,6 +45,20 @@ pub enum ErrorKind {
     /// Bytes or a file that should hold a saved voice do not: wrong magic, truncated,
     /// corrupt (checksum or structure), or internally inconsistent.
     BadVoice,
+    /// A CUDA device was requested but the NVIDIA driver library (`libcuda.so` / `nvcuda.dll`)
+    /// cannot be loaded or initialised: no NVIDIA driver is installed, or it is too old for this
+    /// build. The CPU device still works.
+    NoCudaDriver,
+    /// The requested CUDA device does not exist: the ordinal is not below the number of devices
+    /// the driver sees (which may be 0, e.g. with `CUDA_VISIBLE_DEVICES` empty).
+    NoDevice,
+    /// GPU memory is exhausted: an allocation on the device failed. The device stays usable;
+    /// freeing other models, or loading a smaller one, can make a retry succeed.
+    OutOfMemory,
+    /// Any other failure reported by the CUDA driver or a kernel (launch failure, illegal
+    /// address, lost device, unsupported architecture). The CUDA context, and every model on
+    /// that device, may be unusable afterwards: free them and load again.
+    Cuda,
 }
 
 /// An error with its class and a message that says what went wrong and where.
@@ -94,11 +108,7 @@ impl Error {
 
     /// Maps an I/O error on `path` to `NotFound` or `Io`, naming the path.
     pub fn from_io(err: &std::io::Error, path: &Path) -> Self {
-        let kind = if err.kind() == std::io::ErrorKind::NotFound {
-            ErrorKind::NotFound
-        } else {
-            ErrorKind::Io
-        };
+        let kind = if err.kind() == std::io::ErrorKind::NotFound { ErrorKind::NotFound } else { ErrorKind::Io };
         let what = if kind == ErrorKind::NotFound { "not found" } else { "cannot be read" };
         Self::new(kind, format!("{} {what}: {err}", path.display()))
     }

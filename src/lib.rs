@@ -19,7 +19,8 @@ pub mod model;
 pub mod text;
 
 pub use api::{
-    Audio, AudioChunk, FinishReason, GenerateHooks, GenerateOptions, GeneratedCodes, LoadOptions, Model, ModelFingerprint,
+    Audio, AudioChunk, Device, FinishReason, GenerateHooks, GenerateOptions, GeneratedCodes, LoadOptions, Model,
+    ModelFingerprint,
     ModelInfo, ModelKind, Timings, Voice,
 };
 pub use error::{Error, ErrorKind, Result};

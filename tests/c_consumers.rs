@@ -71,6 +71,9 @@ fn require(tool: &str, how: &str) {
 
 #[track_caller]
 fn run(cmd: &mut Command) -> Output {
+    // cargo test puts target/debug before target/debug/deps on LD_LIBRARY_PATH, and the copy in
+    // target/debug is only refreshed by `cargo build`: load the library this test was built with.
+    cmd.env("LD_LIBRARY_PATH", lib_dir());
     let shown = format!("{cmd:?}");
     let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
     assert!(
@@ -249,7 +252,7 @@ fn cpp_example_describes_the_fixture() {
     let fixture = fixture();
     assert_describes("examples/cpp/describe_model.cpp", &stdout(&run(Command::new(&exe).arg(&fixture))), &fixture);
     // A failure surfaces as qwentts::Error with the status name and the library's detail.
-    let out = Command::new(&exe).arg("/nonexistent/qwentts-model").output().unwrap();
+    let out = Command::new(&exe).arg("/nonexistent/qwentts-model").env("LD_LIBRARY_PATH", lib_dir()).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -343,7 +346,7 @@ fn clone_and_speak_samples_match_the_rust_api() {
     // A failure is an exception carrying the status name and the library's detail.
     let mut args = clone_and_speak_args(&out);
     args[1] = "/nonexistent/ref.wav".into();
-    let failed = Command::new(&cpp).args(args).output().unwrap();
+    let failed = Command::new(&cpp).args(args).env("LD_LIBRARY_PATH", lib_dir()).output().unwrap();
     let stderr = String::from_utf8_lossy(&failed.stderr);
     assert_eq!(failed.status.code(), Some(1));
     assert!(stderr.starts_with("QT_STATUS_NOT_FOUND: qt_clone_voice_from_file: "), "{stderr}");

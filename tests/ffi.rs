@@ -133,6 +133,10 @@ fn status_values_are_pinned() {
         (QT_STATUS_INVALID_HANDLE, -13),
         (QT_STATUS_VOICE_MISMATCH, -14),
         (QT_STATUS_BAD_VOICE, -15),
+        (QT_STATUS_NO_CUDA_DRIVER, -16),
+        (QT_STATUS_NO_DEVICE, -17),
+        (QT_STATUS_OUT_OF_MEMORY, -18),
+        (QT_STATUS_CUDA, -19),
         (QT_STATUS_PANIC, -99),
     ];
     for (status, value) in pinned {
@@ -161,13 +165,17 @@ fn all_error_kinds() -> Vec<ErrorKind> {
         InvalidHandle,
         VoiceMismatch,
         BadVoice,
+        NoCudaDriver,
+        NoDevice,
+        OutOfMemory,
+        Cuda,
         Panic,
     ];
     for kind in &all {
         match kind {
             InvalidArgument | NullArgument | AbiMismatch | NotFound | Io | BadConfig | BadWeights | MissingTensor
-            | ShapeMismatch | BadTokenizer | Unsupported | BufferTooSmall | InvalidHandle | VoiceMismatch | BadVoice
-            | Panic => {}
+            | ShapeMismatch | BadTokenizer | Unsupported | BufferTooSmall | InvalidHandle | VoiceMismatch
+            | BadVoice | NoCudaDriver | NoDevice | OutOfMemory | Cuda | Panic => {}
         }
     }
     all
@@ -202,7 +210,16 @@ fn status_str_names_every_status_and_never_returns_null() {
         assert!(text.contains(": "), "name and meaning: {text}");
     }
     assert!(status_str(QT_STATUS_NOT_FOUND).starts_with("QT_STATUS_NOT_FOUND:"));
-    for unknown in [2, 100, -16, -98, -100, i32::MIN, i32::MAX] {
+    // Each text starts with the status's own name, so no two rows were swapped.
+    for (status, name) in [
+        (QT_STATUS_NO_CUDA_DRIVER, "QT_STATUS_NO_CUDA_DRIVER: "),
+        (QT_STATUS_NO_DEVICE, "QT_STATUS_NO_DEVICE: "),
+        (QT_STATUS_OUT_OF_MEMORY, "QT_STATUS_OUT_OF_MEMORY: "),
+        (QT_STATUS_CUDA, "QT_STATUS_CUDA: "),
+    ] {
+        assert!(status_str(status).starts_with(name), "{status}: {}", status_str(status));
+    }
+    for unknown in [2, 100, -20, -98, -100, i32::MIN, i32::MAX] {
         assert!(status_str(unknown).starts_with("QT_STATUS_UNKNOWN"), "{unknown}");
     }
 }
@@ -214,6 +231,32 @@ fn versions_agree() {
     let build = c_string(qt_build_info());
     assert!(build.starts_with(&format!("qwentts {}; git ", env!("CARGO_PKG_VERSION"))), "{build}");
     assert!(build.ends_with("backends: cpu"), "{build}");
+}
+
+/// Without the `cuda` feature there is no GPU to count; with it, the count is the backend's
+/// (0 on a machine without an NVIDIA driver). Never negative, never a panic, and the last error
+/// is left alone.
+#[test]
+fn device_count_is_zero_without_cuda_and_leaves_the_last_error() {
+    use qwentts::ffi::library::qt_device_count;
+    std::thread::spawn(|| {
+        let status = unsafe { qt_model_params_default(ptr::null_mut(), size_of::<qt_model_params>()) };
+        let message = expect(status, QT_STATUS_NULL_ARGUMENT, &["`out` is NULL"]);
+        let count = qt_device_count();
+        assert_eq!(last_error(), message, "qt_device_count changed the last error");
+        assert!(count >= 0, "{count}");
+        if cfg!(feature = "cuda") {
+            assert_eq!(count as usize, qwentts::backend::cuda_device_count());
+        } else {
+            assert_eq!(count, 0, "no CUDA backend built, yet {count} devices");
+        }
+        // Stable across calls and threads.
+        let threads: Vec<_> = (0..4).map(|_| std::thread::spawn(|| qt_device_count())).collect();
+        let others: Vec<i32> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert!(others.iter().all(|&n| n == count), "{count} then {others:?}");
+    })
+    .join()
+    .unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -229,6 +272,7 @@ fn last_error_is_per_thread_and_cleared_by_the_next_fallible_call() {
 
         // Getters leave it alone, so `printf("%s: %s", qt_status_str(st), qt_last_error())` works.
         let _ = (qt_status_str(status), qt_version(), qt_abi_version(), qt_build_info());
+        let _ = qwentts::ffi::library::qt_device_count();
         assert_eq!(last_error(), message);
 
         // Another thread has its own.
@@ -310,7 +354,16 @@ fn load_rejects_bad_arguments_and_leaves_the_out_pointer_alone() {
     expect(status, QT_STATUS_INVALID_ARGUMENT, &["device -7 is not valid", "QT_DEVICE_CPU"]);
     let params = qt_model_params { struct_size: size_of::<qt_model_params>() as u32, device: 0 };
     let status = unsafe { qt_load(dir.as_ptr(), &params, &mut out) };
-    expect(status, QT_STATUS_UNSUPPORTED, &["device 0", "CUDA backend is not built"]);
+    if cfg!(feature = "cuda") {
+        // With the CUDA backend: no driver here (CI), or a real GPU on the device machine.
+        assert!(status == QT_STATUS_NO_CUDA_DRIVER || status == QT_STATUS_OK, "status {status}");
+        if status == QT_STATUS_OK {
+            unsafe { qt_free(out as *mut std::ffi::c_void) };
+            out = sentinel;
+        }
+    } else {
+        expect(status, QT_STATUS_UNSUPPORTED, &["device 0", "has no CUDA backend"]);
+    }
 
     assert_eq!(out, sentinel, "out_model written on failure");
 }

@@ -9,7 +9,7 @@ use qwentts::{FinishReason, GenerateOptions, LoadOptions, Model, Voice};
 use serde_json::Value;
 
 fn load(name: &str, threads: Option<usize>) -> Model {
-    Model::load(checkpoint_dir(name), &LoadOptions { threads }).unwrap_or_else(|e| panic!("loading {name}: {e}"))
+    Model::load(checkpoint_dir(name), &LoadOptions { threads, ..Default::default() }).unwrap_or_else(|e| panic!("loading {name}: {e}"))
 }
 
 /// The fixed prompt item the greedy goldens were made with: speaker_base's x-vector, and

@@ -320,3 +320,16 @@ fn non_utf8_directory_name_loads() {
     std::fs::remove_file(dir.join("config.json")).unwrap();
     expect_error(&dir, ErrorKind::NotFound, &["model-\u{fffd}", "config.json"]);
 }
+
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn cuda_device_without_the_cuda_feature_is_unsupported() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-base");
+    let options = LoadOptions { device: qwentts::Device::Cuda(0), ..Default::default() };
+    let err = match Model::load(&dir, &options) {
+        Ok(_) => panic!("a CUDA device in a build without CUDA must fail"),
+        Err(e) => e,
+    };
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert!(err.message().contains("cuda"), "{err}");
+}

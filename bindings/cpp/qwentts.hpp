@@ -75,6 +75,10 @@ inline void require_abi() {
 /// Version of the loaded library.
 inline std::string version() { return qt_version(); }
 
+/// CUDA devices the loaded library can use (Model::load devices 0 .. count-1); 0 when it was
+/// built without CUDA or no NVIDIA driver can be loaded.
+inline int32_t device_count() { return qt_device_count(); }
+
 /// qt_model_info with the strings copied out.
 struct ModelInfo {
   int32_t kind = 0;  // QT_MODEL_*

@@ -47,6 +47,10 @@ namespace Qwentts
         public const int QT_STATUS_INVALID_HANDLE = -13;
         public const int QT_STATUS_VOICE_MISMATCH = -14;
         public const int QT_STATUS_BAD_VOICE = -15;
+        public const int QT_STATUS_NO_CUDA_DRIVER = -16;
+        public const int QT_STATUS_NO_DEVICE = -17;
+        public const int QT_STATUS_OUT_OF_MEMORY = -18;
+        public const int QT_STATUS_CUDA = -19;
         public const int QT_STATUS_PANIC = -99;
 
         public const int QT_DEVICE_CPU = -1;
@@ -97,6 +101,9 @@ namespace Qwentts
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         public static extern IntPtr qt_build_info();
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int qt_device_count();
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         public static extern int qt_log_set(LogCallback callback, IntPtr userData);

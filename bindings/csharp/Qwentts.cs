@@ -77,12 +77,16 @@ namespace Qwentts
         public MonoPInvokeCallbackAttribute(Type type) { }
     }
 
-    /// <summary>Library-wide functions: versions and logging.</summary>
+    /// <summary>Library-wide functions: versions, devices and logging.</summary>
     public static class Library
     {
         public static string Version { get { return Utf8.Decode(NativeMethods.qt_version()); } }
         public static uint AbiVersion { get { return NativeMethods.qt_abi_version(); } }
         public static string BuildInfo { get { return Utf8.Decode(NativeMethods.qt_build_info()); } }
+
+        /// <summary>CUDA devices the library can use (Model.Load devices 0 .. count-1); 0 when it was
+        /// built without CUDA or no NVIDIA driver can be loaded.</summary>
+        public static int DeviceCount() { return NativeMethods.qt_device_count(); }
 
         /// <summary>Throws unless the loaded library has the ABI these bindings were written for.</summary>
         public static void RequireAbi()

@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::model::Model;
+use super::model::{DecoderSet, Model};
 use super::voice::{Voice, VoiceKind};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::frame_budget::default_frame_budget;
@@ -189,16 +189,15 @@ impl Model {
         };
 
         // 3. The frame loop on this model's backend.
-        let net = self.networks();
-        generate_codes(
-            &net.backend,
-            &net.talker,
-            &net.predictor,
-            &SpecialIds::from_config(config),
-            &plan,
-            voice_data,
-            &cfg,
-            on_frame,
-        )
+        let ids = SpecialIds::from_config(config);
+        match &self.networks().decoders {
+            DecoderSet::Cpu(d) => {
+                generate_codes(&d.backend, &d.talker, &d.predictor, &ids, &plan, voice_data, &cfg, on_frame)
+            }
+            #[cfg(feature = "cuda")]
+            DecoderSet::Cuda(d) => {
+                generate_codes(&d.backend, &d.talker, &d.predictor, &ids, &plan, voice_data, &cfg, on_frame)
+            }
+        }
     }
 }

@@ -19,7 +19,7 @@ pub use crate::model::ModelKind;
 pub use crate::model::generate::{FinishReason, GeneratedCodes};
 pub use audio::{Audio, AudioChunk, Timings, encode_wav};
 pub use generate::{DEFAULT_CHUNK_FRAMES, GenerateOptions};
-pub use model::{LoadOptions, Model, ModelInfo};
+pub use model::{Device, LoadOptions, Model, ModelInfo};
 pub use synthesize::{ChunkSink, GenerateHooks};
 pub use voice::{ModelFingerprint, Reference, Voice, VoiceKind};
 pub use voice_file::{MAX_VOICE_BYTES, VOICE_FORMAT, VOICE_FORMAT_VERSION};

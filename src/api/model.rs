@@ -11,7 +11,10 @@ use std::sync::Arc;
 
 use super::voice::ModelFingerprint;
 use crate::audio::{MelConfig, MelFrontEnd};
+use crate::backend::Backend;
 use crate::backend::cpu::CpuBackend;
+#[cfg(feature = "cuda")]
+use crate::backend::cuda::CudaBackend;
 use crate::error::{Error, Result};
 use crate::model::code_predictor::CodePredictor;
 use crate::model::codec::CodecDecoder;
@@ -21,18 +24,51 @@ use crate::model::talker::Talker;
 use crate::model::{Checkpoint, ModelKind};
 use crate::text::TextTokenizer;
 
+/// Where the talker and the code predictor run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Device {
+    /// The f32 CPU reference backend (the default; always available).
+    #[default]
+    Cpu,
+    /// CUDA device by ordinal (builds with the `cuda` feature; weights uploaded as BF16).
+    /// The codec, speaker encoder and sampling still run on the CPU.
+    Cuda(usize),
+}
+
 /// Options for [`Model::load`]. `Default` gives the documented defaults.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
     /// CPU threads per request's ops; `None` = all available cores.
     pub threads: Option<usize>,
+    /// Where the talker and code predictor run; CPU by default.
+    pub device: Device,
 }
 
-/// The networks on their backend (today the f32 CPU reference backend).
+/// The talker and code predictor on one backend.
+pub(crate) struct Decoders<B: Backend> {
+    pub backend: B,
+    pub talker: Talker<B>,
+    pub predictor: CodePredictor<B>,
+}
+
+impl<B: Backend> Decoders<B> {
+    fn load(backend: B, checkpoint: &Checkpoint) -> Result<Self> {
+        let talker = Talker::load(&backend, &checkpoint.weights, &checkpoint.config.talker_config)?;
+        let predictor = CodePredictor::load(&backend, &checkpoint.weights, &checkpoint.config.talker_config)?;
+        Ok(Decoders { backend, talker, predictor })
+    }
+}
+
+/// The decoders on the backend [`LoadOptions::device`] chose.
+pub(crate) enum DecoderSet {
+    Cpu(Decoders<CpuBackend>),
+    #[cfg(feature = "cuda")]
+    Cuda(Decoders<CudaBackend>),
+}
+
+/// The networks on their backends.
 pub(crate) struct Networks {
-    pub backend: CpuBackend,
-    pub talker: Talker<CpuBackend>,
-    pub predictor: CodePredictor<CpuBackend>,
+    pub decoders: DecoderSet,
     /// Codes → 24 kHz audio (every model).
     pub codec_decoder: CodecDecoder,
     /// What cloning needs; `None` on CustomVoice / VoiceDesign checkpoints, which have no
@@ -135,11 +171,24 @@ impl Model {
         if options.threads == Some(0) {
             return Err(Error::invalid_argument("threads must be at least 1"));
         }
+        // A device that cannot work is reported before gigabytes of weights are read.
+        if let Device::Cuda(ordinal) = options.device {
+            crate::backend::check_cuda_device(ordinal)?;
+        }
         let checkpoint = Checkpoint::open(dir)?;
         let tokenizer = TextTokenizer::from_dir(dir)?;
-        let backend = options.threads.map(CpuBackend::new).unwrap_or_default();
-        let talker = Talker::load(&backend, &checkpoint.weights, &checkpoint.config.talker_config)?;
-        let predictor = CodePredictor::load(&backend, &checkpoint.weights, &checkpoint.config.talker_config)?;
+        let decoders = match options.device {
+            Device::Cpu => {
+                DecoderSet::Cpu(Decoders::load(options.threads.map(CpuBackend::new).unwrap_or_default(), &checkpoint)?)
+            }
+            #[cfg(feature = "cuda")]
+            Device::Cuda(ordinal) => DecoderSet::Cuda(Decoders::load(CudaBackend::new(ordinal)?, &checkpoint)?),
+            #[cfg(not(feature = "cuda"))]
+            Device::Cuda(ordinal) => {
+                // Without the feature the check above has already failed; kept for exhaustiveness.
+                return Err(Error::unsupported(format!("CUDA device {ordinal}: this build has no CUDA backend")));
+            }
+        };
         let mut codec_decoder = CodecDecoder::from_checkpoint(&checkpoint).map_err(|e| e.context("codec decoder"))?;
         if let Some(t) = options.threads {
             codec_decoder.set_threads(t);
@@ -148,7 +197,7 @@ impl Model {
             ModelKind::Base => Some(CloningNetworks::load(&checkpoint, options.threads)?),
             ModelKind::CustomVoice | ModelKind::VoiceDesign => None,
         };
-        let networks = Networks { backend, talker, predictor, codec_decoder, cloning };
+        let networks = Networks { decoders, codec_decoder, cloning };
         let fingerprint = ModelFingerprint::of(&checkpoint);
         Ok(Model {
             inner: Arc::new(ModelInner { dir: dir.to_path_buf(), checkpoint, tokenizer, networks, fingerprint }),

@@ -24,6 +24,22 @@ pub mod cuda;
 use crate::error::Result;
 use crate::model::TensorView;
 
+/// Checks, cheaply and before anything is loaded, that CUDA device `ordinal` can be opened:
+/// `Unsupported` without the `cuda` feature, `NoCudaDriver` without an NVIDIA driver,
+/// `NoDevice` when the driver sees no such device.
+pub fn check_cuda_device(ordinal: usize) -> Result<()> {
+    #[cfg(feature = "cuda")]
+    {
+        cuda::check_device(ordinal)
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        Err(crate::error::Error::unsupported(format!(
+            "CUDA device {ordinal} requested, but this build has no CUDA backend (build with the `cuda` feature)"
+        )))
+    }
+}
+
 /// Number of CUDA devices the driver sees: 0 without the `cuda` feature, without an NVIDIA
 /// driver, or when the driver reports an error. Never panics.
 pub fn cuda_device_count() -> usize {
@@ -129,8 +145,14 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<()>;
 
     /// In-place RMSNorm, used per attention head (QK-norm: rows = positions × heads).
-    fn rms_norm_inplace(&self, s: &mut Self::Stream, x: &mut Self::Buffer, rows: usize, w: &Self::Weight, eps: f32)
-    -> Result<()>;
+    fn rms_norm_inplace(
+        &self,
+        s: &mut Self::Stream,
+        x: &mut Self::Buffer,
+        rows: usize,
+        w: &Self::Weight,
+        eps: f32,
+    ) -> Result<()>;
 
     /// In-place rotary embedding of `x: [rows, heads, head_dim]`; row `r` is at position
     /// `first_position + r`. `x·cos + rotate_half(x)·sin`, `rotate_half([a, b]) = [-b, a]`.
@@ -143,6 +165,32 @@ pub trait Backend: Send + Sync + 'static {
         rope: Rope,
         first_position: usize,
     ) -> Result<()>;
+
+    /// QK-norm and RoPE of one attention layer's new rows, in place: every head of
+    /// `q: [rows, num_heads, head_dim]` is RMS-normalised with `q_norm` and every head of
+    /// `k: [rows, num_kv_heads, head_dim]` with `k_norm` (both `[head_dim]`), then both get
+    /// the rotary embedding at positions `first_position + r`. The default runs
+    /// [`rms_norm_inplace`](Self::rms_norm_inplace) and [`rope`](Self::rope) on each; a
+    /// backend may fuse them (CUDA: one launch instead of four).
+    #[allow(clippy::too_many_arguments)]
+    fn qk_norm_rope(
+        &self,
+        s: &mut Self::Stream,
+        q: &mut Self::Buffer,
+        k: &mut Self::Buffer,
+        rows: usize,
+        shape: AttentionShape,
+        q_norm: &Self::Weight,
+        k_norm: &Self::Weight,
+        eps: f32,
+        rope: Rope,
+        first_position: usize,
+    ) -> Result<()> {
+        self.rms_norm_inplace(s, q, rows * shape.num_heads, q_norm, eps)?;
+        self.rms_norm_inplace(s, k, rows * shape.num_kv_heads, k_norm, eps)?;
+        self.rope(s, q, rows, shape.num_heads, rope, first_position)?;
+        self.rope(s, k, rows, shape.num_kv_heads, rope, first_position)
+    }
 
     /// Causal grouped-query attention of `rows` new queries `q: [rows, num_heads, head_dim]`
     /// at positions `first_position..first_position + rows` against a cache
@@ -182,4 +230,32 @@ pub trait Backend: Send + Sync + 'static {
         out: &mut Self::Buffer,
         accumulate: bool,
     ) -> Result<()>;
+
+    /// Sum of gathers from several tables of equal width: `ids` is `[rows, tables.len()]`
+    /// and `out[r, :] (+)= Σ_t tables[t][ids[r · T + t], :]`, added in table order. The
+    /// default calls [`embedding`](Self::embedding) per table (bit-identical sums); a backend
+    /// may do it in one pass.
+    fn embedding_sum(
+        &self,
+        s: &mut Self::Stream,
+        tables: &[&Self::Weight],
+        ids: &[u32],
+        out: &mut Self::Buffer,
+        accumulate: bool,
+    ) -> Result<()> {
+        let t = tables.len();
+        if t == 0 || !ids.len().is_multiple_of(t) {
+            return Err(crate::error::Error::invalid_argument(format!(
+                "embedding_sum: {} ids for {t} tables",
+                ids.len()
+            )));
+        }
+        let mut column = Vec::with_capacity(ids.len() / t);
+        for (i, table) in tables.iter().enumerate() {
+            column.clear();
+            column.extend(ids.iter().skip(i).step_by(t));
+            self.embedding(s, table, &column, out, accumulate || i > 0)?;
+        }
+        Ok(())
+    }
 }

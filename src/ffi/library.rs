@@ -1,4 +1,4 @@
-//! Versions and build information of the loaded library.
+//! Versions, build information and visible CUDA devices of the loaded library.
 //!
 //! Compile-time twins live in the header: `QT_VERSION_MAJOR/MINOR/PATCH`,
 //! `QT_VERSION_STRING` and `QT_VERSION_NUMBER` (written by `build.rs` from Cargo metadata) and
@@ -7,6 +7,7 @@
 use std::ffi::c_char;
 
 use super::boundary::guard_infallible;
+use crate::backend::cuda_device_count;
 
 /// ABI revision of this header. `qt_abi_version()` returns the loaded library's value; when they
 /// differ, the program was built against another header than the library it loaded and must not
@@ -42,4 +43,17 @@ pub extern "C" fn qt_abi_version() -> u32 {
 #[unsafe(no_mangle)]
 pub extern "C" fn qt_build_info() -> *const c_char {
     concat!(env!("QT_BUILD_INFO"), "\0").as_ptr().cast()
+}
+
+/// The number of CUDA devices this library can use: the GPUs the NVIDIA driver reports (as
+/// filtered by `CUDA_VISIBLE_DEVICES`), which `qt_model_params.device` numbers from 0. Returns 0
+/// when the library was built without the CUDA backend, when no NVIDIA driver can be loaded, or
+/// when the driver reports an error; never negative. A GPU counted here can still fail to load a
+/// model (`QT_STATUS_OUT_OF_MEMORY`, `QT_STATUS_CUDA`).
+///
+/// The first call may take a while (it loads and initialises the driver); later calls are cheap.
+/// Does not change `qt_last_error()`. Threads: any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn qt_device_count() -> i32 {
+    guard_infallible(0, || i32::try_from(cuda_device_count()).unwrap_or(i32::MAX))
 }

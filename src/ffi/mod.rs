@@ -18,7 +18,7 @@
 //! | `boundary.rs` | the guard and the argument converters (NULL, strings, paths, sizes)      |
 //! | `types.rs`    | `#[repr(C)]` params/info structs and their integer constants             |
 //! | `handle.rs`   | the type tag every object starts with, the live-object registry, `qt_free` |
-//! | `library.rs`  | versions and build information                                           |
+//! | `library.rs`  | versions, build information, CUDA device count                           |
 //! | `log.rs`      | the `log` facade bridged to one process-global C callback                |
 //! | `model.rs`    | `qt_load` and the model accessors                                        |
 //! | `voice.rs`    | `qt_voice`: cloning, built-in speakers, x-vectors, save/load/serialize   |
@@ -70,7 +70,7 @@ pub mod generate;
 pub mod boundary;
 
 pub use handle::qt_free;
-pub use library::{QT_ABI_VERSION, qt_abi_version, qt_build_info, qt_version};
+pub use library::{QT_ABI_VERSION, qt_abi_version, qt_build_info, qt_device_count, qt_version};
 pub use log::{
     QT_LOG_DEBUG, QT_LOG_ERROR, QT_LOG_INFO, QT_LOG_OFF, QT_LOG_TRACE, QT_LOG_WARN, qt_log_cb, qt_log_set,
     qt_log_set_level,

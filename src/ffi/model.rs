@@ -126,9 +126,10 @@ pub unsafe extern "C" fn qt_model_params_default(out: *mut qt_model_params, size
 /// Returns `QT_STATUS_OK`, or: `QT_STATUS_NULL_ARGUMENT` (`model_dir` or `out_model` NULL),
 /// `QT_STATUS_INVALID_ARGUMENT` (empty path, invalid `device`), `QT_STATUS_ABI_MISMATCH`
 /// (`params->struct_size` too small), `QT_STATUS_UNSUPPORTED` (a CUDA device in a build without
-/// CUDA), `QT_STATUS_NOT_FOUND` / `QT_STATUS_IO` (files), `QT_STATUS_BAD_CONFIG`,
-/// `QT_STATUS_BAD_WEIGHTS`, `QT_STATUS_MISSING_TENSOR`, `QT_STATUS_SHAPE_MISMATCH`,
-/// `QT_STATUS_BAD_TOKENIZER` (checkpoint content). `qt_last_error()` names the file, key or
+/// CUDA), `QT_STATUS_NO_CUDA_DRIVER` / `QT_STATUS_NO_DEVICE` / `QT_STATUS_OUT_OF_MEMORY` /
+/// `QT_STATUS_CUDA` (the GPU cannot take the model), `QT_STATUS_NOT_FOUND` / `QT_STATUS_IO`
+/// (files), `QT_STATUS_BAD_CONFIG`, `QT_STATUS_BAD_WEIGHTS`, `QT_STATUS_MISSING_TENSOR`,
+/// `QT_STATUS_SHAPE_MISMATCH`, `QT_STATUS_BAD_TOKENIZER` (checkpoint content). `qt_last_error()` names the file, key or
 /// tensor at fault.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn qt_load(
@@ -144,7 +145,8 @@ pub unsafe extern "C" fn qt_load(
         let device = Device::from_c(params.device)?;
 
         let started = Instant::now();
-        let model = Model::load(&dir, &LoadOptions::default())?;
+        let options = LoadOptions { device: device.to_api(), ..LoadOptions::default() };
+        let model = Model::load(&dir, &options)?;
         let object = ModelObject::new(model, device);
         ::log::info!(
             "loaded {} ({} {:?}, {} tensors, {} bytes of weights) in {} ms",

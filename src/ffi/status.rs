@@ -54,6 +54,21 @@ pub const QT_STATUS_INVALID_HANDLE: i32 = -13;
 pub const QT_STATUS_VOICE_MISMATCH: i32 = -14;
 /// The bytes or file given as a saved voice are not one: wrong magic, truncated or corrupt.
 pub const QT_STATUS_BAD_VOICE: i32 = -15;
+/// A CUDA device was requested but the NVIDIA driver library (libcuda.so / nvcuda.dll) cannot be
+/// loaded or initialised: no NVIDIA driver is installed, or it is too old for this build. Use
+/// `QT_DEVICE_CPU`, or install a current driver.
+pub const QT_STATUS_NO_CUDA_DRIVER: i32 = -16;
+/// The requested CUDA device does not exist: its ordinal is not below `qt_device_count()`
+/// (which may be 0).
+pub const QT_STATUS_NO_DEVICE: i32 = -17;
+/// GPU memory is exhausted: an allocation on the device failed. The device stays usable; freeing
+/// other models, or loading a smaller one, can make a retry succeed.
+pub const QT_STATUS_OUT_OF_MEMORY: i32 = -18;
+/// Any other failure reported by the CUDA driver or a kernel (launch failure, illegal address,
+/// lost device, unsupported GPU architecture). The CUDA context, and every model on that
+/// device, may be unusable afterwards: free them and load again. `qt_last_error()` has the
+/// detail.
+pub const QT_STATUS_CUDA: i32 = -19;
 /// A bug inside the library was caught at the C boundary (a Rust panic). The call had no
 /// effect on its out-parameters; the library remains usable. Please report it with the
 /// `qt_last_error()` text.
@@ -136,6 +151,18 @@ const TABLE: &[(qt_status, Option<ErrorKind>, &CStr)] = &[
         c"QT_STATUS_BAD_VOICE: not a valid saved voice (wrong format, truncated or corrupt)",
     ),
     (
+        QT_STATUS_NO_CUDA_DRIVER,
+        Some(ErrorKind::NoCudaDriver),
+        c"QT_STATUS_NO_CUDA_DRIVER: the NVIDIA driver library cannot be loaded (no NVIDIA driver, or it is too old)",
+    ),
+    (QT_STATUS_NO_DEVICE, Some(ErrorKind::NoDevice), c"QT_STATUS_NO_DEVICE: no CUDA device with this ordinal"),
+    (QT_STATUS_OUT_OF_MEMORY, Some(ErrorKind::OutOfMemory), c"QT_STATUS_OUT_OF_MEMORY: GPU memory is exhausted"),
+    (
+        QT_STATUS_CUDA,
+        Some(ErrorKind::Cuda),
+        c"QT_STATUS_CUDA: a CUDA driver or kernel error (the GPU context may be unusable)",
+    ),
+    (
         QT_STATUS_PANIC,
         Some(ErrorKind::Panic),
         c"QT_STATUS_PANIC: internal error caught at the C boundary (a bug; please report it)",
@@ -163,6 +190,10 @@ pub fn status_for_kind(kind: ErrorKind) -> qt_status {
         ErrorKind::InvalidHandle => QT_STATUS_INVALID_HANDLE,
         ErrorKind::VoiceMismatch => QT_STATUS_VOICE_MISMATCH,
         ErrorKind::BadVoice => QT_STATUS_BAD_VOICE,
+        ErrorKind::NoCudaDriver => QT_STATUS_NO_CUDA_DRIVER,
+        ErrorKind::NoDevice => QT_STATUS_NO_DEVICE,
+        ErrorKind::OutOfMemory => QT_STATUS_OUT_OF_MEMORY,
+        ErrorKind::Cuda => QT_STATUS_CUDA,
         ErrorKind::Panic => QT_STATUS_PANIC,
     }
 }
@@ -210,11 +241,12 @@ pub(crate) fn to_cstring_lossy(s: &str) -> CString {
 ///
 /// Every function that returns `qt_status` (and `qt_free`) clears the message on entry and sets
 /// it when it fails, so read it right after the failing call. `qt_last_error`,
-/// `qt_status_str`, `qt_version`, `qt_abi_version` and `qt_build_info` never change it, so
-/// `printf("%s: %s", qt_status_str(st), qt_last_error())` is safe in any evaluation order.
+/// `qt_status_str`, `qt_version`, `qt_abi_version`, `qt_build_info` and `qt_device_count`
+/// never change it, so `printf("%s: %s", qt_status_str(st), qt_last_error())` is safe in any
+/// evaluation order.
 ///
 /// Ownership: the string belongs to the library; do not free it. It stays valid until the
-/// calling thread's next `qt_*` call other than the five above (copy it to keep it).
+/// calling thread's next `qt_*` call other than the six above (copy it to keep it).
 /// Threads: per thread; each thread sees only its own failures. Never NULL.
 #[unsafe(no_mangle)]
 pub extern "C" fn qt_last_error() -> *const c_char {

@@ -34,7 +34,9 @@ pub struct qt_model_params {
     /// `qt_model_params_default`.
     pub struct_size: u32,
     /// Where the model runs: `QT_DEVICE_CPU` (-1, the default) or a CUDA device ordinal (>= 0).
-    /// This build has only the CPU backend; an ordinal returns `QT_STATUS_UNSUPPORTED`.
+    /// A build without the CUDA backend returns `QT_STATUS_UNSUPPORTED` for an ordinal; with
+    /// it, `qt_load` fails with `QT_STATUS_NO_CUDA_DRIVER`, `QT_STATUS_NO_DEVICE` or
+    /// `QT_STATUS_OUT_OF_MEMORY` when the GPU cannot take the model.
     pub device: i32,
 }
 
@@ -117,6 +119,8 @@ const _: () = {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Device {
     Cpu,
+    /// A CUDA ordinal (only constructed in builds with the `cuda` feature).
+    Cuda(u32),
 }
 
 impl Device {
@@ -124,9 +128,10 @@ impl Device {
     pub(crate) fn from_c(device: i32) -> Result<Device> {
         match device {
             QT_DEVICE_CPU => Ok(Device::Cpu),
+            d if d >= 0 && cfg!(feature = "cuda") => Ok(Device::Cuda(d as u32)),
             d if d >= 0 => Err(Error::unsupported(format!(
-                "device {d} is a CUDA device, but the CUDA backend is not built yet; \
-                 use QT_DEVICE_CPU ({QT_DEVICE_CPU})"
+                "device {d} is a CUDA device, but this build of the library has no CUDA backend; \
+                 use QT_DEVICE_CPU ({QT_DEVICE_CPU}) or a build with the `cuda` feature"
             ))),
             d => Err(Error::invalid_argument(format!(
                 "device {d} is not valid: use QT_DEVICE_CPU ({QT_DEVICE_CPU}) or a CUDA device ordinal >= 0"
@@ -134,9 +139,18 @@ impl Device {
         }
     }
 
+    /// The Rust API's device.
+    pub(crate) fn to_api(self) -> crate::api::Device {
+        match self {
+            Device::Cpu => crate::api::Device::Cpu,
+            Device::Cuda(d) => crate::api::Device::Cuda(d as usize),
+        }
+    }
+
     pub(crate) fn to_c(self) -> i32 {
         match self {
             Device::Cpu => QT_DEVICE_CPU,
+            Device::Cuda(d) => d as i32,
         }
     }
 }

@@ -237,18 +237,12 @@ impl<B: Backend> CodePredictor<B> {
                 frames.len()
             )));
         }
-        // One gather per codebook over all frames; codebook 0 overwrites, the rest accumulate.
-        let mut ids = Vec::with_capacity(frames.len() / groups);
-        for g in 0..groups {
-            ids.clear();
-            ids.extend(frames.iter().skip(g).step_by(groups));
-            if g == 0 {
-                b.embedding(s, codec0_table, &ids, out, false)?;
-            } else {
-                b.embedding(s, &self.embeddings[g - 1], &ids, out, true)?;
-            }
-        }
-        Ok(())
+        // One pass over all frames and codebooks: codebook 0 from the talker's table, the rest
+        // from the predictor's, summed in codebook order.
+        let mut tables = Vec::with_capacity(groups);
+        tables.push(codec0_table);
+        tables.extend(self.embeddings.iter());
+        b.embedding_sum(s, &tables, frames, out, false)
     }
 }
 

@@ -195,13 +195,10 @@ impl<B: Backend> DecoderLayer<B> {
         self.k_proj.apply(b, s, &ws.h, rows, &mut ws.k, false)?;
         self.v_proj.apply(b, s, &ws.h, rows, &mut ws.v, false)?;
 
-        // 3. QK-norm over each head's head_dim values; Qwen3 applies it before RoPE.
-        b.rms_norm_inplace(s, &mut ws.q, rows * d.heads, &self.q_norm, d.eps)?;
-        b.rms_norm_inplace(s, &mut ws.k, rows * d.kv_heads, &self.k_norm, d.eps)?;
-
-        // 4. Rotary embedding at absolute positions position..position+rows.
-        b.rope(s, &mut ws.q, rows, d.heads, d.rope(), position)?;
-        b.rope(s, &mut ws.k, rows, d.kv_heads, d.rope(), position)?;
+        // 3-4. QK-norm over each head's head_dim values (Qwen3 applies it before RoPE), then
+        //      the rotary embedding at absolute positions position..position+rows.
+        let shape = d.attention_shape();
+        b.qk_norm_rope(s, &mut ws.q, &mut ws.k, rows, shape, &self.q_norm, &self.k_norm, d.eps, d.rope(), position)?;
 
         // 5. Append this chunk's keys and values: cache rows are position-major with the same
         //    [kv_heads, hd] layout as the projection output, so each is a single copy.

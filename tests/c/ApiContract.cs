@@ -33,6 +33,19 @@ static class ApiContract
         string dir = args.Length > 0 ? args[0] : "tests/fixtures/tiny-base";
         Library.RequireAbi();
         Check(Library.BuildInfo.StartsWith("qwentts " + Library.Version), "build info names the version");
+        Check(Library.DeviceCount() == 0, "no CUDA devices in this build: " + Library.DeviceCount());
+
+        // Every status the bindings mirror has its own name in the library.
+        var statuses = new Dictionary<int, string> {
+            { NativeMethods.QT_STATUS_NO_CUDA_DRIVER, "QT_STATUS_NO_CUDA_DRIVER" },
+            { NativeMethods.QT_STATUS_NO_DEVICE, "QT_STATUS_NO_DEVICE" },
+            { NativeMethods.QT_STATUS_OUT_OF_MEMORY, "QT_STATUS_OUT_OF_MEMORY" },
+            { NativeMethods.QT_STATUS_CUDA, "QT_STATUS_CUDA" },
+        };
+        foreach (var pair in statuses)
+            Check(Status.Describe(pair.Key).StartsWith(pair.Value + ": "), "status text of " + pair.Value);
+        QwenttsException cuda = Status.Error("qt_test", NativeMethods.QT_STATUS_CUDA);
+        Check(cuda.Status == NativeMethods.QT_STATUS_CUDA && cuda.StatusName == "QT_STATUS_CUDA", "CUDA status exception");
 
         // Mirrors: the library fills exactly our struct (a mismatch would change StructSize or garble fields).
         ModelParams p = ModelParams.Create();

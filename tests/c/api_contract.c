@@ -78,8 +78,15 @@ int main(int argc, char **argv) {
   CHECK(strstr(qt_build_info(), QT_VERSION_STRING) != NULL);
   CHECK(no_last_error());
 
+  /* Devices: this build has no CUDA backend (see the device 0 check below), so none. */
+  CHECK(qt_device_count() == 0 && qt_device_count() == 0 && no_last_error());
+
   /* Status strings are static, never NULL, and leave the last error alone. */
   CHECK(strncmp(qt_status_str(QT_STATUS_NOT_FOUND), "QT_STATUS_NOT_FOUND", 19) == 0);
+  CHECK(strncmp(qt_status_str(QT_STATUS_NO_CUDA_DRIVER), "QT_STATUS_NO_CUDA_DRIVER: ", 26) == 0);
+  CHECK(strncmp(qt_status_str(QT_STATUS_NO_DEVICE), "QT_STATUS_NO_DEVICE: ", 21) == 0);
+  CHECK(strncmp(qt_status_str(QT_STATUS_OUT_OF_MEMORY), "QT_STATUS_OUT_OF_MEMORY: ", 25) == 0);
+  CHECK(strncmp(qt_status_str(QT_STATUS_CUDA), "QT_STATUS_CUDA: ", 16) == 0);
   CHECK(strncmp(qt_status_str(12345), "QT_STATUS_UNKNOWN", 17) == 0);
 
   /* NULL arguments: a status, a message, and the out-parameter untouched. */
@@ -105,6 +112,7 @@ int main(int argc, char **argv) {
   CHECK(qt_load(dir, &old, &model) == QT_STATUS_ABI_MISMATCH && model == NULL);
   params.device = 0;
   CHECK(qt_load(dir, &params, &model) == QT_STATUS_UNSUPPORTED && last_error_has("CUDA"));
+  CHECK(qt_device_count() == 0 && last_error_has("CUDA")); /* leaves the last error alone */
   params.device = -2;
   CHECK(qt_load(dir, &params, &model) == QT_STATUS_INVALID_ARGUMENT && model == NULL);
   params.device = QT_DEVICE_CPU;

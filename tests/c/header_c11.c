@@ -26,6 +26,8 @@ int qt_test_status_known(qt_status status) {
     case QT_STATUS_IO: case QT_STATUS_BAD_CONFIG: case QT_STATUS_BAD_WEIGHTS:
     case QT_STATUS_MISSING_TENSOR: case QT_STATUS_SHAPE_MISMATCH: case QT_STATUS_BAD_TOKENIZER:
     case QT_STATUS_UNSUPPORTED: case QT_STATUS_BUFFER_TOO_SMALL: case QT_STATUS_INVALID_HANDLE:
+    case QT_STATUS_VOICE_MISMATCH: case QT_STATUS_BAD_VOICE: case QT_STATUS_NO_CUDA_DRIVER:
+    case QT_STATUS_NO_DEVICE: case QT_STATUS_OUT_OF_MEMORY: case QT_STATUS_CUDA:
     case QT_STATUS_PANIC:
       return 1;
     default:
@@ -45,6 +47,7 @@ int qt_test_signatures(void) {
   const char *(*version)(void) = qt_version;
   uint32_t (*abi_version)(void) = qt_abi_version;
   const char *(*build_info)(void) = qt_build_info;
+  int32_t (*device_count)(void) = qt_device_count;
   qt_status (*log_set)(qt_log_cb, void *) = qt_log_set;
   qt_status (*log_set_level)(int32_t) = qt_log_set_level;
   void (*free_any)(void *) = qt_free;
@@ -58,8 +61,8 @@ int qt_test_signatures(void) {
   int32_t kinds[] = {QT_MODEL_BASE, QT_MODEL_CUSTOM_VOICE, QT_MODEL_VOICE_DESIGN, QT_DEVICE_CPU};
   const char *version_string = QT_VERSION_STRING;
   return last_error != NULL && status_str != NULL && version != NULL && abi_version != NULL &&
-         build_info != NULL && log_set != NULL && log_set_level != NULL && free_any != NULL &&
-         params_default != NULL && load != NULL && get_info != NULL && language != NULL &&
-         speaker != NULL && cb != NULL && levels[0] == 0 && kinds[0] == 1 &&
+         build_info != NULL && device_count != NULL && log_set != NULL && log_set_level != NULL &&
+         free_any != NULL && params_default != NULL && load != NULL && get_info != NULL &&
+         language != NULL && speaker != NULL && cb != NULL && levels[0] == 0 && kinds[0] == 1 &&
          version_string[0] != '\0' && QT_ABI_VERSION > 0;
 }

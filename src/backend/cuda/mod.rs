@@ -1,14 +1,16 @@
 //! The CUDA backend (feature `cuda`). This module tree is the only place that imports cudarc.
 //!
-//! First slice (issue 5): a device handle ([`CudaDevice`]) that opens a context on an
-//! ordinal and loads the kernels, and the BF16-weight GEMV ([`gemv`]). The [`Backend`] trait
-//! implementation comes with the remaining kernels.
+//! * [`CudaDevice`]: a context on one ordinal, the loaded kernels and a default stream.
+//! * [`CudaBackend`](backend::CudaBackend): the [`Backend`](super::Backend) implementation
+//!   (weights uploaded once as BF16, f32 activations, one CUDA stream per request).
+//! * [`DeviceMemory`](memory::DeviceMemory): library-owned device allocations.
+//! * `launch`: typed, argument-checked launchers, one per kernel file in `kernels/`.
 //!
+//! Design notes:
 //! * **Driver.** cudarc loads `libcuda` with dlopen on first use and *panics* when it is
 //!   absent, so [`CudaDevice::new`] checks [`driver_present`] before any other cudarc call and
-//!   returns an [`ErrorKind::Unsupported`] error whose message starts with [`NO_DRIVER`]. Every
-//!   cudarc call made while opening the device also runs under `catch_unwind`, so a panic
-//!   inside cudarc (a missing driver symbol, say) becomes an error, never an unwind into
+//!   returns [`ErrorKind::NoCudaDriver`]. Every cudarc call made while opening the device runs
+//!   under `catch_unwind`, so a panic inside cudarc becomes an error, never an unwind into
 //!   callers (or an abort at the C boundary).
 //! * **Kernels.** build.rs compiles `kernels/*.cu` with nvcc into one fatbin (SASS for sm_80,
 //!   sm_86, sm_89, sm_90a plus compute_90 PTX), embedded here with `include_bytes!` and loaded
@@ -16,24 +18,33 @@
 //!   without nvcc has no kernels: [`kernels_compiled`] is false and [`CudaDevice::new`] says
 //!   so ([`NO_KERNELS`]). There is deliberately no NVRTC fallback (1-2 s per compile, and it
 //!   needs the CUDA headers on the user's machine).
-//! * **Ordering.** The context's automatic per-buffer event tracking is turned off (it costs
-//!   host time on every launch). Work is ordered by streams instead: everything a
-//!   [`CudaDevice`] does goes on its one stream, and buffers must not be shared with another
-//!   stream without explicit synchronisation.
+//! * **Ordering.** cudarc's per-buffer event tracking is off (it costs host time on every
+//!   launch). Work is ordered by streams: each request's ops go on its own stream, memory is
+//!   allocated complete and freed only after the context is idle ([`memory`]).
+//! * **Errors.** Every driver call's result is checked; launches are checked when queued, and
+//!   asynchronous faults surface at the next synchronising call (a read), each mapped by
+//!   [`cuda_error`] to `OutOfMemory`, `NoDevice` or `Cuda` with the failing step named.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, OnceLock};
 
-use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream, DriverError, LaunchConfig, PushKernelArg, sys};
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaModule, CudaStream, DriverError, LaunchConfig, PushKernelArg, sys,
+};
 
 use crate::error::{Error, ErrorKind, Result};
 
-pub mod gemv;
+pub mod backend;
+pub mod launch;
+pub mod memory;
+
+pub use backend::{CudaBackend, CudaStreamCtx, CudaWeight};
+pub use memory::DeviceMemory;
 
 /// cudarc types that device code outside the library (tests, examples, benchmarks) needs to
-/// hold buffers and time work, re-exported so that they never import cudarc themselves.
+/// time work and capture graphs, re-exported so that they never import cudarc themselves.
 pub mod driver {
-    pub use cudarc::driver::{CudaEvent, CudaSlice, CudaStream, CudaView, CudaViewMut, DevicePtr, DevicePtrMut};
+    pub use cudarc::driver::{CudaEvent, CudaGraph, CudaStream};
 }
 
 /// Start of the error message when no NVIDIA driver library can be loaded.
@@ -77,35 +88,102 @@ pub fn device_count() -> usize {
     .unwrap_or(0)
 }
 
+/// Errors unless the driver is present and sees device `ordinal` (no context is created).
+pub fn check_device(ordinal: usize) -> Result<()> {
+    if !driver_present() {
+        return Err(no_driver());
+    }
+    let count = device_count();
+    if ordinal >= count {
+        return Err(Error::new(
+            ErrorKind::NoDevice,
+            format!("no CUDA device {ordinal}: the driver sees {count} device(s)"),
+        ));
+    }
+    Ok(())
+}
+
+fn no_driver() -> Error {
+    Error::new(ErrorKind::NoCudaDriver, format!("{NO_DRIVER}: the NVIDIA driver library (libcuda.so.1) was not found"))
+}
+
 /// Maps a driver error to a crate error that names the failing step.
 pub(crate) fn cuda_error(what: &str, e: DriverError) -> Error {
-    let detail = match e.0 {
-        sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY => "out of GPU memory".to_owned(),
-        _ => format!("{e:?}"),
+    use sys::CUresult as R;
+    let (kind, detail) = match e.0 {
+        R::CUDA_ERROR_OUT_OF_MEMORY => (ErrorKind::OutOfMemory, "out of GPU memory".to_owned()),
+        R::CUDA_ERROR_NO_DEVICE | R::CUDA_ERROR_INVALID_DEVICE => (ErrorKind::NoDevice, format!("{e:?}")),
+        _ => (ErrorKind::Cuda, format!("{e:?}")),
     };
-    Error::new(ErrorKind::Unsupported, format!("CUDA: {what} failed: {detail}"))
+    Error::new(kind, format!("CUDA: {what} failed: {detail}"))
 }
 
 /// Runs cudarc code, turning a panic inside it into an error.
-fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+pub(crate) fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| {
         let msg = payload
             .downcast_ref::<&str>()
             .map(|s| (*s).to_owned())
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".to_owned());
-        Err(Error::new(ErrorKind::Unsupported, format!("CUDA: {what} panicked inside cudarc: {msg}")))
+        Err(Error::new(ErrorKind::Cuda, format!("CUDA: {what} panicked inside cudarc: {msg}")))
     })
 }
 
-/// One GPU: a context on an ordinal, a stream, and the loaded kernels.
+/// Every kernel entry point of the embedded module.
+pub(crate) struct Kernels {
+    /// `qt_linear_rows{R}_wpr{W}`: `[R - 1][index of W in WARPS_PER_ROW]`.
+    pub linear_rows: Vec<[CudaFunction; 3]>,
+    pub gemm_tf32: CudaFunction,
+    pub gemm_reduce: CudaFunction,
+    pub rms_norm: CudaFunction,
+    pub head_norm_rope: CudaFunction,
+    pub attention_split: CudaFunction,
+    pub attention_combine: CudaFunction,
+    pub silu_mul: CudaFunction,
+    pub silu: CudaFunction,
+    pub add: CudaFunction,
+    pub embedding_sum: CudaFunction,
+    pub spin: CudaFunction,
+}
+
+impl Kernels {
+    fn load(module: &Arc<CudaModule>) -> Result<Self> {
+        let load = |f: &str| module.load_function(f).map_err(|e| cuda_error(&format!("loading kernel {f}"), e));
+        let linear_rows = (1..=launch::MAX_ROWS_PER_PASS)
+            .map(|r| {
+                Ok([
+                    load(&format!("qt_linear_rows{r}_wpr1"))?,
+                    load(&format!("qt_linear_rows{r}_wpr2"))?,
+                    load(&format!("qt_linear_rows{r}_wpr4"))?,
+                ])
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Kernels {
+            linear_rows,
+            gemm_tf32: load("qt_gemm_tf32")?,
+            gemm_reduce: load("qt_gemm_reduce")?,
+            rms_norm: load("qt_rms_norm")?,
+            head_norm_rope: load("qt_head_norm_rope")?,
+            attention_split: load("qt_attention_split")?,
+            attention_combine: load("qt_attention_combine")?,
+            silu_mul: load("qt_silu_mul")?,
+            silu: load("qt_silu")?,
+            add: load("qt_add")?,
+            embedding_sum: load("qt_embedding_sum")?,
+            spin: load("qt_spin_ns")?,
+        })
+    }
+}
+
+/// One GPU: a context on an ordinal, a default stream, and the loaded kernels.
 pub struct CudaDevice {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     _module: Arc<CudaModule>,
     name: String,
-    pub(crate) gemv_wpr: [CudaFunction; 3],
-    spin: CudaFunction,
+    sm_count: usize,
+    pub(crate) kernels: Kernels,
 }
 
 impl std::fmt::Debug for CudaDevice {
@@ -119,10 +197,7 @@ impl CudaDevice {
     /// order), creates the context and a stream, and loads the kernel module.
     pub fn new(ordinal: usize) -> Result<Self> {
         if !driver_present() {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                format!("{NO_DRIVER}: the NVIDIA driver library (libcuda.so.1) was not found"),
-            ));
+            return Err(no_driver());
         }
         guarded("opening the device", || Self::open(ordinal))
     }
@@ -131,29 +206,32 @@ impl CudaDevice {
         let count = CudaContext::device_count().map_err(|e| cuda_error("cuInit/cuDeviceGetCount", e))?;
         if ordinal >= count.max(0) as usize {
             return Err(Error::new(
-                ErrorKind::Unsupported,
+                ErrorKind::NoDevice,
                 format!("no CUDA device {ordinal}: the driver sees {count} device(s)"),
             ));
         }
         let Some(fatbin) = FATBIN else {
             return Err(Error::new(
                 ErrorKind::Unsupported,
-                format!("{NO_KERNELS} (nvcc was not found when it was built; rebuild with nvcc on PATH or CUDA_HOME set)"),
+                format!(
+                    "{NO_KERNELS} (nvcc was not found when it was built; rebuild with nvcc on PATH or CUDA_HOME set)"
+                ),
             ));
         };
         let ctx = CudaContext::new(ordinal).map_err(|e| cuda_error("creating the context", e))?;
-        // SAFETY: this backend orders all work on its own stream (module docs).
+        // SAFETY: this backend orders all work on streams and frees memory only when the
+        // context is idle (module docs).
         unsafe { ctx.disable_event_tracking() };
         let name = ctx.name().unwrap_or_else(|_| "unknown".to_owned());
+        let sm_count = ctx
+            .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+            .map_err(|e| cuda_error("cuDeviceGetAttribute", e))? as usize;
         let stream = ctx.new_stream().map_err(|e| cuda_error("creating a stream", e))?;
         let module = ctx
             .load_module(cudarc::nvrtc::Ptx::from_binary(fatbin.to_vec()))
             .map_err(|e| cuda_error("loading the kernel module (no SASS or PTX for this GPU?)", e))?;
-        let load = |f: &str| module.load_function(f).map_err(|e| cuda_error(&format!("loading kernel {f}"), e));
-        let gemv_wpr =
-            [load("qt_gemv_bf16_f32_wpr1")?, load("qt_gemv_bf16_f32_wpr2")?, load("qt_gemv_bf16_f32_wpr4")?];
-        let spin = load("qt_spin_ns")?;
-        Ok(Self { ctx, stream, _module: module, name, gemv_wpr, spin })
+        let kernels = Kernels::load(&module)?;
+        Ok(Self { ctx, stream, _module: module, name, sm_count, kernels })
     }
 
     /// "cuda:0 (NVIDIA H100 80GB HBM3)".
@@ -161,9 +239,23 @@ impl CudaDevice {
         format!("cuda:{} ({})", self.ctx.ordinal(), self.name)
     }
 
-    /// The device's stream: every operation of this device is queued on it.
+    /// The device ordinal.
+    pub fn ordinal(&self) -> usize {
+        self.ctx.ordinal()
+    }
+
+    pub(crate) fn ctx(&self) -> &Arc<CudaContext> {
+        &self.ctx
+    }
+
+    /// The device's default stream (benchmarks and one-off work; requests get their own).
     pub fn stream(&self) -> &Arc<CudaStream> {
         &self.stream
+    }
+
+    /// A new stream on this device.
+    pub fn new_stream(&self) -> Result<Arc<CudaStream>> {
+        guarded("creating a stream", || self.ctx.new_stream().map_err(|e| cuda_error("creating a stream", e)))
     }
 
     /// Compute capability (major, minor).
@@ -172,62 +264,29 @@ impl CudaDevice {
     }
 
     /// Number of streaming multiprocessors.
-    pub fn sm_count(&self) -> Result<usize> {
-        self.ctx
-            .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
-            .map(|n| n as usize)
-            .map_err(|e| cuda_error("cuDeviceGetAttribute", e))
+    pub fn sm_count(&self) -> usize {
+        self.sm_count
     }
 
-    /// Allocates `len` zeroed elements.
-    pub fn alloc_zeros<T: cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits>(
-        &self,
-        len: usize,
-    ) -> Result<driver::CudaSlice<T>> {
-        self.stream.alloc_zeros(len).map_err(|e| cuda_error(&format!("allocating {len} elements"), e))
+    /// Free and total device memory in bytes.
+    pub fn memory_info(&self) -> Result<(usize, usize)> {
+        self.ctx.bind_to_thread().map_err(|e| cuda_error("binding the context", e))?;
+        cudarc::driver::result::mem_get_info().map_err(|e| cuda_error("cuMemGetInfo", e))
     }
 
-    /// Copies host data to a new device buffer.
-    pub fn upload<T: cudarc::driver::DeviceRepr>(&self, data: &[T]) -> Result<driver::CudaSlice<T>> {
-        self.stream.clone_htod(data).map_err(|e| cuda_error("host-to-device copy", e))
-    }
-
-    /// Copies host data into an existing device buffer of the same length.
-    pub fn write<T: cudarc::driver::DeviceRepr>(&self, dst: &mut driver::CudaSlice<T>, src: &[T]) -> Result<()> {
-        if dst.len() != src.len() {
-            return Err(Error::invalid_argument(format!("write: {} host elements into {}", src.len(), dst.len())));
-        }
-        self.stream.memcpy_htod(src, dst).map_err(|e| cuda_error("host-to-device copy", e))
-    }
-
-    /// Copies a device buffer to the host, waiting for queued work.
-    pub fn download<T: cudarc::driver::DeviceRepr + Default + Clone>(&self, src: &driver::CudaSlice<T>) -> Result<Vec<T>> {
-        self.stream.clone_dtoh(src).map_err(|e| cuda_error("device-to-host copy", e))
-    }
-
-    /// Device-to-device copy of `src` into the start of `dst` (`dst.len() >= src.len()`).
-    pub fn copy<T>(&self, src: &driver::CudaSlice<T>, dst: &mut driver::CudaSlice<T>) -> Result<()> {
-        if dst.len() < src.len() {
-            return Err(Error::invalid_argument(format!("copy: {} elements into {}", src.len(), dst.len())));
-        }
-        self.stream.memcpy_dtod(src, dst).map_err(|e| cuda_error("device-to-device copy", e))
-    }
-
-    /// Waits for all queued work.
+    /// Waits for all work queued on every stream of this device.
     pub fn synchronize(&self) -> Result<()> {
-        self.stream.synchronize().map_err(|e| cuda_error("stream synchronize", e))
+        self.ctx.synchronize().map_err(|e| cuda_error("context synchronize", e))
     }
 
     /// A timing event (for benchmarks).
     pub fn timing_event(&self) -> Result<driver::CudaEvent> {
-        self.ctx
-            .new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT))
-            .map_err(|e| cuda_error("creating an event", e))
+        self.ctx.new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT)).map_err(|e| cuda_error("creating an event", e))
     }
 
-    /// Records `event` on the device's stream.
-    pub fn record(&self, event: &driver::CudaEvent) -> Result<()> {
-        event.record(&self.stream).map_err(|e| cuda_error("recording an event", e))
+    /// Records `event` on `stream`.
+    pub fn record(&self, stream: &CudaStream, event: &driver::CudaEvent) -> Result<()> {
+        event.record(stream).map_err(|e| cuda_error("recording an event", e))
     }
 
     /// Milliseconds between two recorded events (waits for `end`).
@@ -236,13 +295,33 @@ impl CudaDevice {
         start.elapsed_ms(end).map_err(|e| cuda_error("cuEventElapsedTime", e))
     }
 
-    /// Queues a one-thread kernel that waits `ns` nanoseconds, so that work queued after it
-    /// is timed on the GPU without gaps from the host's launch path.
-    pub fn spin(&self, ns: u64) -> Result<()> {
-        let mut b = self.stream.launch_builder(&self.spin);
+    /// Queues on `stream` a one-thread kernel that waits `ns` nanoseconds, so that work
+    /// queued after it is timed on the GPU without gaps from the host's launch path.
+    pub fn spin(&self, stream: &Arc<CudaStream>, ns: u64) -> Result<()> {
+        let mut b = stream.launch_builder(&self.kernels.spin);
         b.arg(&ns);
         let cfg = LaunchConfig { grid_dim: (1, 1, 1), block_dim: (1, 1, 1), shared_mem_bytes: 0 };
         // SAFETY: qt_spin_ns(unsigned long long) takes exactly this argument.
         unsafe { b.launch(cfg) }.map(|_| ()).map_err(|e| cuda_error("launching qt_spin_ns", e))
+    }
+
+    /// Starts capturing `stream` into a graph (benchmarks: replay a fixed sequence of launches).
+    pub fn begin_capture(&self, stream: &Arc<CudaStream>) -> Result<()> {
+        stream
+            .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+            .map_err(|e| cuda_error("cuStreamBeginCapture", e))
+    }
+
+    /// Ends a capture started by [`begin_capture`](Self::begin_capture) and instantiates it.
+    pub fn end_capture(&self, stream: &Arc<CudaStream>) -> Result<driver::CudaGraph> {
+        stream
+            .end_capture(sys::CUgraphInstantiate_flags(0))
+            .map_err(|e| cuda_error("cuStreamEndCapture", e))?
+            .ok_or_else(|| Error::new(ErrorKind::Cuda, "CUDA: stream capture produced no graph"))
+    }
+
+    /// Replays a captured graph on the stream it was captured from.
+    pub fn launch_graph(&self, graph: &driver::CudaGraph) -> Result<()> {
+        graph.launch().map_err(|e| cuda_error("cuGraphLaunch", e))
     }
 }

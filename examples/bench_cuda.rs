@@ -1,0 +1,494 @@
+//! CUDA benchmarks (feature `cuda`): kernel bandwidth, one decoder layer, the 28-layer
+//! talker stack launched directly and as a CUDA graph, the code-predictor pass, and whole
+//! frames through the public API. Run on the GPU machine by tools/device/run.sh.
+//!
+//! ```text
+//! bench_cuda [--model DIR]... [--frames N] [--runs R] [--quick]
+//! ```
+//!
+//! Method (METHOD.md): bytes are counted per kernel (each weight and activation once); GPU
+//! time comes from CUDA events, medians of many repeats, after warm-up; "cold" shapes rotate
+//! over ≥ 256 MiB of weight copies so L2 (50 MB) never holds them; back-to-back figures
+//! queue the launches behind a spin kernel so the host's launch path never shows; "wall"
+//! figures are host clock around real calls (what a request sees). Correctness is checked
+//! by tests/cuda_kernels.rs and tests/cuda_model.rs, not here.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use half::bf16;
+use qwentts::backend::cuda::driver::{CudaEvent, CudaStream};
+use qwentts::backend::cuda::{CudaBackend, CudaDevice, CudaStreamCtx, CudaWeight, kernels_compiler};
+use qwentts::backend::{AttentionShape, Backend, Rope};
+use qwentts::model::code_predictor::CodePredictor;
+use qwentts::model::talker::Talker;
+use qwentts::model::{Checkpoint, DType, TensorView};
+use qwentts::{Device, GenerateOptions, LoadOptions, Model, Result, Voice};
+
+const MIB: usize = 1 << 20;
+const TEXT: &str = "Technology is changing the world in ways we never imagined possible.";
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn arg_values(args: &[String], name: &str) -> Vec<String> {
+    args.windows(2).filter(|w| w[0] == name).map(|w| w[1].clone()).collect()
+}
+
+fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
+    arg_values(args, name).last().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Random bf16 weight of `shape` (values in ±0.05: realistic magnitudes, never zeros).
+fn random_weight(b: &CudaBackend, shape: &[usize], seed: u64) -> Result<CudaWeight> {
+    let n: usize = shape.iter().product();
+    let mut z = seed;
+    let bytes: Vec<u8> = (0..n)
+        .flat_map(|_| {
+            z = z.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let u = ((z >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0;
+            bf16::from_f32(u * 0.05).to_bits().to_le_bytes()
+        })
+        .collect();
+    b.upload_weight(&TensorView { name: "bench", dtype: DType::BF16, shape, bytes: &bytes })
+}
+
+fn random_buffer(b: &CudaBackend, s: &mut CudaStreamCtx, n: usize) -> Result<<CudaBackend as Backend>::Buffer> {
+    let mut buf = b.alloc(n)?;
+    let host: Vec<f32> = (0..n).map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 0.5).collect();
+    b.write(s, &mut buf, 0, &host)?;
+    Ok(buf)
+}
+
+struct Timer<'a> {
+    dev: &'a CudaDevice,
+    stream: Arc<CudaStream>,
+    e0: CudaEvent,
+    e1: CudaEvent,
+}
+
+impl<'a> Timer<'a> {
+    fn new(dev: &'a CudaDevice, stream: &Arc<CudaStream>) -> Result<Self> {
+        Ok(Timer { dev, stream: stream.clone(), e0: dev.timing_event()?, e1: dev.timing_event()? })
+    }
+
+    /// GPU µs per call: `n` calls queued back to back behind a spin kernel, median of `reps`.
+    fn b2b(&self, n: usize, reps: usize, mut f: impl FnMut(usize) -> Result<()>) -> Result<f64> {
+        for i in 0..3 {
+            f(i)?; // warm-up
+        }
+        let mut t = Vec::new();
+        for _ in 0..reps {
+            self.dev.spin(&self.stream, 3_000_000)?;
+            self.dev.record(&self.stream, &self.e0)?;
+            for i in 0..n {
+                f(i)?;
+            }
+            self.dev.record(&self.stream, &self.e1)?;
+            t.push(self.dev.elapsed_ms(&self.e0, &self.e1)? as f64 * 1e3 / n as f64);
+        }
+        Ok(median(t))
+    }
+
+    /// GPU µs of one call alone (event pair per call, queued behind a spin), median of `n`.
+    fn single(&self, n: usize, mut f: impl FnMut(usize) -> Result<()>) -> Result<f64> {
+        f(0)?;
+        let evs: Vec<_> = (0..2 * n).map(|_| self.dev.timing_event()).collect::<Result<_>>()?;
+        self.dev.spin(&self.stream, 3_000_000)?;
+        for i in 0..n {
+            self.dev.record(&self.stream, &evs[2 * i])?;
+            f(i)?;
+            self.dev.record(&self.stream, &evs[2 * i + 1])?;
+        }
+        let mut t = Vec::new();
+        for i in 0..n {
+            t.push(self.dev.elapsed_ms(&evs[2 * i], &evs[2 * i + 1])? as f64 * 1e3);
+        }
+        Ok(median(t))
+    }
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("bench_cuda: error: {e}");
+        std::process::exit(2);
+    }
+}
+
+fn run() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let b = CudaBackend::new(0)?;
+    let dev = b.device();
+    let (maj, min) = dev.compute_capability()?;
+    println!(
+        "device: {} cc {maj}.{min}, {} SMs; kernels: {}",
+        dev.name(),
+        dev.sm_count(),
+        kernels_compiler().unwrap_or("?")
+    );
+    let mut s = b.new_stream()?;
+    let stream = s.stream().clone();
+    let timer = Timer::new(dev, &stream)?;
+    let mut summary: Vec<String> = Vec::new();
+
+    // ---- 1. copy ceiling -------------------------------------------------------------------
+    let copy_gbs = {
+        let n = (1usize << 30) / 4;
+        let src = b.alloc(n)?;
+        let mut dst = b.alloc(n)?;
+        let us = timer.b2b(1, 9, |_| b.copy(&mut s, &src, 0, &mut dst, 0, n))?;
+        2.0 * (n * 4) as f64 / (us * 1e-6) / 1e9
+    };
+    println!("memcpy D2D 1 GiB: {copy_gbs:.0} GB/s (read + write)");
+    summary.push(format!("| memcpy D2D 1 GiB | | {copy_gbs:.0} GB/s | 100% | ceiling |"));
+
+    // ---- 2. linear (row kernels and GEMM) ----------------------------------------------------
+    // (out, in, rows, what)
+    let mut shapes: Vec<(usize, usize, usize, &str)> = vec![
+        (16384, 16384, 1, "512 MiB GEMV (streaming goal)"),
+        (2048, 1024, 1, "q_proj"),
+        (1024, 1024, 1, "k_proj / v_proj"),
+        (1024, 2048, 1, "o_proj"),
+        (3072, 1024, 1, "gate_proj / up_proj / codec_head"),
+        (1024, 3072, 1, "down_proj"),
+        (2048, 1024, 1, "code predictor lm_head"),
+        (3072, 1024, 2, "gate_proj, 2 rows (CP prefill)"),
+        (3072, 1024, 8, "gate_proj, 8 rows"),
+        (3072, 1024, 100, "gate_proj, 100-row prefill (GEMM)"),
+        (1024, 3072, 100, "down_proj, 100-row prefill (GEMM)"),
+    ];
+    if quick {
+        shapes.truncate(6);
+    }
+    println!("\n| linear (out×in), rows | what | wpr | µs alone | µs back-to-back | GB/s | % of memcpy | TFLOP/s |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for (si, &(n, k, rows, what)) in shapes.iter().enumerate() {
+        let w_bytes = n * k * 2;
+        let copies = (256 * MIB).div_ceil(w_bytes).max(1);
+        let ws: Vec<CudaWeight> =
+            (0..copies).map(|c| random_weight(&b, &[n, k], 17 + c as u64)).collect::<Result<_>>()?;
+        let x = random_buffer(&b, &mut s, rows * k)?;
+        let mut y = b.alloc(rows * n)?;
+        let bytes = (w_bytes + rows * (k + n) * 4) as f64;
+        let flops = 2.0 * (rows * n * k) as f64;
+        let variants: Vec<Option<u32>> = if rows <= 8 { vec![Some(1), Some(2), Some(4)] } else { vec![None] };
+        let mut best = f64::MAX;
+        for wpr in variants {
+            let mut call = |i: usize| b.linear_with_wpr(&mut s, &x, rows, &ws[i % copies], None, &mut y, false, wpr);
+            let alone = timer.single(if w_bytes >= 256 * MIB { 20 } else { 200 }, &mut call)?;
+            let b2b = timer.b2b(if w_bytes >= 256 * MIB { 10 } else { 100 }, 7, &mut call)?;
+            let gbs = bytes / (b2b * 1e-6) / 1e9;
+            best = best.min(b2b);
+            println!(
+                "| {n}×{k}, {rows} | {what} | {} | {alone:.2} | {b2b:.2} | {gbs:.0} | {:.0}% | {:.1} |",
+                wpr.map_or("gemm".to_owned(), |w| w.to_string()),
+                100.0 * gbs / copy_gbs,
+                flops / (b2b * 1e-6) / 1e12
+            );
+        }
+        if si == 0 {
+            let gbs = bytes / (best * 1e-6) / 1e9;
+            summary.push(format!(
+                "| GEMV 16384×16384 bf16 (512 MiB) | {best:.1} µs | {gbs:.0} GB/s | {:.0}% | goal ≥ 85%: {} |",
+                100.0 * gbs / copy_gbs,
+                if gbs >= 0.85 * copy_gbs { "met" } else { "NOT met" }
+            ));
+        } else if rows == 1 && (n, k) == (3072, 1024) {
+            summary.push(format!(
+                "| linear 3072×1024, 1 row | {best:.2} µs | {:.0} GB/s | {:.0}% | |",
+                bytes / (best * 1e-6) / 1e9,
+                100.0 * bytes / (best * 1e-6) / 1e9 / copy_gbs
+            ));
+        }
+    }
+
+    // ---- 3. the other kernels, one decode row of the 0.6B talker -----------------------------
+    println!("\n| kernel | shape | µs alone | µs back-to-back | bytes | GB/s |");
+    println!("|---|---|---|---|---|---|");
+    let shape = AttentionShape { num_heads: 16, num_kv_heads: 8, head_dim: 128 };
+    let rope = Rope { theta: 1_000_000.0, head_dim: 128 };
+    let norm_w = random_weight(&b, &[1024], 3)?;
+    let head_w = random_weight(&b, &[128], 4)?;
+    let x = random_buffer(&b, &mut s, 1024)?;
+    let mut y = b.alloc(1024)?;
+    let mut q = random_buffer(&b, &mut s, 2048)?;
+    let mut k = random_buffer(&b, &mut s, 1024)?;
+    let report = |name: &str, shape_s: String, bytes: usize, f: &mut dyn FnMut(usize) -> Result<()>| -> Result<()> {
+        let alone = timer.single(200, &mut *f)?;
+        let b2b = timer.b2b(200, 7, &mut *f)?;
+        println!("| {name} | {shape_s} | {alone:.2} | {b2b:.2} | {bytes} | {:.0} |", bytes as f64 / (b2b * 1e-6) / 1e9);
+        Ok(())
+    };
+    report("rms_norm", "1×1024".into(), 1024 * 10, &mut |_| b.rms_norm(&mut s, &x, 1, &norm_w, 1e-6, &mut y))?;
+    report("qk_norm_rope", "q 16×128, k 8×128".into(), 3072 * 8, &mut |_| {
+        b.qk_norm_rope(&mut s, &mut q, &mut k, 1, shape, &head_w, &head_w, 1e-6, rope, 300)
+    })?;
+    for ctx in [64usize, 256, 1024, 4096] {
+        let kc = random_buffer(&b, &mut s, ctx * 1024)?;
+        let vc = random_buffer(&b, &mut s, ctx * 1024)?;
+        let qq = random_buffer(&b, &mut s, 2048)?;
+        let mut out = b.alloc(2048)?;
+        report("attention (decode)", format!("16/8 heads, ctx {ctx}"), 2 * ctx * 1024 * 4 + 2 * 2048 * 4, &mut |_| {
+            b.attention(&mut s, &qq, &kc, &vc, shape, 1, ctx - 1, &mut out)
+        })?;
+    }
+    let mut gate = random_buffer(&b, &mut s, 3072)?;
+    let up = random_buffer(&b, &mut s, 3072)?;
+    report("silu_mul", "3072".into(), 3072 * 12, &mut |_| b.silu_mul(&mut s, &mut gate, &up, 3072))?;
+    let tables: Vec<CudaWeight> = (0..16).map(|t| random_weight(&b, &[3072, 1024], 100 + t)).collect::<Result<_>>()?;
+    let table_refs: Vec<&CudaWeight> = tables.iter().collect();
+    let ids: Vec<u32> = (0..16).map(|t| (t * 131 % 2048) as u32).collect();
+    let mut emb = b.alloc(1024)?;
+    report("embedding_sum (+ id upload)", "16 tables × 1024".into(), 16 * 1024 * 2 + 4096, &mut |_| {
+        b.embedding_sum(&mut s, &table_refs, &ids, &mut emb, false)
+    })?;
+    drop(tables);
+
+    // ---- 4. full-size checkpoints --------------------------------------------------------------
+    let frames: usize = arg(&args, "--frames", 100);
+    let runs: usize = arg(&args, "--runs", 3);
+    for dir in arg_values(&args, "--model").into_iter().map(PathBuf::from) {
+        model_bench(&b, &mut s, &timer, &dir, frames, runs, &mut summary)?;
+    }
+
+    println!("\n## summary ({})", dev.name());
+    println!("| what | time | rate | % of memcpy | note |");
+    println!("|---|---|---|---|---|");
+    for line in &summary {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// Layer, stack, graph, code predictor and whole-frame figures on one checkpoint.
+fn model_bench(
+    b: &CudaBackend,
+    s: &mut CudaStreamCtx,
+    timer: &Timer<'_>,
+    dir: &std::path::Path,
+    frames: usize,
+    runs: usize,
+    summary: &mut Vec<String>,
+) -> Result<()> {
+    let dev = b.device();
+    let stream = s.stream().clone();
+    let t0 = Instant::now();
+    let ckpt = Checkpoint::open(dir)?;
+    let cfg = &ckpt.config.talker_config;
+    let talker = Talker::load(b, &ckpt.weights, cfg)?;
+    let predictor = CodePredictor::load(b, &ckpt.weights, cfg)?;
+    let label = format!(
+        "{} ({})",
+        ckpt.config.size_label(),
+        dir.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()
+    );
+    println!("\n# {label}: talker + code predictor uploaded in {:.1} s", t0.elapsed().as_secs_f64());
+    let d = *talker.dims();
+    let layer_bytes = 2
+        * (d.hidden * (d.q_width() + 2 * d.kv_width())
+            + d.q_width() * d.hidden
+            + 3 * d.hidden * d.intermediate
+            + 2 * d.hidden
+            + 2 * d.head_dim);
+    let stack_bytes = d.layers * layer_bytes;
+
+    // Talker stack at position 200 after a 200-row prefill (GEMM path).
+    let h = d.hidden;
+    let prefill = 200;
+    let mut kv = talker.stack().new_cache(b, prefill + 64)?;
+    let mut ws = talker.stack().new_workspace(b, prefill)?;
+    let mut xp = random_buffer(b, s, prefill * h)?;
+    let mut out = b.alloc(prefill * h)?;
+    let tp = Instant::now();
+    talker.stack().forward(b, s, &mut xp, prefill, &mut kv, &mut ws, &mut out)?;
+    s.synchronize()?;
+    let prefill_ms = tp.elapsed().as_secs_f64() * 1e3;
+    let mut kv2 = talker.stack().new_cache(b, prefill + 64)?;
+    let mut xp2 = random_buffer(b, s, prefill * h)?;
+    s.synchronize()?;
+    let tp2 = Instant::now();
+    talker.stack().forward(b, s, &mut xp2, prefill, &mut kv2, &mut ws, &mut out)?;
+    s.synchronize()?;
+    let prefill_ms = prefill_ms.min(tp2.elapsed().as_secs_f64() * 1e3);
+    drop(kv2);
+
+    let mut x1 = random_buffer(b, s, h)?;
+    let mut o1 = b.alloc(h)?;
+    // Each call appends one position; reset to the prefill length by re-prefilling is costly,
+    // so the cache simply grows (positions 200..263) over the measurements below.
+    // Each call appends one position (the cache grows over positions 200..263 below).
+    // Wall time of one 28-layer step, launches issued by the host as a request does.
+    talker.stack().forward(b, s, &mut x1, 1, &mut kv, &mut ws, &mut o1)?;
+    let mut wall = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        talker.stack().forward(b, s, &mut x1, 1, &mut kv, &mut ws, &mut o1)?;
+        s.synchronize()?;
+        wall.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let stack_wall = median(wall);
+    // GPU time of the same launches queued back to back (host launch path hidden).
+    let mut gpu = Vec::new();
+    for _ in 0..5 {
+        dev.spin(&stream, 5_000_000)?;
+        dev.record(&stream, &timer.e0)?;
+        talker.stack().forward(b, s, &mut x1, 1, &mut kv, &mut ws, &mut o1)?;
+        dev.record(&stream, &timer.e1)?;
+        gpu.push(dev.elapsed_ms(&timer.e0, &timer.e1)? as f64 * 1e3);
+    }
+    let stack_gpu = median(gpu);
+    let launches_per_layer = 12; // rms, q, k, v, qk_norm_rope, 2 copies, attention, o, rms, gate, up, silu_mul, down: 14 ops, 12 kernels + 2 copies
+    // CUDA graph of one step (fixed position; replays rewrite the same cache slot).
+    dev.begin_capture(&stream)?;
+    let captured = talker.stack().forward(b, s, &mut x1, 1, &mut kv, &mut ws, &mut o1);
+    let graph = dev.end_capture(&stream);
+    captured?;
+    let graph = graph?;
+    let mut g = Vec::new();
+    for _ in 0..3 {
+        dev.launch_graph(&graph)?;
+    }
+    for _ in 0..7 {
+        dev.spin(&stream, 2_000_000)?;
+        dev.record(&stream, &timer.e0)?;
+        for _ in 0..10 {
+            dev.launch_graph(&graph)?;
+        }
+        dev.record(&stream, &timer.e1)?;
+        g.push(dev.elapsed_ms(&timer.e0, &timer.e1)? as f64 * 1e3 / 10.0);
+    }
+    let stack_graph = median(g);
+    drop(graph);
+    let floor_us = stack_bytes as f64 / (timer_copy_gbs_hint() * 1e3);
+    println!(
+        "talker stack ({} layers, {:.1} MiB of weights), one decode row at position ~{prefill}:",
+        d.layers,
+        stack_bytes as f64 / MIB as f64
+    );
+    println!("  prefill {prefill} rows: {prefill_ms:.2} ms (wall)");
+    println!(
+        "  wall (host launches): {stack_wall:.0} µs; GPU back-to-back: {stack_gpu:.0} µs; CUDA graph replay: {stack_graph:.0} µs"
+    );
+    println!(
+        "  per layer: {:.1} µs wall, {:.1} µs GPU, {:.1} µs graph; ~{} launches per layer -> {:.2} µs per launch (graph)",
+        stack_wall / d.layers as f64,
+        stack_gpu / d.layers as f64,
+        stack_graph / d.layers as f64,
+        launches_per_layer + 2,
+        stack_graph / (d.layers * (launches_per_layer + 2)) as f64
+    );
+    println!(
+        "  HBM floor for the weights at 3.0 TB/s: {floor_us:.0} µs -> graph reaches {:.0}% of it",
+        100.0 * floor_us / stack_graph
+    );
+    summary.push(format!(
+        "| {label}: talker 28 layers, 1 row | wall {stack_wall:.0} µs / GPU {stack_gpu:.0} µs / graph {stack_graph:.0} µs | {:.0} GB/s (graph) | {:.0}% | {:.1} µs per layer (graph) |",
+        stack_bytes as f64 / (stack_graph * 1e-6) / 1e9,
+        100.0 * floor_us / stack_graph,
+        stack_graph / d.layers as f64
+    ));
+    summary.push(format!("| {label}: talker prefill 200 rows | {prefill_ms:.2} ms | | | GEMM path |"));
+    drop(kv);
+    drop(ws);
+
+    // Code predictor: one frame's pass (2-row prefill + 14 single rows, 15 logits readbacks).
+    let mut tst = talker.new_state(b, 64)?;
+    let mut pst = predictor.new_state(b)?;
+    let input = random_buffer(b, s, h)?;
+    b.copy(s, &input, 0, tst.input_mut(), 0, h)?;
+    talker.step(b, s, &mut tst)?;
+    let groups = predictor.num_code_groups();
+    let mut frame = vec![0u32; groups];
+    let argmax =
+        |_: usize, l: &mut [f32]| l.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i as u32);
+    let mut cp = Vec::new();
+    for i in 0..25 {
+        frame[0] = (i * 37 % 2048) as u32;
+        let t = Instant::now();
+        predictor.predict(b, s, &mut pst, tst.last_hidden(), talker.codec_embedding(), &mut frame, argmax)?;
+        if i >= 5 {
+            cp.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let cp_ms = median(cp);
+    let cd = *predictor.dims();
+    let cp_bytes = 2
+        * cd.layers
+        * (cd.hidden * (cd.q_width() + 2 * cd.kv_width()) + cd.q_width() * cd.hidden + 3 * cd.hidden * cd.intermediate);
+    let cp_floor_ms = (groups - 1) as f64 * (cp_bytes + 2 * predictor.vocab_size() * cd.hidden) as f64
+        / (timer_copy_gbs_hint() * 1e6);
+    println!(
+        "code predictor ({} layers), one frame (15 passes, host argmax): {cp_ms:.2} ms wall; HBM floor {cp_floor_ms:.2} ms",
+        cd.layers
+    );
+    summary.push(format!(
+        "| {label}: code predictor, 1 frame | {cp_ms:.2} ms wall | | {:.0}% | 15 passes, 15 readbacks |",
+        100.0 * cp_floor_ms / cp_ms
+    ));
+    drop((tst, pst, talker, predictor));
+
+    // Whole frames through the public API (prompt, talker, predictor, sampling on the host).
+    let model = Model::load(dir, &LoadOptions { device: Device::Cuda(dev.ordinal()), ..Default::default() })?;
+    let info = model.info();
+    let embedding: Vec<f32> =
+        (0..info.talker_hidden_size).map(|i| ((i * 37 % 101) as f32 / 101.0 - 0.5) * 0.1).collect();
+    // As reference-bench: an in-context clone from a 3 s reference (37 frames of codes, here
+    // random) and, for comparison, the x-vector-only prompt.
+    let ref_codes: Vec<u32> = (0..37 * info.num_codebooks).map(|i| (i * 7919 % 2048) as u32).collect();
+    let voices = [
+        (
+            "ICL (3 s reference)",
+            Voice::with_reference(embedding.clone(), ref_codes, "This is the reference transcript of three seconds.")?,
+        ),
+        ("x-vector", Voice::from_embedding(embedding)?),
+    ];
+    let mut request = GenerateOptions::defaults(&model);
+    request.language = "english".into();
+    request.seed = Some(42);
+    request.max_frames = Some(frames);
+    request.min_frames = Some(frames);
+    for (mode, voice) in &voices {
+        let (mut first_ms, mut frame_ms) = (Vec::new(), Vec::new());
+        for run in 0..=runs {
+            let start = Instant::now();
+            let mut first: Option<f64> = None;
+            let mut sink = |_: usize, _: &[u32]| {
+                first.get_or_insert_with(|| start.elapsed().as_secs_f64() * 1e3);
+                true
+            };
+            let out = model.generate_codes(voice, TEXT, &request, Some(&mut sink))?;
+            let total = start.elapsed().as_secs_f64() * 1e3;
+            if out.frames() != frames {
+                return Err(qwentts::Error::invalid_argument(format!(
+                    "expected {frames} frames, got {}",
+                    out.frames()
+                )));
+            }
+            let first = first.unwrap_or(total);
+            if run > 0 {
+                first_ms.push(first);
+                frame_ms.push((total - first) / (frames - 1).max(1) as f64);
+            }
+        }
+        let per_frame = median(frame_ms);
+        let first = median(first_ms);
+        println!(
+            "generate_codes {mode}, {frames} frames x {runs} runs (seeded sampling, EOS masked): first frame {first:.1} ms, {per_frame:.2} ms/frame, RTF {:.3}",
+            per_frame / 80.0
+        );
+        summary.push(format!(
+            "| {label}: whole frame, {mode} (API, sampling) | {per_frame:.2} ms/frame | RTF {:.3} | | first frame {first:.0} ms (prompt prefill + frame 0) |",
+            per_frame / 80.0
+        ));
+    }
+    Ok(())
+}
+
+/// Copy bandwidth used for floors (GB/s): the H100's measured D2D figure.
+fn timer_copy_gbs_hint() -> f64 {
+    2980.0
+}

@@ -1,0 +1,210 @@
+/*
+ * BF16-weight GEMM on tensor cores: the prefill `linear` (more than 8 rows).
+ *
+ * Math     Y[m, n] = (accumulate ? Y[m, n] : 0) + sum_k X[m, k] * W[n, k] + (bias ? bias[n] : 0)
+ *          for m < M (rows), n < N (out features), k < K (in features): `x · Wᵀ + b`.
+ * Layout   X: f32 row-major [M, K]. W: bf16 row-major [N, K]. Y: f32 row-major [M, N].
+ *          bias: bf16 [N] or NULL. Y must not overlap X, W or bias.
+ *          partial: f32 [splits, M, N] scratch when the K dimension is split (gridDim.z > 1).
+ * Launch   qt_gemm_tf32: blockDim = 128 (4 warps as 2 x 2), grid = (ceil(N / 64),
+ *          ceil(M / 64), splits), static shared memory ~36 KB. Block z covers K range
+ *          [z * k_chunk, min(K, (z + 1) * k_chunk)) (k_chunk a multiple of 32). Each block
+ *          computes a 64 x 64 tile in K-steps of 32: the next step's X and W tiles are fetched
+ *          into registers while the tensor cores work on the current one (two shared-memory
+ *          buffers, one barrier per step); each warp runs 2 x 2 WMMA m16n16k8 TF32 products
+ *          into its 32 x 32 sub-tile. With one split the epilogue writes Y (bias, accumulate);
+ *          with several it writes raw sums to `partial` and qt_gemm_reduce (grid-stride over
+ *          M x N, blockDim 256) adds the splits in order, the bias and the old Y.
+ *          Splitting K is what fills the GPU when M and N are small (a 100-row prefill against
+ *          a 1024 x 3072 weight has only 32 output tiles for 132 SMs).
+ * Precision TF32 operands (10-bit mantissa), f32 accumulation. W is bf16, so converting it
+ *          to TF32 is exact; X is rounded to TF32 (2^-11 relative), which gives ~2e-4
+ *          relative error on a dot product of random data: the "tf32" tolerance class. The
+ *          split sums are added in a fixed order: results are deterministic. Decode steps
+ *          (1 to 8 rows) never come here: they use linear_rows.cu (plain f32).
+ */
+#include <mma.h>
+
+#include "common.cuh"
+
+namespace qt_gemm {
+
+using namespace nvcuda;
+
+constexpr int BM = 64, BN = 64, BK = 32;
+constexpr int kThreads = 128;
+constexpr int LDS = BK + 4;  // padded row of the X / W tiles (floats; multiple of 4 for WMMA)
+constexpr int LDC = BN + 4;  // padded row of the output tile
+
+struct Tiles {
+    float x[BM][LDS];
+    float w[BN][LDS];
+};
+
+struct Smem {
+    union {
+        Tiles in[2];
+        float c[BM][LDC];
+    };
+};
+
+// One thread's share of a K-step: 4 x (4 floats of X) and 2 x (8 bf16 of W).
+struct Fetch {
+    float4 x[4];
+    uint4 w[2];
+};
+
+__device__ __forceinline__ void fetch(Fetch& f, const float* __restrict__ X, const __nv_bfloat16* __restrict__ W,
+                                      int M, int N, int K, int k_end, int m0, int n0, int k0, bool vec) {
+    const int tid = threadIdx.x;
+#pragma unroll
+    for (int it = 0; it < 4; ++it) {
+        const int g = tid + it * kThreads;
+        const int r = g >> 3, c = (g & 7) * 4;
+        const int m = m0 + r, k = k0 + c;
+        float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (m < M) {
+            const float* p = X + (size_t)m * K + k;
+            if (vec && k + 3 < k_end) {
+                v = __ldg(reinterpret_cast<const float4*>(p));
+            } else {
+                if (k < k_end) v.x = p[0];
+                if (k + 1 < k_end) v.y = p[1];
+                if (k + 2 < k_end) v.z = p[2];
+                if (k + 3 < k_end) v.w = p[3];
+            }
+        }
+        f.x[it] = v;
+    }
+#pragma unroll
+    for (int it = 0; it < 2; ++it) {
+        const int g = tid + it * kThreads;
+        const int r = g >> 2, c = (g & 3) * 8;
+        const int n = n0 + r, k = k0 + c;
+        uint4 u = make_uint4(0u, 0u, 0u, 0u);
+        if (n < N) {
+            const __nv_bfloat16* p = W + (size_t)n * K + k;
+            if (vec && k + 7 < k_end) {
+                u = __ldg(reinterpret_cast<const uint4*>(p));
+            } else {
+                uint16_t h[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+#pragma unroll
+                for (int j = 0; j < 8; ++j)
+                    if (k + j < k_end) h[j] = __bfloat16_as_ushort(p[j]);
+                u = make_uint4(h[0] | (uint32_t)h[1] << 16, h[2] | (uint32_t)h[3] << 16, h[4] | (uint32_t)h[5] << 16,
+                               h[6] | (uint32_t)h[7] << 16);
+            }
+        }
+        f.w[it] = u;
+    }
+}
+
+__device__ __forceinline__ void stash(Tiles& t, const Fetch& f) {
+    const int tid = threadIdx.x;
+#pragma unroll
+    for (int it = 0; it < 4; ++it) {
+        const int g = tid + it * kThreads;
+        const int r = g >> 3, c = (g & 7) * 4;
+        t.x[r][c] = wmma::__float_to_tf32(f.x[it].x);
+        t.x[r][c + 1] = wmma::__float_to_tf32(f.x[it].y);
+        t.x[r][c + 2] = wmma::__float_to_tf32(f.x[it].z);
+        t.x[r][c + 3] = wmma::__float_to_tf32(f.x[it].w);
+    }
+#pragma unroll
+    for (int it = 0; it < 2; ++it) {
+        const int g = tid + it * kThreads;
+        const int r = g >> 2, c = (g & 3) * 8;
+        const uint4 u = f.w[it];  // bf16 values are exact in tf32
+        t.w[r][c] = qt::bf16_lo(u.x), t.w[r][c + 1] = qt::bf16_hi(u.x);
+        t.w[r][c + 2] = qt::bf16_lo(u.y), t.w[r][c + 3] = qt::bf16_hi(u.y);
+        t.w[r][c + 4] = qt::bf16_lo(u.z), t.w[r][c + 5] = qt::bf16_hi(u.z);
+        t.w[r][c + 6] = qt::bf16_lo(u.w), t.w[r][c + 7] = qt::bf16_hi(u.w);
+    }
+}
+
+}  // namespace qt_gemm
+
+extern "C" __global__ void __launch_bounds__(qt_gemm::kThreads)
+    qt_gemm_tf32(const float* __restrict__ X, const __nv_bfloat16* __restrict__ W,
+                 const __nv_bfloat16* __restrict__ bias, float* __restrict__ Y, float* __restrict__ partial, int M,
+                 int N, int K, int k_chunk, int accumulate) {
+    using namespace qt_gemm;
+    __shared__ __align__(128) Smem s;
+    const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+    const int k_begin = blockIdx.z * k_chunk, k_end = min(K, k_begin + k_chunk);
+    const int warp = threadIdx.x >> 5;
+    const int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
+    // Vector loads need K % 8 == 0 and 16-byte aligned bases (uniform over the grid).
+    const bool vec = (K & 7) == 0 && ((reinterpret_cast<uintptr_t>(X) | reinterpret_cast<uintptr_t>(W)) & 15) == 0;
+
+    wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc[2][2];
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+
+    Fetch f;
+    fetch(f, X, W, M, N, K, k_end, m0, n0, k_begin, vec);
+    stash(s.in[0], f);
+    __syncthreads();
+    int cur = 0;
+    for (int k0 = k_begin; k0 < k_end; k0 += BK) {
+        const bool more = k0 + BK < k_end;
+        if (more) fetch(f, X, W, M, N, K, k_end, m0, n0, k0 + BK, vec);  // in flight during the MMAs
+        const Tiles& t = s.in[cur];
+#pragma unroll
+        for (int kk = 0; kk < BK; kk += 8) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> a[2];
+            wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::col_major> b[2];
+#pragma unroll
+            for (int i = 0; i < 2; ++i) wmma::load_matrix_sync(a[i], &t.x[wm + i * 16][kk], LDS);
+#pragma unroll
+            for (int j = 0; j < 2; ++j) wmma::load_matrix_sync(b[j], &t.w[wn + j * 16][kk], LDS);
+#pragma unroll
+            for (int i = 0; i < 2; ++i)
+#pragma unroll
+                for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], a[i], b[j], acc[i][j]);
+        }
+        // The other buffer was last read before the previous barrier: safe to overwrite.
+        if (more) stash(s.in[cur ^ 1], f);
+        __syncthreads();
+        cur ^= 1;
+    }
+
+    // s.c aliases the tile buffers: every warp passed the loop's last barrier.
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int j = 0; j < 2; ++j)
+            wmma::store_matrix_sync(&s.c[wm + i * 16][wn + j * 16], acc[i][j], LDC, wmma::mem_row_major);
+    __syncthreads();
+
+    const bool split = gridDim.z > 1;
+    float* part = partial + (size_t)blockIdx.z * M * N;
+    for (int e = threadIdx.x; e < BM * BN; e += kThreads) {
+        const int r = e / BN, c = e % BN;
+        const int m = m0 + r, n = n0 + c;
+        if (m < M && n < N) {
+            float v = s.c[r][c];
+            if (split) {
+                part[(size_t)m * N + n] = v;
+            } else {
+                if (bias != nullptr) v += __bfloat162float(bias[n]);
+                float* out = Y + (size_t)m * N + n;
+                *out = accumulate ? *out + v : v;
+            }
+        }
+    }
+}
+
+extern "C" __global__ void qt_gemm_reduce(const float* __restrict__ partial, int splits,
+                                          const __nv_bfloat16* __restrict__ bias, float* __restrict__ Y, int M, int N,
+                                          int accumulate) {
+    const size_t total = (size_t)M * N;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        float v = 0.0f;
+        for (int z = 0; z < splits; ++z) v += partial[(size_t)z * total + i];
+        if (bias != nullptr) v += __bfloat162float(bias[i % N]);
+        Y[i] = accumulate ? Y[i] + v : v;
+    }
+}

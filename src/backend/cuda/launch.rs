@@ -1,0 +1,470 @@
+//! Typed launchers for `kernels/*.cu`: each checks every size and range against the device
+//! buffers it is given, then queues its kernel on a stream. They are safe to call: a wrong
+//! size is an `InvalidArgument` error, never an out-of-bounds access.
+//!
+//! Buffers are `(memory, offset)` pairs where an op works on a sub-range (element offsets).
+
+use std::sync::Arc;
+
+use cudarc::driver::{CudaFunction, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg};
+use half::bf16;
+
+use super::memory::DeviceMemory;
+use super::{CudaDevice, cuda_error};
+use crate::error::{Error, Result};
+
+/// Rows one pass of `qt_linear_rows*` handles; above this `linear` uses the GEMM.
+pub const MAX_ROWS_PER_PASS: usize = 8;
+/// Warps per weight row the row kernels are built for.
+pub const WARPS_PER_ROW: [u32; 3] = [1, 2, 4];
+/// Largest head_dim the attention and head-norm kernels support.
+pub const MAX_HEAD_DIM: usize = 256;
+/// Most tables one embedding-sum launch takes.
+pub const MAX_EMBEDDING_TABLES: usize = 16;
+
+/// The warps-per-row choice for `rows` activation rows against `n` weight rows of `k` bf16.
+/// One row: the smallest of 1, 2, 4 that puts about 4096 warps in flight (132 SMs × 32
+/// resident warps on the H100), so short matrices still fill the machine; several rows: 1 up
+/// to 4 rows, then 2 (the x reads through L1 grow with the rows). Never so many that a
+/// thread gets less than one 16-byte chunk of its row. H100 measurements (BENCHMARKS.md):
+/// 1024-row matrices fastest with 4, 2048- and 3072-row ones with 2, the 16384-row GEMV
+/// ~100% with any; 2 rows fastest with 1, 8 rows with 2.
+pub fn default_warps_per_row(rows: usize, n: usize, k: usize) -> u32 {
+    let max_by_k = (k / 8 / 32).clamp(1, 4) as u32;
+    let wanted = match (rows, n) {
+        (1, 0..=1024) => 4,
+        (1, 1025..=4095) => 2,
+        (1, _) => 1,
+        (2..=4, _) => 1,
+        _ => 2,
+    };
+    let w = wanted.min(max_by_k);
+    if w >= 4 {
+        4
+    } else if w >= 2 {
+        2
+    } else {
+        1
+    }
+}
+
+fn check(what: &str, needed: usize, have: usize) -> Result<()> {
+    if needed > have {
+        return Err(Error::invalid_argument(format!("{what}: needs {needed} elements, buffer holds {have}")));
+    }
+    Ok(())
+}
+
+fn int(what: &str, v: usize) -> Result<i32> {
+    i32::try_from(v).map_err(|_| Error::invalid_argument(format!("{what} = {v} exceeds the kernels' 32-bit range")))
+}
+
+fn launch<'a>(
+    stream: &'a Arc<CudaStream>,
+    f: &'a CudaFunction,
+    name: &str,
+    cfg: LaunchConfig,
+    args: &[&'a dyn Arg],
+) -> Result<()> {
+    let mut b = stream.launch_builder(f);
+    for a in args {
+        a.push(&mut b);
+    }
+    // SAFETY: every launcher below passes exactly the kernel's parameter list (types and
+    // order, checked against kernels/*.cu) and has checked the ranges the kernel touches.
+    unsafe { b.launch(cfg) }.map(|_| ()).map_err(|e| cuda_error(&format!("launching {name}"), e))
+}
+
+/// A kernel argument (lets `launch` take a heterogeneous list).
+trait Arg {
+    fn push<'a>(&'a self, b: &mut cudarc::driver::LaunchArgs<'a>);
+}
+impl<T: DeviceRepr> Arg for T {
+    fn push<'a>(&'a self, b: &mut cudarc::driver::LaunchArgs<'a>) {
+        b.arg(self);
+    }
+}
+
+/// Rotary inverse frequencies passed by value (`qt_norm::InvFreq`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct InvFreq(pub [f32; MAX_HEAD_DIM / 2]);
+// SAFETY: plain-old-data with the layout of the kernel's struct.
+unsafe impl DeviceRepr for InvFreq {}
+
+/// Embedding table pointers passed by value (`qt_embedding::Tables`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Tables([u64; MAX_EMBEDDING_TABLES]);
+// SAFETY: plain-old-data with the layout of the kernel's struct.
+unsafe impl DeviceRepr for Tables {}
+
+fn grid1(n: usize, per_block: usize) -> u32 {
+    n.div_ceil(per_block).clamp(1, 1 << 20) as u32
+}
+
+impl CudaDevice {
+    /// `y[r, :] (+)= x[r, :] · Wᵀ + bias` for `rows` rows. `w: [n, k]` bf16, `x` at `x_off`
+    /// holds `rows · k`, `y` at `y_off` holds `rows · n`. Up to 8 rows: the row kernels (f32,
+    /// W read once); more: the TF32 tensor-core GEMM, split over K when its output tiles alone
+    /// would not fill the GPU, with `scratch` of [`gemm_scratch_len`] elements for the
+    /// partial sums. `wpr` overrides the warps-per-row choice of the row kernels (benchmarks).
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear(
+        &self,
+        stream: &Arc<CudaStream>,
+        x: (&DeviceMemory<f32>, usize),
+        rows: usize,
+        w: &DeviceMemory<bf16>,
+        n: usize,
+        k: usize,
+        bias: Option<&DeviceMemory<bf16>>,
+        y: (&DeviceMemory<f32>, usize),
+        accumulate: bool,
+        wpr: Option<u32>,
+        scratch: Option<&DeviceMemory<f32>>,
+    ) -> Result<()> {
+        if rows == 0 || n == 0 || k == 0 {
+            return Err(Error::invalid_argument(format!("linear: empty shape ({rows} rows, {n}x{k} weight)")));
+        }
+        if n.checked_mul(k) != Some(w.len()) {
+            return Err(Error::invalid_argument(format!("linear: weight holds {} values, not {n}x{k}", w.len())));
+        }
+        if let Some(b) = bias {
+            if b.len() != n {
+                return Err(Error::invalid_argument(format!("linear: bias has {} values, expected {n}", b.len())));
+            }
+        }
+        check("linear input", x.1 + rows * k, x.0.len())?;
+        check("linear output", y.1 + rows * n, y.0.len())?;
+        let (n_i, k_i, acc) = (int("out features", n)?, int("in features", k)?, i32::from(accumulate));
+        let bias_ptr = bias.map_or(0u64, |b| b.ptr());
+        if rows <= MAX_ROWS_PER_PASS {
+            let wpr = wpr.unwrap_or_else(|| default_warps_per_row(rows, n, k));
+            let Some(wi) = WARPS_PER_ROW.iter().position(|&v| v == wpr) else {
+                return Err(Error::invalid_argument(format!("linear: warps per row must be 1, 2 or 4, not {wpr}")));
+            };
+            let rows_per_block = 8 / wpr as usize;
+            let cfg = LaunchConfig {
+                grid_dim: (grid1(n, rows_per_block), 1, 1),
+                block_dim: (256, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            let (xp, yp) = (x.0.ptr_at(x.1), y.0.ptr_at(y.1));
+            let f = &self.kernels.linear_rows[rows - 1][wi];
+            launch(stream, f, "qt_linear_rows", cfg, &[&w.ptr(), &xp, &bias_ptr, &yp, &n_i, &k_i, &acc])
+        } else {
+            let m_i = int("rows", rows)?;
+            let (splits, k_chunk) = self.gemm_splits(rows, n, k);
+            let (xp, yp) = (x.0.ptr_at(x.1), y.0.ptr_at(y.1));
+            let partial_ptr = if splits > 1 {
+                let Some(p) = scratch else {
+                    return Err(Error::invalid_argument("linear: a split-K GEMM needs scratch memory"));
+                };
+                check("GEMM scratch", gemm_scratch_len(splits, rows, n), p.len())?;
+                p.ptr()
+            } else {
+                0
+            };
+            let cfg = LaunchConfig {
+                grid_dim: (n.div_ceil(64) as u32, rows.div_ceil(64) as u32, splits as u32),
+                block_dim: (128, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            let kc = int("k chunk", k_chunk)?;
+            let args: [&dyn Arg; 10] = [&xp, &w.ptr(), &bias_ptr, &yp, &partial_ptr, &m_i, &n_i, &k_i, &kc, &acc];
+            launch(stream, &self.kernels.gemm_tf32, "qt_gemm_tf32", cfg, &args)?;
+            if splits > 1 {
+                let cfg = LaunchConfig {
+                    grid_dim: (grid1(rows * n, 256).min(4 * self.sm_count as u32 * 8), 1, 1),
+                    block_dim: (256, 1, 1),
+                    shared_mem_bytes: 0,
+                };
+                let args: [&dyn Arg; 7] = [&partial_ptr, &(splits as i32), &bias_ptr, &yp, &m_i, &n_i, &acc];
+                launch(stream, &self.kernels.gemm_reduce, "qt_gemm_reduce", cfg, &args)?;
+            }
+            Ok(())
+        }
+    }
+
+    /// How the GEMM splits K: enough splits that the grid has about two blocks per SM, each
+    /// split at least 4 K-steps of 32. Returns (splits, K elements per split).
+    pub(crate) fn gemm_splits(&self, rows: usize, n: usize, k: usize) -> (usize, usize) {
+        let tiles = n.div_ceil(64) * rows.div_ceil(64);
+        let by_k = (k / 128).max(1);
+        let splits = (2 * self.sm_count).div_ceil(tiles).clamp(1, by_k);
+        let k_chunk = k.div_ceil(splits).next_multiple_of(32);
+        (k.div_ceil(k_chunk), k_chunk)
+    }
+
+    /// RMSNorm of `rows` rows of `w.len()` values: `y = x / rms(x) · w`; with `residual`,
+    /// first `x += residual` (written back to x). `y == x` (same memory) normalises in place.
+    #[allow(clippy::too_many_arguments)]
+    pub fn rms_norm(
+        &self,
+        stream: &Arc<CudaStream>,
+        x: &DeviceMemory<f32>,
+        residual: Option<&DeviceMemory<f32>>,
+        rows: usize,
+        w: &DeviceMemory<bf16>,
+        eps: f32,
+        y: &DeviceMemory<f32>,
+    ) -> Result<()> {
+        let dim = w.len();
+        if rows == 0 || dim == 0 {
+            return Err(Error::invalid_argument("rms_norm: zero rows or an empty weight"));
+        }
+        check("rms_norm input", rows * dim, x.len())?;
+        check("rms_norm output", rows * dim, y.len())?;
+        if let Some(r) = residual {
+            check("rms_norm residual", rows * dim, r.len())?;
+        }
+        let threads = dim.next_multiple_of(32).min(256) as u32;
+        let cfg = LaunchConfig {
+            grid_dim: (int("rows", rows)? as u32, 1, 1),
+            block_dim: (threads, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let rp = residual.map_or(0u64, |r| r.ptr());
+        launch(
+            stream,
+            &self.kernels.rms_norm,
+            "qt_rms_norm",
+            cfg,
+            &[&x.ptr(), &rp, &w.ptr(), &y.ptr(), &int("dim", dim)?, &eps],
+        )
+    }
+
+    /// Per-head RMSNorm (optional) and NeoX RoPE (optional) of `q: [rows, heads_q, hd]` and
+    /// `k: [rows, heads_k, hd]` in place, positions `first_position + r`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn head_norm_rope(
+        &self,
+        stream: &Arc<CudaStream>,
+        q: &DeviceMemory<f32>,
+        heads_q: usize,
+        k: Option<(&DeviceMemory<f32>, usize)>,
+        rows: usize,
+        head_dim: usize,
+        norms: Option<(&DeviceMemory<bf16>, Option<&DeviceMemory<bf16>>, f32)>,
+        rope: Option<(&InvFreq, usize)>,
+    ) -> Result<()> {
+        if head_dim == 0 || head_dim % 2 != 0 || head_dim > MAX_HEAD_DIM {
+            return Err(Error::invalid_argument(format!(
+                "head_dim {head_dim} must be even and at most {MAX_HEAD_DIM}"
+            )));
+        }
+        let heads_k = k.map_or(0, |(_, h)| h);
+        check("q heads", rows * heads_q * head_dim, q.len())?;
+        if let Some((kb, h)) = k {
+            check("k heads", rows * h * head_dim, kb.len())?;
+        }
+        let (qn, kn, eps) = match norms {
+            Some((qn, kn, eps)) => {
+                if qn.len() != head_dim || kn.is_some_and(|w| w.len() != head_dim) {
+                    return Err(Error::invalid_argument(format!(
+                        "head norm weights must have head_dim = {head_dim} values"
+                    )));
+                }
+                if heads_k > 0 && kn.is_none() {
+                    return Err(Error::invalid_argument("head norm: k heads given without a k weight"));
+                }
+                (qn.ptr(), kn.map_or(0, |w| w.ptr()), eps)
+            }
+            None => (0, 0, 0.0),
+        };
+        let zeros = InvFreq([0.0; MAX_HEAD_DIM / 2]);
+        let (freqs, pos, apply) = match rope {
+            Some((f, p)) => (f, int("position", p + rows)?, 1i32),
+            None => (&zeros, 0, 0),
+        };
+        let items = rows * (heads_q + heads_k);
+        if items == 0 {
+            return Ok(());
+        }
+        let cfg = LaunchConfig { grid_dim: (grid1(items, 8), 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        let kp = k.map_or(0u64, |(kb, _)| kb.ptr());
+        let first = pos - rows as i32;
+        launch(
+            stream,
+            &self.kernels.head_norm_rope,
+            "qt_head_norm_rope",
+            cfg,
+            &[
+                &q.ptr(),
+                &kp,
+                &int("rows", rows)?,
+                &int("heads", heads_q)?,
+                &int("heads", heads_k)?,
+                &(head_dim as i32),
+                &qn,
+                &kn,
+                &eps,
+                &first,
+                &apply,
+                freqs,
+            ],
+        )
+    }
+
+    /// Causal GQA attention (see `kernels/attention.cu`). `partial` is scratch of at least
+    /// [`attention_scratch_len`] elements for the same arguments.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn attention(
+        &self,
+        stream: &Arc<CudaStream>,
+        q: &DeviceMemory<f32>,
+        k_cache: &DeviceMemory<f32>,
+        v_cache: &DeviceMemory<f32>,
+        heads: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        rows: usize,
+        first_position: usize,
+        out: &DeviceMemory<f32>,
+        partial: &DeviceMemory<f32>,
+    ) -> Result<()> {
+        if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 || head_dim == 0 || head_dim > MAX_HEAD_DIM || rows == 0
+        {
+            return Err(Error::invalid_argument(format!(
+                "attention: {heads} heads, {kv_heads} KV heads, head_dim {head_dim}, {rows} rows is not a valid call"
+            )));
+        }
+        let len = first_position + rows;
+        check("attention queries", rows * heads * head_dim, q.len())?;
+        check("attention keys", len * kv_heads * head_dim, k_cache.len())?;
+        check("attention values", len * kv_heads * head_dim, v_cache.len())?;
+        check("attention output", rows * heads * head_dim, out.len())?;
+        let (splits, chunk) = self.attention_splits(heads, rows, len);
+        check("attention scratch", attention_scratch_len(heads, rows, splits, head_dim), partial.len())?;
+        let scale = 1.0 / (head_dim as f32).sqrt();
+        let cfg = LaunchConfig {
+            grid_dim: (heads as u32, int("rows", rows)? as u32, splits as u32),
+            block_dim: (128, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let args: [&dyn Arg; 11] = [
+            &q.ptr(),
+            &k_cache.ptr(),
+            &v_cache.ptr(),
+            &out.ptr(),
+            &partial.ptr(),
+            &(heads as i32),
+            &(kv_heads as i32),
+            &(head_dim as i32),
+            &int("position", first_position)?,
+            &int("chunk", chunk)?,
+            &scale,
+        ];
+        launch(stream, &self.kernels.attention_split, "qt_attention_split", cfg, &args)?;
+        if splits > 1 {
+            let cfg = LaunchConfig {
+                grid_dim: (heads as u32, rows as u32, 1),
+                block_dim: (head_dim.next_multiple_of(32) as u32, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            let args: [&dyn Arg; 5] =
+                [&partial.ptr(), &out.ptr(), &(heads as i32), &(head_dim as i32), &(splits as i32)];
+            launch(stream, &self.kernels.attention_combine, "qt_attention_combine", cfg, &args)?;
+        }
+        Ok(())
+    }
+
+    /// How attention splits `len` key positions: about two blocks per SM in all, chunks of at
+    /// least 32 positions (8 per warp; below that the combine pass costs more than it saves).
+    /// Each warp walks its positions one after another (dot, shuffle reduce, exp), so short
+    /// chunks are what keeps a decode step's latency down.
+    pub(crate) fn attention_splits(&self, heads: usize, rows: usize, len: usize) -> (usize, usize) {
+        let want = (2 * self.sm_count).div_ceil(heads * rows).max(1);
+        let chunk = len.div_ceil(want).max(32);
+        (len.div_ceil(chunk).max(1), chunk)
+    }
+
+    /// `gate = silu(gate) · up`, `x = silu(x)` or `dst += src` over `n` elements.
+    pub(crate) fn elementwise(
+        &self,
+        stream: &Arc<CudaStream>,
+        op: Elementwise,
+        a: &DeviceMemory<f32>,
+        b: Option<&DeviceMemory<f32>>,
+        n: usize,
+    ) -> Result<()> {
+        check("elementwise operand", n, a.len())?;
+        if let Some(b) = b {
+            check("elementwise operand", n, b.len())?;
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        let cfg = LaunchConfig {
+            grid_dim: (grid1(n, 256).min(65535 * 8), 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let n_i = n as i64;
+        let (f, name) = match op {
+            Elementwise::SiluMul => (&self.kernels.silu_mul, "qt_silu_mul"),
+            Elementwise::Silu => (&self.kernels.silu, "qt_silu"),
+            Elementwise::Add => (&self.kernels.add, "qt_add"),
+        };
+        match b {
+            Some(b) => launch(stream, f, name, cfg, &[&a.ptr(), &b.ptr(), &n_i]),
+            None => launch(stream, f, name, cfg, &[&a.ptr(), &n_i]),
+        }
+    }
+
+    /// `out[r, :] (+)= Σ_t tables[t][ids[r · T + t], :]` where `ids` (already on the device)
+    /// holds `rows · T` ids that the caller checked against each table's `vocab`.
+    pub(crate) fn embedding_sum(
+        &self,
+        stream: &Arc<CudaStream>,
+        tables: &[&DeviceMemory<bf16>],
+        dim: usize,
+        ids: &DeviceMemory<u32>,
+        rows: usize,
+        out: &DeviceMemory<f32>,
+        accumulate: bool,
+    ) -> Result<()> {
+        if tables.is_empty() || tables.len() > MAX_EMBEDDING_TABLES || dim == 0 {
+            return Err(Error::invalid_argument(format!(
+                "embedding: {} tables of width {dim} (1 to {MAX_EMBEDDING_TABLES} tables of non-zero width)",
+                tables.len()
+            )));
+        }
+        if tables.iter().any(|t| t.len() % dim != 0) {
+            return Err(Error::invalid_argument(format!("embedding: a table is not a whole number of rows of {dim}")));
+        }
+        check("embedding ids", rows * tables.len(), ids.len())?;
+        check("embedding output", rows * dim, out.len())?;
+        if rows == 0 {
+            return Ok(());
+        }
+        let mut ptrs = [0u64; MAX_EMBEDDING_TABLES];
+        for (p, t) in ptrs.iter_mut().zip(tables) {
+            *p = t.ptr();
+        }
+        let cfg =
+            LaunchConfig { grid_dim: (int("rows", rows)? as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        let args: [&dyn Arg; 6] =
+            [&Tables(ptrs), &(tables.len() as i32), &ids.ptr(), &out.ptr(), &int("dim", dim)?, &i32::from(accumulate)];
+        launch(stream, &self.kernels.embedding_sum, "qt_embedding_sum", cfg, &args)
+    }
+}
+
+/// Scratch elements a split-K GEMM needs.
+pub(crate) fn gemm_scratch_len(splits: usize, rows: usize, n: usize) -> usize {
+    if splits > 1 { splits * rows * n } else { 0 }
+}
+
+/// Scratch elements `qt_attention_split` needs for `splits > 1`.
+pub(crate) fn attention_scratch_len(heads: usize, rows: usize, splits: usize, head_dim: usize) -> usize {
+    if splits > 1 { heads * rows * splits * (head_dim + 2) } else { 0 }
+}
+
+/// The elementwise kernels.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Elementwise {
+    SiluMul,
+    Silu,
+    Add,
+}

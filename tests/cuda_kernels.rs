@@ -418,3 +418,31 @@ fn copies_and_concurrent_streams() {
     drop(y1);
     g.read(&mut s2, &y2, 0, &mut host[..512]).unwrap();
 }
+
+#[test]
+#[ignore = "needs a CUDA GPU: tools/device/run.sh runs it with --ignored"]
+fn device_errors_are_classified_and_recoverable() {
+    use qwentts::ErrorKind;
+    // An ordinal the driver does not have.
+    let count = qwentts::backend::cuda_device_count();
+    let err = CudaBackend::new(count + 3).expect_err("no such device");
+    assert_eq!(err.kind(), ErrorKind::NoDevice, "{err}");
+    // More memory than any GPU has (4 TiB of f32): out of memory, and the device stays usable.
+    let g = gpu();
+    let err = g.alloc(1 << 40).expect_err("4 TiB cannot be allocated");
+    assert_eq!(err.kind(), ErrorKind::OutOfMemory, "{err}");
+    assert!(err.message().contains("out of GPU memory"), "{err}");
+    let mut s = g.new_stream().unwrap();
+    let mut b = g.alloc(4).unwrap();
+    g.write(&mut s, &mut b, 0, &[1.0, 2.0, 3.0, 4.0]).unwrap();
+    let mut host = [0.0f32; 4];
+    g.read(&mut s, &b, 0, &mut host).unwrap();
+    assert_eq!(host, [1.0, 2.0, 3.0, 4.0]);
+    // Through the public API: a model on a missing device fails before reading the checkpoint.
+    let options = qwentts::LoadOptions { device: qwentts::Device::Cuda(count + 3), ..Default::default() };
+    let err = match qwentts::Model::load("/nonexistent/checkpoint", &options) {
+        Ok(_) => panic!("a missing device must fail"),
+        Err(e) => e,
+    };
+    assert_eq!(err.kind(), ErrorKind::NoDevice, "{err}");
+}

@@ -133,7 +133,7 @@ impl CudaBackend {
     }
 
     fn inv_freq(rope: Rope) -> Result<InvFreq> {
-        if rope.head_dim == 0 || rope.head_dim % 2 != 0 || rope.head_dim > MAX_HEAD_DIM {
+        if rope.head_dim == 0 || !rope.head_dim.is_multiple_of(2) || rope.head_dim > MAX_HEAD_DIM {
             return Err(Error::invalid_argument(format!(
                 "rope: head_dim {} must be even and <= {MAX_HEAD_DIM}",
                 rope.head_dim

@@ -85,6 +85,9 @@ impl<T: DeviceRepr> Arg for T {
     }
 }
 
+/// Per-head RMSNorm weights of q and (optionally) k, and epsilon.
+pub(crate) type HeadNorms<'a> = (&'a DeviceMemory<bf16>, Option<&'a DeviceMemory<bf16>>, f32);
+
 /// Rotary inverse frequencies passed by value (`qt_norm::InvFreq`).
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -130,10 +133,10 @@ impl CudaDevice {
         if n.checked_mul(k) != Some(w.len()) {
             return Err(Error::invalid_argument(format!("linear: weight holds {} values, not {n}x{k}", w.len())));
         }
-        if let Some(b) = bias {
-            if b.len() != n {
-                return Err(Error::invalid_argument(format!("linear: bias has {} values, expected {n}", b.len())));
-            }
+        if let Some(b) = bias
+            && b.len() != n
+        {
+            return Err(Error::invalid_argument(format!("linear: bias has {} values, expected {n}", b.len())));
         }
         check("linear input", x.1 + rows * k, x.0.len())?;
         check("linear output", y.1 + rows * n, y.0.len())?;
@@ -246,10 +249,10 @@ impl CudaDevice {
         k: Option<(&DeviceMemory<f32>, usize)>,
         rows: usize,
         head_dim: usize,
-        norms: Option<(&DeviceMemory<bf16>, Option<&DeviceMemory<bf16>>, f32)>,
+        norms: Option<HeadNorms<'_>>,
         rope: Option<(&InvFreq, usize)>,
     ) -> Result<()> {
-        if head_dim == 0 || head_dim % 2 != 0 || head_dim > MAX_HEAD_DIM {
+        if head_dim == 0 || !head_dim.is_multiple_of(2) || head_dim > MAX_HEAD_DIM {
             return Err(Error::invalid_argument(format!(
                 "head_dim {head_dim} must be even and at most {MAX_HEAD_DIM}"
             )));
@@ -324,7 +327,12 @@ impl CudaDevice {
         out: &DeviceMemory<f32>,
         partial: &DeviceMemory<f32>,
     ) -> Result<()> {
-        if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 || head_dim == 0 || head_dim > MAX_HEAD_DIM || rows == 0
+        if heads == 0
+            || kv_heads == 0
+            || !heads.is_multiple_of(kv_heads)
+            || head_dim == 0
+            || head_dim > MAX_HEAD_DIM
+            || rows == 0
         {
             return Err(Error::invalid_argument(format!(
                 "attention: {heads} heads, {kv_heads} KV heads, head_dim {head_dim}, {rows} rows is not a valid call"
@@ -415,6 +423,7 @@ impl CudaDevice {
 
     /// `out[r, :] (+)= Σ_t tables[t][ids[r · T + t], :]` where `ids` (already on the device)
     /// holds `rows · T` ids that the caller checked against each table's `vocab`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn embedding_sum(
         &self,
         stream: &Arc<CudaStream>,

@@ -93,6 +93,12 @@ impl<T> DeviceMemory<T> {
     }
 }
 
+impl<T> std::fmt::Debug for DeviceMemory<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DeviceMemory<{}>({} elements at {:#x})", std::any::type_name::<T>(), self.len, self.ptr)
+    }
+}
+
 impl<T> Drop for DeviceMemory<T> {
     fn drop(&mut self) {
         if self.ptr == 0 {

@@ -902,3 +902,35 @@ fn cuda_matches_cpu_tiny_customvoice() {
     let gpu = qwentts::backend::cuda::CudaBackend::new(0).expect("CUDA device 0");
     compare(&gpu, "tiny-customvoice").assert_ok();
 }
+
+/// Concurrent requests on one loaded model (what `qt_generate` from several host threads does):
+/// each thread gets its own CUDA stream and state, so seeded sampling must give every thread
+/// exactly the codes a lone request gets.
+#[cfg(feature = "cuda")]
+#[test]
+#[ignore = "needs a CUDA GPU: tools/device/run.sh runs it with --include-ignored"]
+fn cuda_concurrent_requests_match_a_lone_request() {
+    use qwentts::{Device, GenerateOptions, LoadOptions, Model};
+    let options = LoadOptions { device: Device::Cuda(0), ..Default::default() };
+    let model = Model::load(fixtures_dir().join("tiny-base"), &options).expect("tiny-base on CUDA");
+    let hidden = model.info().talker_hidden_size;
+    let voice = qwentts::Voice::from_embedding((0..hidden).map(|i| (i as f32 * 0.37).sin() * 0.1).collect()).unwrap();
+    let mut request = GenerateOptions::defaults(&model);
+    request.language = "english".into();
+    request.seed = Some(7);
+    request.max_frames = Some(24);
+    request.min_frames = Some(24);
+    let text = "Several voices at once, one GPU.";
+    let alone = model.generate_codes(&voice, text, &request, None).expect("lone request");
+    assert_eq!(alone.frames(), 24);
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| (0..3).map(|_| model.generate_codes(&voice, text, &request, None)).collect::<Vec<_>>()))
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("no panic")).collect()
+    });
+    for (i, r) in results.into_iter().enumerate() {
+        let codes = r.expect("concurrent request");
+        assert_eq!(codes.codes, alone.codes, "request {i} differs from the lone request");
+    }
+}

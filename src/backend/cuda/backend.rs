@@ -15,7 +15,7 @@ use std::sync::Arc;
 use half::bf16;
 
 use super::launch::{Elementwise, InvFreq, MAX_HEAD_DIM, MAX_ROWS_PER_PASS, attention_scratch_len, gemm_scratch_len};
-use super::memory::DeviceMemory;
+use super::memory::{DeviceMemory, DevicePool};
 use super::{CudaDevice, cuda_error, driver::CudaStream};
 use crate::backend::cpu::rope_inv_freq;
 use crate::backend::{AttentionShape, Backend, Rope};
@@ -53,6 +53,7 @@ pub struct CudaStreamCtx {
     scratch: DeviceMemory<f32>,
     /// Embedding ids uploaded for the next gather (grown on demand).
     ids: DeviceMemory<u32>,
+    pool: Arc<DevicePool>,
 }
 
 impl CudaStreamCtx {
@@ -69,8 +70,9 @@ impl CudaStreamCtx {
 
 impl Drop for CudaStreamCtx {
     fn drop(&mut self) {
-        // Work still queued may read buffers the caller is about to free.
+        // The request is over: return the memory its buffers handed back (one context wait).
         let _ = self.stream.synchronize();
+        self.pool.flush();
     }
 }
 
@@ -112,7 +114,7 @@ impl CudaBackend {
     /// Grows the stream's scratch to at least `len` elements (a power of two, so it settles).
     fn ensure_scratch(&self, s: &mut CudaStreamCtx, len: usize) -> Result<()> {
         if s.scratch.len() < len {
-            s.scratch = DeviceMemory::zeros(self.dev.ctx(), len.next_power_of_two())?;
+            s.scratch = DeviceMemory::zeros(self.dev.pool(), len.next_power_of_two())?;
         }
         Ok(())
     }
@@ -154,7 +156,7 @@ impl CudaBackend {
             }
         }
         if s.ids.len() < ids.len() {
-            s.ids = DeviceMemory::zeros(self.dev.ctx(), ids.len().next_power_of_two())?;
+            s.ids = DeviceMemory::zeros(self.dev.pool(), ids.len().next_power_of_two())?;
         }
         self.bind()?;
         // SAFETY: the scratch holds at least ids.len() elements; a pageable source is staged
@@ -191,8 +193,9 @@ impl Backend for CudaBackend {
     fn new_stream(&self) -> Result<CudaStreamCtx> {
         Ok(CudaStreamCtx {
             stream: self.dev.new_stream()?,
-            scratch: DeviceMemory::zeros(self.dev.ctx(), 0)?,
-            ids: DeviceMemory::zeros(self.dev.ctx(), 0)?,
+            scratch: DeviceMemory::zeros(self.dev.pool(), 0)?,
+            ids: DeviceMemory::zeros(self.dev.pool(), 0)?,
+            pool: self.dev.pool().clone(),
         })
     }
 
@@ -213,7 +216,7 @@ impl Backend for CudaBackend {
                 view.shape
             )));
         }
-        Ok(CudaWeight { mem: DeviceMemory::from_host(self.dev.ctx(), &host)?, shape: view.shape.to_vec() })
+        Ok(CudaWeight { mem: DeviceMemory::from_host(self.dev.pool(), &host)?, shape: view.shape.to_vec() })
     }
 
     fn upload_weight_f32(&self, data: &[f32], shape: &[usize]) -> Result<CudaWeight> {
@@ -225,7 +228,7 @@ impl Backend for CudaBackend {
             )));
         }
         let host: Vec<bf16> = data.iter().map(|&v| bf16::from_f32(v)).collect();
-        Ok(CudaWeight { mem: DeviceMemory::from_host(self.dev.ctx(), &host)?, shape: shape.to_vec() })
+        Ok(CudaWeight { mem: DeviceMemory::from_host(self.dev.pool(), &host)?, shape: shape.to_vec() })
     }
 
     fn weight_len(&self, w: &CudaWeight) -> usize {
@@ -233,7 +236,7 @@ impl Backend for CudaBackend {
     }
 
     fn alloc(&self, len: usize) -> Result<DeviceMemory<f32>> {
-        DeviceMemory::zeros(self.dev.ctx(), len)
+        DeviceMemory::zeros(self.dev.pool(), len)
     }
 
     fn buffer_len(&self, b: &DeviceMemory<f32>) -> usize {

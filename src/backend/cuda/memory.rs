@@ -1,26 +1,77 @@
-//! Device memory owned by the library: plain synchronous allocations with RAII frees.
+//! Device memory owned by the library: plain synchronous allocations with deferred frees.
 //!
 //! Why not cudarc's `CudaSlice`: its stream-ordered free is only safe together with its
 //! per-buffer event tracking (extra host work on every launch), which this backend turns off.
 //! Here allocation is `cuMemAlloc` + `cuMemsetD8` (complete when `zeros` returns, so any
-//! stream may use the memory at once) and `Drop` first waits for the whole context
-//! (`cuCtxSynchronize`), then calls `cuMemFree`: a buffer can never be freed under a kernel
-//! that still reads it, whichever stream queued that kernel. Frees are therefore not free;
-//! they happen at request boundaries (caches, workspaces) and never inside the frame loop.
+//! stream may use the memory at once). Dropping a [`DeviceMemory`] only hands its address to
+//! the device's [`DevicePool`]; [`DevicePool::flush`] waits for the whole context
+//! (`cuCtxSynchronize`) once and then frees everything handed in before it: a buffer is never
+//! freed under a kernel that still reads it, whichever stream queued that kernel, and a
+//! request that ends pays one context wait, not one per buffer. Flushes happen when a request's
+//! stream is dropped, when many frees are pending, and when the device is closed.
 
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use cudarc::driver::{CudaContext, DeviceRepr, result, sys};
 
 use super::cuda_error;
 use crate::error::{Error, Result};
 
+/// Frees above this many pending addresses trigger a flush from `Drop` itself, so a process
+/// that never drops a stream still returns memory.
+const MAX_PENDING: usize = 512;
+
+/// Allocations of one context and the frees waiting for it to be idle.
+pub struct DevicePool {
+    ctx: Arc<CudaContext>,
+    pending: Mutex<Vec<sys::CUdeviceptr>>,
+}
+
+impl DevicePool {
+    pub fn new(ctx: Arc<CudaContext>) -> Arc<Self> {
+        Arc::new(DevicePool { ctx, pending: Mutex::new(Vec::new()) })
+    }
+
+    /// Waits for all queued work of the context, then frees every address handed in so far.
+    /// Errors cannot be reported from the drops that call this; a broken context shows at
+    /// the next call that returns a status.
+    pub fn flush(&self) {
+        let ptrs = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        if ptrs.is_empty() || self.ctx.bind_to_thread().is_err() {
+            return;
+        }
+        let _ = self.ctx.synchronize();
+        for ptr in ptrs {
+            // SAFETY: each address came from malloc_sync in this context, is handed in once,
+            // and no queued work can still use it (the context is idle).
+            let _ = unsafe { result::free_sync(ptr) };
+        }
+    }
+
+    fn release(&self, ptr: sys::CUdeviceptr) {
+        let full = {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            pending.push(ptr);
+            pending.len() >= MAX_PENDING
+        };
+        if full {
+            self.flush();
+        }
+    }
+}
+
+impl Drop for DevicePool {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
 /// `len` elements of `T` in device memory of one context.
 pub struct DeviceMemory<T> {
     ptr: sys::CUdeviceptr,
     len: usize,
-    ctx: Arc<CudaContext>,
+    pool: Arc<DevicePool>,
     _elem: PhantomData<T>,
 }
 
@@ -31,8 +82,8 @@ unsafe impl<T> Sync for DeviceMemory<T> {}
 
 impl<T: DeviceRepr> DeviceMemory<T> {
     /// `len` zeroed elements (complete on return).
-    pub fn zeros(ctx: &Arc<CudaContext>, len: usize) -> Result<Self> {
-        let mem = Self::uninit(ctx, len)?;
+    pub fn zeros(pool: &Arc<DevicePool>, len: usize) -> Result<Self> {
+        let mem = Self::uninit(pool, len)?;
         if len > 0 {
             // SAFETY: ptr addresses exactly `bytes(len)` bytes allocated above.
             unsafe { result::memset_d8_sync(mem.ptr, 0, Self::bytes(len)?) }
@@ -42,8 +93,8 @@ impl<T: DeviceRepr> DeviceMemory<T> {
     }
 
     /// A device copy of `data` (complete on return).
-    pub fn from_host(ctx: &Arc<CudaContext>, data: &[T]) -> Result<Self> {
-        let mem = Self::uninit(ctx, data.len())?;
+    pub fn from_host(pool: &Arc<DevicePool>, data: &[T]) -> Result<Self> {
+        let mem = Self::uninit(pool, data.len())?;
         if !data.is_empty() {
             // SAFETY: the allocation holds data.len() elements; the copy is synchronous.
             unsafe { result::memcpy_htod_sync(mem.ptr, data) }.map_err(|e| cuda_error("host-to-device copy", e))?;
@@ -56,18 +107,28 @@ impl<T: DeviceRepr> DeviceMemory<T> {
             .ok_or_else(|| Error::invalid_argument(format!("device allocation of {len} elements overflows")))
     }
 
-    fn uninit(ctx: &Arc<CudaContext>, len: usize) -> Result<Self> {
+    fn uninit(pool: &Arc<DevicePool>, len: usize) -> Result<Self> {
         let bytes = Self::bytes(len)?;
-        ctx.bind_to_thread().map_err(|e| cuda_error("binding the context", e))?;
+        pool.ctx.bind_to_thread().map_err(|e| cuda_error("binding the context", e))?;
         let ptr = if bytes == 0 {
             0
         } else {
             // SAFETY: plain allocation in the bound context.
-            unsafe { result::malloc_sync(bytes) }.map_err(|e| {
+            let first = unsafe { result::malloc_sync(bytes) };
+            match first {
+                // Memory may be waiting in the pool for a flush: return it and try once more.
+                Err(e) if e.0 == sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY => {
+                    pool.flush();
+                    // SAFETY: as above.
+                    unsafe { result::malloc_sync(bytes) }
+                }
+                other => other,
+            }
+            .map_err(|e| {
                 cuda_error(&format!("allocating {:.1} MiB of device memory", bytes as f64 / (1 << 20) as f64), e)
             })?
         };
-        Ok(DeviceMemory { ptr, len, ctx: ctx.clone(), _elem: PhantomData })
+        Ok(DeviceMemory { ptr, len, pool: pool.clone(), _elem: PhantomData })
     }
 }
 
@@ -101,14 +162,8 @@ impl<T> std::fmt::Debug for DeviceMemory<T> {
 
 impl<T> Drop for DeviceMemory<T> {
     fn drop(&mut self) {
-        if self.ptr == 0 {
-            return;
-        }
-        // Errors cannot be returned from drop; a failing context is reported by the next call.
-        if self.ctx.bind_to_thread().is_ok() {
-            let _ = self.ctx.synchronize();
-            // SAFETY: ptr came from malloc_sync in this context and is freed exactly once.
-            let _ = unsafe { result::free_sync(self.ptr) };
+        if self.ptr != 0 {
+            self.pool.release(self.ptr);
         }
     }
 }

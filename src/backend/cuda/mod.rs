@@ -39,7 +39,7 @@ pub mod launch;
 pub mod memory;
 
 pub use backend::{CudaBackend, CudaStreamCtx, CudaWeight};
-pub use memory::DeviceMemory;
+pub use memory::{DeviceMemory, DevicePool};
 
 /// cudarc types that device code outside the library (tests, examples, benchmarks) needs to
 /// time work and capture graphs, re-exported so that they never import cudarc themselves.
@@ -178,12 +178,15 @@ impl Kernels {
 
 /// One GPU: a context on an ordinal, a default stream, and the loaded kernels.
 pub struct CudaDevice {
+    // Field order is drop order: the kernels and module go before the pool's last flush, and
+    // the context (held by the pool and the stream too) outlives all of them.
+    pub(crate) kernels: Kernels,
+    pool: Arc<DevicePool>,
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     _module: Arc<CudaModule>,
     name: String,
     sm_count: usize,
-    pub(crate) kernels: Kernels,
 }
 
 impl std::fmt::Debug for CudaDevice {
@@ -231,7 +234,8 @@ impl CudaDevice {
             .load_module(cudarc::nvrtc::Ptx::from_binary(fatbin.to_vec()))
             .map_err(|e| cuda_error("loading the kernel module (no SASS or PTX for this GPU?)", e))?;
         let kernels = Kernels::load(&module)?;
-        Ok(Self { ctx, stream, _module: module, name, sm_count, kernels })
+        let pool = DevicePool::new(ctx.clone());
+        Ok(Self { kernels, pool, ctx, stream, _module: module, name, sm_count })
     }
 
     /// "cuda:0 (NVIDIA H100 80GB HBM3)".
@@ -246,6 +250,11 @@ impl CudaDevice {
 
     pub(crate) fn ctx(&self) -> &Arc<CudaContext> {
         &self.ctx
+    }
+
+    /// The device's allocation pool (every [`DeviceMemory`] of this device belongs to it).
+    pub fn pool(&self) -> &Arc<DevicePool> {
+        &self.pool
     }
 
     /// The device's default stream (benchmarks and one-off work; requests get their own).

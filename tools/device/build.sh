@@ -16,7 +16,7 @@ echo "== cargo build --release (bench_cuda, make_random_checkpoint, CUDA test bi
 cargo build --locked --release --features cuda --example bench_cuda --example make_random_checkpoint --example qwentts
 cp target/release/examples/{bench_cuda,make_random_checkpoint,qwentts} .device/bin/
 tests=()
-for t in cuda_backend cuda_kernels cuda_model; do [ -f "tests/$t.rs" ] && tests+=(--test "$t"); done
+for t in cuda_backend cuda_kernels cuda_model ffi; do [ -f "tests/$t.rs" ] && tests+=(--test "$t"); done
 cargo test --locked --release --features cuda --no-run --message-format=json "${tests[@]}" \
   | python3 -c '
 import json, sys, shutil
@@ -27,9 +27,8 @@ for line in sys.stdin:
         print("test binary:", m["target"]["name"])
 '
 strip .device/bin/*
-for c in Qwen3-TTS-12Hz-0.6B-Base Qwen3-TTS-12Hz-1.7B-Base tokenizer; do
-  cp -r "$shared/checkpoints/$c" .device/checkpoints/
-done
+# All five metadata folders (~0.7 MB): the random checkpoints and the tests' synthetic ones.
+cp -r "$shared"/checkpoints/. .device/checkpoints/
 chmod -R u+w .device/checkpoints
 { git rev-parse --short=12 HEAD 2>/dev/null || echo unknown; } > .device/COMMIT
 git status --porcelain --untracked-files=no | grep -q . && echo "+dirty" >> .device/COMMIT || true

@@ -32,7 +32,9 @@ run_step() {  # name, command...
   [ $rc -eq 0 ] || status=1
 }
 bin="$work/bin"
-for t in cuda_backend cuda_kernels cuda_model; do
+# The tests' shared data (checkpoint metadata) travels in the bundle: ../shared does not.
+export QT_SHARED_DIR="$work"
+for t in cuda_backend cuda_kernels cuda_model ffi; do
   [ -x "$bin/$t" ] && run_step "$t" "$bin/$t" --include-ignored --test-threads 1 --nocapture
 done
 # The README main command on the GPU (tiny checkpoint, cloned fixture voice, WAV out).

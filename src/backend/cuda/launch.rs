@@ -277,8 +277,11 @@ impl CudaDevice {
             None => (0, 0, 0.0),
         };
         let zeros = InvFreq([0.0; MAX_HEAD_DIM / 2]);
-        let (freqs, pos, apply) = match rope {
-            Some((f, p)) => (f, int("position", p + rows)?, 1i32),
+        let (freqs, first, apply) = match rope {
+            Some((f, p)) => {
+                int("position", p + rows)?; // the last row's position must fit the kernel's int
+                (f, p as i32, 1i32)
+            }
             None => (&zeros, 0, 0),
         };
         let items = rows * (heads_q + heads_k);
@@ -287,7 +290,6 @@ impl CudaDevice {
         }
         let cfg = LaunchConfig { grid_dim: (grid1(items, 8), 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
         let kp = k.map_or(0u64, |(kb, _)| kb.ptr());
-        let first = pos - rows as i32;
         launch(
             stream,
             &self.kernels.head_norm_rope,

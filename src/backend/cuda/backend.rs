@@ -14,7 +14,9 @@ use std::sync::Arc;
 
 use half::bf16;
 
-use super::launch::{Elementwise, InvFreq, MAX_HEAD_DIM, MAX_ROWS_PER_PASS, attention_scratch_len, gemm_scratch_len};
+use super::launch::{
+    Elementwise, InvFreq, MAX_HEAD_DIM, MAX_ROWS_PER_PASS, NormIo, attention_scratch_len, gemm_scratch_len,
+};
 use super::memory::{DeviceMemory, DevicePool};
 use super::{CudaDevice, cuda_error, driver::CudaStream};
 use crate::backend::cpu::rope_inv_freq;
@@ -108,7 +110,7 @@ impl CudaBackend {
             self.ensure_scratch(s, gemm_scratch_len(splits, rows, n))?;
         }
         let bias = bias.map(|b| &b.mem);
-        self.dev.linear(&s.stream, (x, 0), rows, &w.mem, n, k, bias, (y, 0), accumulate, wpr, Some(&s.scratch))
+        self.dev.linear(&s.stream, (x, 0), rows, &w.mem, n, k, bias, (y, 0), accumulate, wpr, Some(&mut s.scratch))
     }
 
     /// Grows the stream's scratch to at least `len` elements (a power of two, so it settles).
@@ -131,7 +133,7 @@ impl CudaBackend {
         eps: f32,
         y: &mut DeviceMemory<f32>,
     ) -> Result<()> {
-        self.dev.rms_norm(&s.stream, x, Some(residual), rows, &w.mem, eps, y)
+        self.dev.rms_norm(&s.stream, NormIo::AddThenOut { x, residual, y }, rows, &w.mem, eps)
     }
 
     fn inv_freq(rope: Rope) -> Result<InvFreq> {
@@ -315,8 +317,7 @@ impl Backend for CudaBackend {
         eps: f32,
         y: &mut DeviceMemory<f32>,
     ) -> Result<()> {
-        // No residual: the kernel only reads x.
-        self.dev.rms_norm(&s.stream, x, None, rows, &w.mem, eps, y)
+        self.dev.rms_norm(&s.stream, NormIo::Out { x, y }, rows, &w.mem, eps)
     }
 
     fn rms_norm_inplace(
@@ -327,7 +328,7 @@ impl Backend for CudaBackend {
         w: &CudaWeight,
         eps: f32,
     ) -> Result<()> {
-        self.dev.rms_norm(&s.stream, x, None, rows, &w.mem, eps, x)
+        self.dev.rms_norm(&s.stream, NormIo::InPlace(x), rows, &w.mem, eps)
     }
 
     fn rope(
@@ -397,7 +398,7 @@ impl Backend for CudaBackend {
             rows,
             first_position,
             out,
-            &s.scratch,
+            &mut s.scratch,
         )
     }
 

@@ -1,8 +1,11 @@
 //! Typed launchers for `kernels/*.cu`: each checks every size and range against the device
 //! buffers it is given, then queues its kernel on a stream. They are safe to call: a wrong
-//! size is an `InvalidArgument` error, never an out-of-bounds access.
+//! size is an `InvalidArgument` error, never an out-of-bounds access. Every buffer a kernel
+//! writes is taken as `&mut`, so safe code cannot pass one buffer as both an input and an
+//! output (in-place forms are explicit: [`NormIo::InPlace`]).
 //!
 //! Buffers are `(memory, offset)` pairs where an op works on a sub-range (element offsets).
+//! Embedding ids are range-checked by the caller against each table (the kernel trusts them).
 
 use std::sync::Arc;
 
@@ -122,10 +125,10 @@ impl CudaDevice {
         n: usize,
         k: usize,
         bias: Option<&DeviceMemory<bf16>>,
-        y: (&DeviceMemory<f32>, usize),
+        y: (&mut DeviceMemory<f32>, usize),
         accumulate: bool,
         wpr: Option<u32>,
-        scratch: Option<&DeviceMemory<f32>>,
+        scratch: Option<&mut DeviceMemory<f32>>,
     ) -> Result<()> {
         if rows == 0 || n == 0 || k == 0 {
             return Err(Error::invalid_argument(format!("linear: empty shape ({rows} rows, {n}x{k} weight)")));
@@ -200,27 +203,30 @@ impl CudaDevice {
         (k.div_ceil(k_chunk), k_chunk)
     }
 
-    /// RMSNorm of `rows` rows of `w.len()` values: `y = x / rms(x) · w`; with `residual`,
-    /// first `x += residual` (written back to x). `y == x` (same memory) normalises in place.
-    #[allow(clippy::too_many_arguments)]
+    /// RMSNorm of `rows` rows of `w.len()` values: `y = x / rms(x) · w` (see [`NormIo`]).
     pub fn rms_norm(
         &self,
         stream: &Arc<CudaStream>,
-        x: &DeviceMemory<f32>,
-        residual: Option<&DeviceMemory<f32>>,
+        io: NormIo<'_>,
         rows: usize,
         w: &DeviceMemory<bf16>,
         eps: f32,
-        y: &DeviceMemory<f32>,
     ) -> Result<()> {
         let dim = w.len();
         if rows == 0 || dim == 0 {
             return Err(Error::invalid_argument("rms_norm: zero rows or an empty weight"));
         }
-        check("rms_norm input", rows * dim, x.len())?;
-        check("rms_norm output", rows * dim, y.len())?;
-        if let Some(r) = residual {
-            check("rms_norm residual", rows * dim, r.len())?;
+        let (xp, rp, yp, x_len, r_len, y_len) = match io {
+            NormIo::Out { x, y } => (x.ptr(), 0u64, y.ptr(), x.len(), None, y.len()),
+            NormIo::InPlace(x) => (x.ptr(), 0u64, x.ptr(), x.len(), None, x.len()),
+            NormIo::AddThenOut { x, residual, y } => {
+                (x.ptr(), residual.ptr(), y.ptr(), x.len(), Some(residual.len()), y.len())
+            }
+        };
+        check("rms_norm input", rows * dim, x_len)?;
+        check("rms_norm output", rows * dim, y_len)?;
+        if let Some(r) = r_len {
+            check("rms_norm residual", rows * dim, r)?;
         }
         let threads = dim.next_multiple_of(32).min(256) as u32;
         let cfg = LaunchConfig {
@@ -228,14 +234,7 @@ impl CudaDevice {
             block_dim: (threads, 1, 1),
             shared_mem_bytes: 0,
         };
-        let rp = residual.map_or(0u64, |r| r.ptr());
-        launch(
-            stream,
-            &self.kernels.rms_norm,
-            "qt_rms_norm",
-            cfg,
-            &[&x.ptr(), &rp, &w.ptr(), &y.ptr(), &int("dim", dim)?, &eps],
-        )
+        launch(stream, &self.kernels.rms_norm, "qt_rms_norm", cfg, &[&xp, &rp, &w.ptr(), &yp, &int("dim", dim)?, &eps])
     }
 
     /// Per-head RMSNorm (optional) and NeoX RoPE (optional) of `q: [rows, heads_q, hd]` and
@@ -244,9 +243,9 @@ impl CudaDevice {
     pub(crate) fn head_norm_rope(
         &self,
         stream: &Arc<CudaStream>,
-        q: &DeviceMemory<f32>,
+        q: &mut DeviceMemory<f32>,
         heads_q: usize,
-        k: Option<(&DeviceMemory<f32>, usize)>,
+        k: Option<(&mut DeviceMemory<f32>, usize)>,
         rows: usize,
         head_dim: usize,
         norms: Option<HeadNorms<'_>>,
@@ -257,9 +256,9 @@ impl CudaDevice {
                 "head_dim {head_dim} must be even and at most {MAX_HEAD_DIM}"
             )));
         }
-        let heads_k = k.map_or(0, |(_, h)| h);
+        let heads_k = k.as_ref().map_or(0, |(_, h)| *h);
         check("q heads", rows * heads_q * head_dim, q.len())?;
-        if let Some((kb, h)) = k {
+        if let Some((kb, h)) = &k {
             check("k heads", rows * h * head_dim, kb.len())?;
         }
         let (qn, kn, eps) = match norms {
@@ -326,8 +325,8 @@ impl CudaDevice {
         head_dim: usize,
         rows: usize,
         first_position: usize,
-        out: &DeviceMemory<f32>,
-        partial: &DeviceMemory<f32>,
+        out: &mut DeviceMemory<f32>,
+        partial: &mut DeviceMemory<f32>,
     ) -> Result<()> {
         if heads == 0
             || kv_heads == 0
@@ -395,7 +394,7 @@ impl CudaDevice {
         &self,
         stream: &Arc<CudaStream>,
         op: Elementwise,
-        a: &DeviceMemory<f32>,
+        a: &mut DeviceMemory<f32>,
         b: Option<&DeviceMemory<f32>>,
         n: usize,
     ) -> Result<()> {
@@ -433,7 +432,7 @@ impl CudaDevice {
         dim: usize,
         ids: &DeviceMemory<u32>,
         rows: usize,
-        out: &DeviceMemory<f32>,
+        out: &mut DeviceMemory<f32>,
         accumulate: bool,
     ) -> Result<()> {
         if tables.is_empty() || tables.len() > MAX_EMBEDDING_TABLES || dim == 0 {
@@ -460,6 +459,16 @@ impl CudaDevice {
             [&Tables(ptrs), &(tables.len() as i32), &ids.ptr(), &out.ptr(), &int("dim", dim)?, &i32::from(accumulate)];
         launch(stream, &self.kernels.embedding_sum, "qt_embedding_sum", cfg, &args)
     }
+}
+
+/// Inputs and outputs of [`CudaDevice::rms_norm`].
+pub enum NormIo<'a> {
+    /// `y = RMSNorm(x) · w`.
+    Out { x: &'a DeviceMemory<f32>, y: &'a mut DeviceMemory<f32> },
+    /// `x = RMSNorm(x) · w` (each element is read before it is written).
+    InPlace(&'a mut DeviceMemory<f32>),
+    /// `x += residual; y = RMSNorm(x) · w`.
+    AddThenOut { x: &'a mut DeviceMemory<f32>, residual: &'a DeviceMemory<f32>, y: &'a mut DeviceMemory<f32> },
 }
 
 /// Scratch elements a split-K GEMM needs.

@@ -1,14 +1,22 @@
-//! Device memory owned by the library: plain synchronous allocations with deferred frees.
+//! Device memory owned by the library: plain allocations with deferred frees.
 //!
 //! Why not cudarc's `CudaSlice`: its stream-ordered free is only safe together with its
 //! per-buffer event tracking (extra host work on every launch), which this backend turns off.
-//! Here allocation is `cuMemAlloc` + `cuMemsetD8` (complete when `zeros` returns, so any
-//! stream may use the memory at once). Dropping a [`DeviceMemory`] only hands its address to
-//! the device's [`DevicePool`]; [`DevicePool::flush`] waits for the whole context
-//! (`cuCtxSynchronize`) once and then frees everything handed in before it: a buffer is never
-//! freed under a kernel that still reads it, whichever stream queued that kernel, and a
-//! request that ends pays one context wait, not one per buffer. Flushes happen when a request's
-//! stream is dropped, when many frees are pending, and when the device is closed.
+//!
+//! Initialisation is complete before any stream can use the memory: `zeros` and `from_host`
+//! queue their memset / copy on the legacy default stream and wait for that stream alone.
+//! (cuMemsetD8 and a pageable cuMemcpyHtoD return before the device has finished; the work
+//! runs on the legacy stream, which the backend's non-blocking streams do not wait for, so
+//! without the wait a kernel on a request stream could read the memory before it is zeroed
+//! or uploaded.) Waiting on the legacy stream does not wait for other requests' streams.
+//! [`DeviceMemory::zero_async`] zeroes on a given stream instead, ordered with its later work.
+//!
+//! Dropping a [`DeviceMemory`] only hands its address to the device's [`DevicePool`];
+//! [`DevicePool::flush`] waits for the whole context (`cuCtxSynchronize`) once and then frees
+//! everything handed in before it: a buffer is never freed under a kernel that still reads
+//! it, whichever stream queued that kernel, and a request that ends pays one context wait,
+//! not one per buffer. Flushes happen when a request's stream is dropped, when many frees are
+//! pending, and when the device is closed.
 
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
@@ -61,6 +69,11 @@ impl DevicePool {
     }
 }
 
+/// The legacy default stream (`CU_STREAM_LEGACY`), where the non-async memset and copy run.
+fn legacy_stream() -> sys::CUstream {
+    0x1 as sys::CUstream
+}
+
 impl Drop for DevicePool {
     fn drop(&mut self) {
         self.flush();
@@ -81,23 +94,31 @@ unsafe impl<T> Send for DeviceMemory<T> {}
 unsafe impl<T> Sync for DeviceMemory<T> {}
 
 impl<T: DeviceRepr> DeviceMemory<T> {
-    /// `len` zeroed elements (complete on return).
+    /// `len` zeroed elements, complete on return for every stream.
     pub fn zeros(pool: &Arc<DevicePool>, len: usize) -> Result<Self> {
         let mem = Self::uninit(pool, len)?;
         if len > 0 {
-            // SAFETY: ptr addresses exactly `bytes(len)` bytes allocated above.
-            unsafe { result::memset_d8_sync(mem.ptr, 0, Self::bytes(len)?) }
-                .map_err(|e| cuda_error("zeroing device memory", e))?;
+            // SAFETY: ptr addresses exactly `bytes(len)` bytes allocated above; the memset is
+            // queued on the legacy stream and waited for before anything else can see `mem`.
+            unsafe {
+                result::memset_d8_async(mem.ptr, 0, Self::bytes(len)?, legacy_stream())
+                    .map_err(|e| cuda_error("zeroing device memory", e))?;
+                result::stream::synchronize(legacy_stream()).map_err(|e| cuda_error("zeroing device memory", e))?;
+            }
         }
         Ok(mem)
     }
 
-    /// A device copy of `data` (complete on return).
+    /// A device copy of `data`, complete on return for every stream.
     pub fn from_host(pool: &Arc<DevicePool>, data: &[T]) -> Result<Self> {
         let mem = Self::uninit(pool, data.len())?;
         if !data.is_empty() {
-            // SAFETY: the allocation holds data.len() elements; the copy is synchronous.
-            unsafe { result::memcpy_htod_sync(mem.ptr, data) }.map_err(|e| cuda_error("host-to-device copy", e))?;
+            // SAFETY: the allocation holds data.len() elements. A pageable cuMemcpyHtoD returns
+            // once the data is staged; its DMA runs on the legacy stream, waited for here.
+            unsafe {
+                result::memcpy_htod_sync(mem.ptr, data).map_err(|e| cuda_error("host-to-device copy", e))?;
+                result::stream::synchronize(legacy_stream()).map_err(|e| cuda_error("host-to-device copy", e))?;
+            }
         }
         Ok(mem)
     }
@@ -133,6 +154,25 @@ impl<T: DeviceRepr> DeviceMemory<T> {
 }
 
 impl<T> DeviceMemory<T> {
+    /// Zeroes elements `offset..offset + len` on `stream`: ordered before the stream's later
+    /// work, not complete on return.
+    pub fn zero_async(&mut self, stream: &cudarc::driver::CudaStream, offset: usize, len: usize) -> Result<()> {
+        if offset.checked_add(len).is_none_or(|end| end > self.len) {
+            return Err(Error::invalid_argument(format!(
+                "zeroing elements {offset}..{} of a buffer of {}",
+                offset.saturating_add(len),
+                self.len
+            )));
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        self.pool.ctx.bind_to_thread().map_err(|e| cuda_error("binding the context", e))?;
+        // SAFETY: the range is inside this allocation (checked above).
+        unsafe { result::memset_d8_async(self.ptr_at(offset), 0, len * size_of::<T>(), stream.cu_stream()) }
+            .map_err(|e| cuda_error("zeroing device memory", e))
+    }
+
     /// Elements held.
     pub fn len(&self) -> usize {
         self.len

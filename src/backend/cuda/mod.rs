@@ -21,7 +21,9 @@
 //! * **Ordering.** cudarc's per-buffer event tracking is off (it costs host time on every
 //!   launch). Work is ordered by streams: each request's ops go on its own stream, memory is
 //!   allocated complete and freed only after the context is idle ([`memory`]).
-//! * **Errors.** Every driver call's result is checked; launches are checked when queued, and
+//! * **Errors.** Every driver call's result is checked, except in `Drop` (stream wait, deferred
+//!   frees), where a failure cannot be returned and shows at the next call that returns a
+//!   status; launches are checked when queued, and
 //!   asynchronous faults surface at the next synchronising call (a read), each mapped by
 //!   [`cuda_error`] to `OutOfMemory`, `NoDevice` or `Cuda` with the failing step named.
 
@@ -36,6 +38,7 @@ use crate::error::{Error, ErrorKind, Result};
 
 pub mod backend;
 pub mod launch;
+pub mod megakernel;
 pub mod memory;
 
 pub use backend::{CudaBackend, CudaStreamCtx, CudaWeight};

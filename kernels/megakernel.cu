@@ -1,0 +1,258 @@
+/*
+ * The frame megakernel: one persistent, cooperative launch per codec frame runs the talker
+ * step (all layers, final norm, codec head), samples codebook 0, runs the code predictor's 15
+ * codebook steps (its 2-row prefill as one weight pass, the per-group heads and samplers) and
+ * builds the next talker input. Codes leave through mapped host memory: the host never waits
+ * on the device between frames. The program (the op list) and its data layout are described
+ * in megakernel/layout.cuh; the pieces are megakernel/{sync,weight_ring,matvec,attention,
+ * sampling}.cuh.
+ *
+ * Launch    grid = SMs x (blocks per SM from the occupancy query, 1 with the large shared
+ *           memory ring), blockDim = kThreads, cooperative (co-residency of every block is
+ *           what makes the spin waits safe), dynamic shared memory:
+ *             [nslot weight pages][nslot mbarriers][work floats][ypart floats][misc]
+ *           Two instantiations: qt_mk_frame_tma (cp.async.bulk weight pages, sm_90+) and
+ *           qt_mk_frame_portable (cp.async, sm_80+); the host picks by compute capability.
+ *           The program also runs with only its talker ops (first_op = 0, n_ops = the
+ *           codebook-0 sampler) or only its code-predictor ops, for timing.
+ * Stop      The talker's sampler (block 0) decides whether the frame goes on (EOS, the frame
+ *           limit, the abort flag, a code outside the codebook); every block reads that
+ *           decision after waiting for the sampler, so all blocks leave together.
+ * Determinism No atomics in sums; the same seed gives the same codes on every run.
+ */
+#include "common.cuh"
+#include "megakernel/attention.cuh"
+#include "megakernel/layout.cuh"
+#include "megakernel/matvec.cuh"
+#include "megakernel/sampling.cuh"
+#include "megakernel/sync.cuh"
+#include "megakernel/weight_ring.cuh"
+
+namespace qt_mk {
+
+struct Smem {
+    unsigned char* pages;
+    uint64_t* bars;
+    float* work;
+    float* ypart;
+    float* scratch;  // kWarps floats
+    int* flag;
+};
+
+__device__ __forceinline__ Smem carve(unsigned char* base, const MkArgs& a) {
+    Smem s;
+    size_t off = 0;
+    s.pages = base;
+    off += (size_t)a.nslot * kPageBytes;
+    s.bars = reinterpret_cast<uint64_t*>(base + off);
+    off += (size_t)a.nslot * 8;
+    off = (off + 15) & ~(size_t)15;
+    s.work = reinterpret_cast<float*>(base + off);
+    off += (size_t)a.work_floats * 4;
+    off = (off + 15) & ~(size_t)15;
+    s.ypart = reinterpret_cast<float*>(base + off);
+    off += (size_t)a.ypart_floats * 4;
+    s.scratch = reinterpret_cast<float*>(base + off);
+    off += kWarps * 4;
+    s.flag = reinterpret_cast<int*>(base + off);
+    return s;
+}
+
+// The sampler's shared memory inside the work region: 4 n + 256 + 2 kThreads + 8 floats (n
+// rounded up to a multiple of 4; SAMPLE_EXTRA_FLOATS on the host, which sizes the region).
+
+__device__ __forceinline__ SampleSmem sample_smem(float* work, int n) {
+    const int n4 = (n + 3) & ~3;
+    SampleSmem s;
+    s.s = work;
+    s.w = s.s + n4;
+    s.id = reinterpret_cast<int*>(s.w + n4);
+    s.rank = s.id + n4;
+    s.hist = s.rank + n4;
+    s.fscratch = reinterpret_cast<float*>(s.hist + 256);
+    s.iscratch = reinterpret_cast<int*>(s.fscratch + kThreads);
+    return s;
+}
+
+// Writes one frame record to mapped host memory: codes first, status last.
+__device__ void write_record(const MkArgs& a, const uint32_t* codes, int ncodes, uint32_t status) {
+    volatile MkRecord* r = a.records + a.frame;
+    for (int i = 0; i < ncodes; ++i) r->codes[i] = codes[i];
+    __threadfence_system();
+    r->status = status;
+    __threadfence_system();
+}
+
+__device__ void run_sample(const MkOp& op, const MkArgs& a, float* work) {
+    if (blockIdx.x != 0) return;
+    const SampleSmem sm = sample_smem(work, op.vocab);
+    const int n = op.vocab;
+    for (int i = threadIdx.x; i < n; i += kThreads) sm.s[i] = ld_cg(op.logits + i);
+    __syncthreads();
+    if (a.dump != nullptr)
+        for (int i = threadIdx.x; i < n; i += kThreads) a.dump[(size_t)op.slot * a.dump_stride + i] = sm.s[i];
+    const bool talker = op.sampler == kSamplerTalker;
+    int code;
+    if (a.forced != nullptr) {
+        code = (int)a.forced[(size_t)a.frame * a.groups + op.slot];
+    } else {
+        SampleRequest q;
+        q.n = n;
+        q.talker = talker;
+        q.t = a.talker;
+        q.s = a.cp;
+        q.seen = a.seen;
+        q.generated = a.frame;
+        q.uniform = philox_uniform(a.seed_lo, a.seed_hi, (uint32_t)a.frame, (uint32_t)op.slot);
+        code = sample_block(sm, q);
+    }
+    if (threadIdx.x != 0) return;
+    a.state->codes[op.slot] = (uint32_t)code;
+    if (talker) {
+        if (code >= 0 && code < n) a.seen[code >> 5] |= 1u << (code & 31);
+        uint32_t stop = 0;
+        if (*reinterpret_cast<const volatile uint32_t*>(a.abort) != 0)
+            stop = kRecordAborted;
+        else if (code == a.talker.eos)
+            stop = kRecordEos;
+        else if (a.frame >= a.frame_limit)
+            stop = kRecordLimit;
+        else if (code < 0 || code >= a.cp_vocab)
+            stop = kRecordBadCode;
+        if (stop != 0) {
+            a.state->stop = stop;
+            const uint32_t c = (uint32_t)code;
+            write_record(a, &c, 1, stop);
+        }
+    } else if (op.last_slot) {
+        uint32_t codes[kMaxGroups];
+        for (int g = 0; g < a.groups; ++g) codes[g] = a.state->codes[g];
+        write_record(a, codes, a.groups, kRecordFrame);
+    }
+}
+
+// out[i] = sum_g table_g[code_g][i] (f32 adds in codebook order) + text[i], sliced over blocks.
+__device__ void run_embed_frame(const MkOp& op, const MkArgs& a) {
+    int lo, hi;
+    block_slice(op.dim, blockIdx.x, gridDim.x, lo, hi);
+    const float* text = a.frame < op.trailing ? op.text_rows + (size_t)a.frame * op.dim : op.pad_row;
+    uint32_t codes[kMaxGroups];
+    for (int g = 0; g < op.groups; ++g) codes[g] = ld_cg_u32(a.state->codes + g);
+    for (int i = lo + threadIdx.x; i < hi; i += kThreads) {
+        float v = 0.0f;
+        for (int g = 0; g < op.groups; ++g) v += __bfloat162float(op.tables[g][(size_t)codes[g] * op.dim + i]);
+        op.out[i] = v + ld_cg(text + i);
+    }
+}
+
+template <bool kTma>
+__device__ void frame(const MkArgs& a) {
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    if (ld_cg_u32(&a.state->stop) != 0) return;  // an earlier frame ended the request
+    // Ops this launch skips still count as done, so every counter advances by gridDim.x per
+    // launch and the targets epoch * gridDim.x hold for every op in every launch.
+    if (threadIdx.x == 0) {
+        for (int i = 0; i < a.first_op; ++i) atomicAdd(a.counters + i, 1u);
+        for (int i = a.n_ops; i < a.total_ops; ++i) atomicAdd(a.counters + i, 1u);
+    }
+    const Smem sm = carve(smem_raw, a);
+    WeightRing<kTma> ring;
+    ring.init(sm.pages, sm.bars, a.nslot, a.ops, a.first_op, a.n_ops);
+    ring.top_up();
+    const uint32_t target = a.epoch * gridDim.x;
+
+    for (int i = a.first_op; i < a.n_ops; ++i) {
+        const MkOp& op = a.ops[i];
+        if (op.wait >= 0) wait_counter(a.counters + op.wait, target);
+        if (op.check_stop && ld_cg_u32(&a.state->stop) != 0) {
+            ring.drain();
+            return;
+        }
+        switch (op.kind) {
+            case kOpMatvec: {
+                MatvecSmem ms;
+                ms.xs = sm.work;
+                ms.ypart = sm.ypart;
+                ms.scratch = sm.scratch;
+                run_matvec<kTma>(op, a, ring, ms);
+                break;
+            }
+            case kOpAttention: {
+                const int grp = op.heads / op.kv_heads;
+                AttentionSmem as;
+                as.q = sm.work;
+                as.k = as.q + (size_t)op.rows * grp * op.head_dim;
+                as.v = as.k + (size_t)op.rows * op.head_dim;
+                as.merge = as.v + (size_t)op.rows * op.head_dim;
+                as.flag = sm.flag;
+                run_attention(op, a, as);
+                break;
+            }
+            case kOpSample:
+                run_sample(op, a, sm.work);
+                break;
+            case kOpEmbedFrame:
+                run_embed_frame(op, a);
+                break;
+            default:
+                break;
+        }
+        signal_counter(a.counters + i);
+    }
+    ring.drain();
+}
+
+}  // namespace qt_mk
+
+extern "C" __global__ void __launch_bounds__(qt_mk::kThreads, 1) qt_mk_frame_tma(const qt_mk::MkArgs a) {
+    qt_mk::frame<true>(a);
+}
+
+extern "C" __global__ void __launch_bounds__(qt_mk::kThreads, 1) qt_mk_frame_portable(const qt_mk::MkArgs a) {
+    qt_mk::frame<false>(a);
+}
+
+// ---- sampler parity test entry -------------------------------------------------------------
+
+namespace qt_mk {
+// One test vector: logits, the chain to run and the draw's coordinates.
+struct MkSampleCase {
+    MkTalkerSampler talker;
+    MkSampler cp;
+    const float* logits;
+    const uint32_t* seen;
+    int32_t n;
+    int32_t is_talker;
+    int32_t generated;
+    int32_t frame;
+    int32_t slot;
+    uint32_t seed_lo;
+    uint32_t seed_hi;
+    int32_t pad;
+};
+static_assert(sizeof(MkSampleCase) == 120, "MkSampleCase layout");
+}  // namespace qt_mk
+
+/*
+ * qt_mk_sample_cases: block i runs the megakernel's sampler on case i and writes the code to
+ * out[i]. grid = cases, blockDim = kThreads, dynamic shared memory = sampler work bytes.
+ */
+extern "C" __global__ void __launch_bounds__(qt_mk::kThreads)
+    qt_mk_sample_cases(const qt_mk::MkSampleCase* cases, unsigned int* out) {
+    using namespace qt_mk;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    const MkSampleCase& c = cases[blockIdx.x];
+    const SampleSmem sm = sample_smem(reinterpret_cast<float*>(smem_raw), c.n);
+    for (int i = threadIdx.x; i < c.n; i += kThreads) sm.s[i] = c.logits[i];
+    __syncthreads();
+    SampleRequest q;
+    q.n = c.n;
+    q.talker = c.is_talker != 0;
+    q.t = c.talker;
+    q.s = c.cp;
+    q.seen = c.seen;
+    q.generated = c.generated;
+    q.uniform = philox_uniform(c.seed_lo, c.seed_hi, (uint32_t)c.frame, (uint32_t)c.slot);
+    const int code = sample_block(sm, q);
+    if (threadIdx.x == 0) out[blockIdx.x] = (unsigned int)code;
+}

@@ -1,0 +1,71 @@
+/*
+ * Dependencies between the blocks of the persistent grid: monotone counters with
+ * release/acquire ordering, and coherent loads for data written inside the kernel.
+ *
+ * signal: every thread of the block has written its share (bar.sync), then thread 0 makes
+ *         those writes visible device-wide (fence) and increments the counter.
+ * wait:   thread 0 spins on an acquire load until the counter reaches the target, fences,
+ *         and the block barrier releases the other threads. This is the pattern of
+ *         cooperative groups' grid barrier, split in two so that a block can do other work
+ *         (issue weight loads) between its own signal and its next wait.
+ *
+ * Anything written inside the kernel (activations, KV cache, codes, counters) is read with
+ * L2-coherent loads (ld.global.cg / acquire), never the non-coherent read-only path: an L1
+ * line or a .nc load could return a value from before the producer's write (kernels.md §1.10).
+ */
+#pragma once
+#include "megakernel/layout.cuh"
+
+namespace qt_mk {
+
+__device__ __forceinline__ uint32_t ld_acquire(const uint32_t* p) {
+    uint32_t v;
+    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
+
+// Block-wide: returns once counter >= target (all threads).
+__device__ __forceinline__ void wait_counter(const uint32_t* counter, uint32_t target) {
+    if (threadIdx.x == 0) {
+        while (ld_acquire(counter) < target) {
+        }
+        __threadfence();
+    }
+    __syncthreads();
+}
+
+// Block-wide: publishes this block's writes, then counts the block in.
+__device__ __forceinline__ void signal_counter(uint32_t* counter) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        __threadfence();
+        atomicAdd(counter, 1u);
+    }
+}
+
+__device__ __forceinline__ float ld_cg(const float* p) { return __ldcg(p); }
+__device__ __forceinline__ float4 ld_cg4(const float* p) { return __ldcg(reinterpret_cast<const float4*>(p)); }
+__device__ __forceinline__ uint32_t ld_cg_u32(const uint32_t* p) { return __ldcg(p); }
+
+// Deterministic block sum (fixed shuffle tree, warps added in order); every thread gets it.
+// `scratch` holds kWarps floats; the call contains two block barriers.
+__device__ __forceinline__ float block_sum(float v, float* scratch) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    float total = 0.0f;
+#pragma unroll
+    for (int i = 0; i < kWarps; ++i) total += scratch[i];
+    __syncthreads();
+    return total;
+}
+
+// Slice [lo, hi) of n items for block b of g (balanced, 64-bit safe).
+__device__ __forceinline__ void block_slice(int n, int b, int g, int& lo, int& hi) {
+    lo = (int)(((long long)n * b) / g);
+    hi = (int)(((long long)n * (b + 1)) / g);
+}
+
+}  // namespace qt_mk

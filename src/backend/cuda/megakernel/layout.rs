@@ -1,0 +1,218 @@
+//! `#[repr(C)]` twins of `kernels/megakernel/layout.cuh` (and the sampler test case of
+//! `kernels/megakernel.cu`). Field order, types and sizes must match the C structs exactly;
+//! both sides assert the sizes. Device addresses are `u64` (0 = null).
+
+use cudarc::driver::DeviceRepr;
+
+/// Threads per block of every megakernel launch.
+pub const THREADS: u32 = 256;
+/// Bytes of one weight page in the shared-memory ring.
+pub const PAGE_BYTES: usize = 16384;
+/// Most row-concatenated matrices one matvec op reads.
+pub const MAX_SEGS: usize = 3;
+/// Most input rows of one matvec op.
+pub const MAX_ROWS: usize = 2;
+/// Largest head_dim the attention op takes.
+pub const MAX_HEAD_DIM: usize = 256;
+/// Largest vocabulary a sampling op takes.
+pub const MAX_VOCAB: usize = 4096;
+/// Most codebooks per frame.
+pub const MAX_GROUPS: usize = 16;
+/// Most parts a page row is split into (one per warp).
+pub const MAX_PARTS: usize = 8;
+/// Most weight-ring slots (the portable path's wait is unrolled up to 15 pending groups).
+pub const MAX_SLOTS: usize = 16;
+/// Floats of the sampler's scratch beyond its `4 n` (`kSampleExtraFloats`).
+pub const SAMPLE_EXTRA_FLOATS: usize = 256 + 256 + 256 + 8;
+
+pub const OP_MATVEC: i32 = 1;
+pub const OP_ATTENTION: i32 = 2;
+pub const OP_SAMPLE: i32 = 3;
+pub const OP_EMBED_FRAME: i32 = 4;
+
+pub const EPI_STORE: i32 = 0;
+pub const EPI_ADD: i32 = 1;
+pub const EPI_SILU_MUL: i32 = 2;
+
+pub const SAMPLER_TALKER: i32 = 0;
+pub const SAMPLER_CODE_PREDICTOR: i32 = 1;
+
+/// `MkRecord::status` values.
+pub const RECORD_PENDING: u32 = 0;
+pub const RECORD_FRAME: u32 = 1;
+pub const RECORD_EOS: u32 = 2;
+pub const RECORD_LIMIT: u32 = 3;
+pub const RECORD_ABORTED: u32 = 4;
+pub const RECORD_BAD_CODE: u32 = 5;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MkSeg {
+    pub w: u64,
+    pub bias: u64,
+    pub rows: i32,
+    pub vrow0: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MkSrc {
+    pub f32: u64,
+    pub table: u64,
+    pub code_slot: i32,
+    pub pad: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MkOp {
+    pub kind: i32,
+    pub wait: i32,
+    pub check_stop: i32,
+    pub rows: i32,
+
+    pub seg: [MkSeg; MAX_SEGS],
+    pub nseg: i32,
+    pub paired: i32,
+    pub k: i32,
+    pub epilogue: i32,
+    pub src: [MkSrc; MAX_ROWS],
+    pub norm_w: u64,
+    pub eps: f32,
+    pub out_stride: i32,
+    pub out: u64,
+    pub raw_copy: u64,
+    pub norm_copy: u64,
+
+    pub qkv: u64,
+    pub q_norm: u64,
+    pub k_norm: u64,
+    pub inv_freq: u64,
+    pub k_cache: u64,
+    pub v_cache: u64,
+    pub partial: u64,
+    pub attn_out: u64,
+    pub heads: i32,
+    pub kv_heads: i32,
+    pub head_dim: i32,
+    pub position: i32,
+    pub combine_base: i32,
+    pub max_chunks: i32,
+
+    pub logits: u64,
+    pub vocab: i32,
+    pub slot: i32,
+    pub sampler: i32,
+    pub last_slot: i32,
+
+    pub tables: [u64; MAX_GROUPS],
+    pub groups: i32,
+    pub dim: i32,
+    pub text_rows: u64,
+    pub pad_row: u64,
+    pub trailing: i32,
+    pub out_dim_pad: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct MkSampler {
+    pub do_sample: i32,
+    pub temperature: f32,
+    pub top_k: i32,
+    pub top_p: f32,
+    pub top_p_cut: f32,
+    pub pad: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct MkTalkerSampler {
+    pub s: MkSampler,
+    pub penalty: f32,
+    pub min_new_tokens: i32,
+    pub eos: i32,
+    pub suppress_start: i32,
+    pub suppress_end: i32,
+    pub pad: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MkState {
+    pub codes: [u32; MAX_GROUPS],
+    pub stop: u32,
+    pub pad: [u32; 15],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MkRecord {
+    pub codes: [u32; MAX_GROUPS],
+    pub status: u32,
+    pub pad: [u32; 3],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MkArgs {
+    pub ops: u64,
+    pub counters: u64,
+    pub combine: u64,
+    pub state: u64,
+    pub seen: u64,
+    pub records: u64,
+    pub abort: u64,
+    pub forced: u64,
+    pub dump: u64,
+    pub total_ops: i32,
+    pub n_ops: i32,
+    pub first_op: i32,
+    pub epoch: u32,
+    pub frame: i32,
+    pub talker_position: i32,
+    pub frame_limit: i32,
+    pub cp_vocab: i32,
+    pub groups: i32,
+    pub seed_lo: u32,
+    pub seed_hi: u32,
+    pub dump_stride: i32,
+    pub nslot: i32,
+    pub work_floats: i32,
+    pub ypart_floats: i32,
+    pub talker: MkTalkerSampler,
+    pub cp: MkSampler,
+    pub pad: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MkSampleCase {
+    pub talker: MkTalkerSampler,
+    pub cp: MkSampler,
+    pub logits: u64,
+    pub seen: u64,
+    pub n: i32,
+    pub is_talker: i32,
+    pub generated: i32,
+    pub frame: i32,
+    pub slot: i32,
+    pub seed_lo: u32,
+    pub seed_hi: u32,
+    pub pad: i32,
+}
+
+const _: () = {
+    assert!(size_of::<MkSeg>() == 24);
+    assert!(size_of::<MkSrc>() == 24);
+    assert!(size_of::<MkOp>() == 464);
+    assert!(size_of::<MkSampler>() == 24);
+    assert!(size_of::<MkTalkerSampler>() == 48);
+    assert!(size_of::<MkState>() == 128);
+    assert!(size_of::<MkRecord>() == 80);
+    assert!(size_of::<MkArgs>() == 208);
+    assert!(size_of::<MkSampleCase>() == 120);
+};
+
+// SAFETY: plain-old-data with the layout of the kernels' structs (asserted above).
+unsafe impl DeviceRepr for MkArgs {}

@@ -24,7 +24,7 @@ use qwentts::backend::{AttentionShape, Backend, Rope};
 use qwentts::model::code_predictor::CodePredictor;
 use qwentts::model::talker::Talker;
 use qwentts::model::{Checkpoint, DType, TensorView};
-use qwentts::{Device, GenerateOptions, LoadOptions, Model, Result, Voice};
+use qwentts::{Device, EngineKind, GenerateOptions, LoadOptions, Model, Result, Voice};
 
 const MIB: usize = 1 << 20;
 const TEXT: &str = "Technology is changing the world in ways we never imagined possible.";
@@ -433,10 +433,152 @@ fn model_bench(
         "| {label}: code predictor, 1 frame | {cp_ms:.2} ms wall | | {:.0}% | 15 passes, 15 readbacks |",
         100.0 * cp_floor_ms / cp_ms
     ));
-    drop((tst, pst, talker, predictor));
+    drop((tst, pst));
 
-    // Whole frames through the public API (prompt, talker, predictor, sampling on the host).
-    let model = Model::load(dir, &LoadOptions { device: Device::Cuda(dev.ordinal()), ..Default::default() })?;
+    // ---- the frame megakernel, launch by launch ----
+    megakernel_components(b, timer, dir, &talker, &predictor, copy_gbs, stack_bytes, groups, cp_bytes, &label, summary)?;
+    drop((talker, predictor));
+
+    // Whole frames through the public API, on each engine.
+    for engine in [EngineKind::Unfused, EngineKind::Megakernel] {
+        whole_frames(dev, dir, engine, frames, runs, &label, summary)?;
+    }
+    Ok(())
+}
+
+/// The megakernel's talker step alone, its code-predictor frame alone (codes forced, so no
+/// sampling and no EOS), and whole frames with the device samplers, each launched back to
+/// back behind a spin kernel and timed with events: GPU time per launch.
+#[allow(clippy::too_many_arguments)]
+fn megakernel_components(
+    b: &CudaBackend,
+    timer: &Timer<'_>,
+    dir: &std::path::Path,
+    talker: &Talker<CudaBackend>,
+    predictor: &CodePredictor<CudaBackend>,
+    copy_gbs: f64,
+    stack_bytes: usize,
+    groups: usize,
+    cp_bytes: usize,
+    label: &str,
+    summary: &mut Vec<String>,
+) -> Result<()> {
+    use qwentts::backend::cuda::megakernel::LoadPath;
+    use qwentts::engine::{FrameRequest, MegakernelEngine};
+    use qwentts::model::generate::FrameLoopConfig;
+    use qwentts::model::prompt::{PromptRequest, SpecialIds, VoiceData, plan_request};
+    use qwentts::model::sampling::{SamplerConfig, TalkerSamplerConfig};
+    let dev = b.device();
+    let ckpt = Checkpoint::open(dir)?;
+    let tokenizer = qwentts::text::TextTokenizer::from_dir(dir)?;
+    let req = PromptRequest { text: TEXT, language: "english", voice: qwentts::model::prompt::Voice::XVector, non_streaming_mode: false };
+    let (plan, _) = plan_request(&ckpt.config, &tokenizer, &req)?;
+    let ids = SpecialIds::from_config(&ckpt.config);
+    let hidden = talker.hidden_size();
+    let speaker: Vec<f32> = (0..hidden).map(|i| ((i * 37 % 101) as f32 / 101.0 - 0.5) * 0.1).collect();
+    let voice = VoiceData { speaker_vector: Some(&speaker), ref_codes: None };
+    let launches = 40usize;
+    let limit = 4 * launches + 8;
+    let mut talker_cfg = TalkerSamplerConfig::new(&ckpt.generation, &ckpt.config.talker_config);
+    talker_cfg.min_new_tokens = usize::MAX; // EOS masked: every frame runs
+    let config = FrameLoopConfig {
+        talker: talker_cfg,
+        code_predictor: SamplerConfig::code_predictor(&ckpt.generation),
+        frame_limit: limit,
+        seed: 42,
+    };
+    let request = FrameRequest { ids: &ids, plan: &plan, voice, config: &config };
+    for path in [LoadPath::Auto, LoadPath::Portable] {
+        let engine = MegakernelEngine::new(b, talker, predictor, limit + 1, path)?;
+        let g = engine.geometry();
+        let (n_ops, sample0) = engine.program_shape();
+        println!(
+            "megakernel ({path:?}): {} blocks ({} per SM) x 256 threads, {} B shared ({} weight pages of 16 KiB), copy engine {}, {n_ops} ops per frame ({sample0} talker)",
+            g.blocks, g.blocks_per_sm, g.shared_bytes, g.ring_slots, g.bulk_copies
+        );
+        let frames = engine.bind(b, talker, predictor);
+        let pre = frames.prefill(&request, limit)?;
+        let forced: Vec<u32> = (0..(limit + 1) * groups).map(|i| (i * 7919 % 2048) as u32).collect();
+        // Forced codes for the component timings.
+        let mut r = frames.start(&pre, &config)?;
+        r.set_forced(&forced)?;
+        let stream = r.stream().clone();
+        let time = |r: &mut qwentts::backend::cuda::megakernel::FrameRequest<'_>, first_frame: usize, range: (usize, usize)| -> Result<f64> {
+            let mut per = Vec::new();
+            for rep in 0..3 {
+                dev.spin(&stream, 3_000_000)?;
+                dev.record(&stream, &timer.e0)?;
+                for i in 0..launches / 4 {
+                    let f = first_frame + rep * (launches / 4) + i;
+                    r.launch_range(f, range.0, range.1.min(n_ops))?;
+                }
+                dev.record(&stream, &timer.e1)?;
+                per.push(dev.elapsed_ms(&timer.e0, &timer.e1)? as f64 * 1e3 / (launches / 4) as f64);
+            }
+            Ok(median(per))
+        };
+        r.launch(0)?; // frame 0: the prefill's logits
+        let talker_us = time(&mut r, 1, (0, sample0))?;
+        let cp_us = time(&mut r, 1 + launches, (sample0, usize::MAX))?;
+        let forced_frame_us = time(&mut r, 1 + 2 * launches, (0, usize::MAX))?;
+        r.synchronize()?;
+        drop(r);
+        // Whole frames with the device samplers (official settings, EOS masked).
+        let mut r = frames.start(&pre, &config)?;
+        let stream = r.stream().clone();
+        r.launch(0)?;
+        let mut per = Vec::new();
+        for rep in 0..3 {
+            dev.spin(&stream, 3_000_000)?;
+            dev.record(&stream, &timer.e0)?;
+            for i in 0..launches / 2 {
+                r.launch(1 + rep * (launches / 2) + i)?;
+            }
+            dev.record(&stream, &timer.e1)?;
+            per.push(dev.elapsed_ms(&timer.e0, &timer.e1)? as f64 * 1e3 / (launches / 2) as f64);
+        }
+        let frame_us = median(per);
+        r.synchronize()?;
+        drop(r);
+        let talker_floor = (stack_bytes + 2 * hidden * talker.vocab_size()) as f64 / (copy_gbs * 1e3);
+        let cp_floor = (groups - 1) as f64 * (cp_bytes + 2 * predictor.vocab_size() * predictor.dims().hidden) as f64
+            / (copy_gbs * 1e3);
+        println!(
+            "  talker step {talker_us:.0} µs (floor {talker_floor:.0}, {:.0}%); code predictor {cp_us:.0} µs (floor {cp_floor:.0}, {:.0}%); frame, codes forced {forced_frame_us:.0} µs; frame with device sampling {frame_us:.0} µs (GPU, back to back)",
+            100.0 * talker_floor / talker_us,
+            100.0 * cp_floor / cp_us
+        );
+        let tag = if path == LoadPath::Auto { "megakernel" } else { "megakernel, cp.async path" };
+        summary.push(format!(
+            "| {label}: {tag}: talker step | {talker_us:.0} µs | {:.0} GB/s | {:.0}% | floor {talker_floor:.0} µs |",
+            (stack_bytes + 2 * hidden * talker.vocab_size()) as f64 / (talker_us * 1e3),
+            100.0 * talker_floor / talker_us
+        ));
+        summary.push(format!(
+            "| {label}: {tag}: code predictor frame | {cp_us:.0} µs | | {:.0}% | floor {cp_floor:.0} µs, 15 steps |",
+            100.0 * cp_floor / cp_us
+        ));
+        summary.push(format!(
+            "| {label}: {tag}: whole frame, device sampling | {frame_us:.0} µs | RTF {:.4} | {:.0}% | GPU time back to back; forced codes {forced_frame_us:.0} µs |",
+            frame_us / 80_000.0,
+            100.0 * (talker_floor + cp_floor) / frame_us
+        ));
+    }
+    Ok(())
+}
+
+/// Whole frames through the public API on one engine: prompt, prefill, frames, sampling.
+fn whole_frames(
+    dev: &CudaDevice,
+    dir: &std::path::Path,
+    engine: EngineKind,
+    frames: usize,
+    runs: usize,
+    label: &str,
+    summary: &mut Vec<String>,
+) -> Result<()> {
+    let model = Model::load(dir, &LoadOptions { device: Device::Cuda(dev.ordinal()), engine, ..Default::default() })?;
+    let engine_name = model.engine_name();
     let info = model.info();
     let embedding: Vec<f32> =
         (0..info.talker_hidden_size).map(|i| ((i * 37 % 101) as f32 / 101.0 - 0.5) * 0.1).collect();
@@ -457,7 +599,9 @@ fn model_bench(
     request.min_frames = Some(frames);
     for (mode, voice) in &voices {
         let (mut first_ms, mut frame_ms) = (Vec::new(), Vec::new());
+        let mut waits = 0;
         for run in 0..=runs {
+            let waits_before = qwentts::backend::cuda::host_waits();
             let start = Instant::now();
             let mut first: Option<f64> = None;
             let mut sink = |_: usize, _: &[u32]| {
@@ -473,6 +617,7 @@ fn model_bench(
                 )));
             }
             let first = first.unwrap_or(total);
+            waits = qwentts::backend::cuda::host_waits() - waits_before;
             if run > 0 {
                 first_ms.push(first);
                 frame_ms.push((total - first) / (frames - 1).max(1) as f64);
@@ -481,11 +626,12 @@ fn model_bench(
         let per_frame = median(frame_ms);
         let first = median(first_ms);
         println!(
-            "generate_codes {mode}, {frames} frames x {runs} runs (seeded sampling, EOS masked): first frame {first:.1} ms, {per_frame:.2} ms/frame, RTF {:.3}",
-            per_frame / 80.0
+            "generate_codes [{engine_name}] {mode}, {frames} frames x {runs} runs (seeded sampling, EOS masked): first frame {first:.1} ms, {per_frame:.3} ms/frame, RTF {:.4}; host waits per request {waits} ({:.3} per frame)",
+            per_frame / 80.0,
+            waits as f64 / frames as f64
         );
         summary.push(format!(
-            "| {label}: whole frame, {mode} (API, sampling) | {per_frame:.2} ms/frame | RTF {:.3} | | first frame {first:.0} ms (prompt prefill + frame 0) |",
+            "| {label}: [{engine_name}] whole frame, {mode} (API, sampling) | {per_frame:.3} ms/frame | RTF {:.4} | | first frame {first:.1} ms; {waits} host waits per request of {frames} frames |",
             per_frame / 80.0
         ));
     }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use qwentts::{Audio, AudioChunk, GenerateOptions, LoadOptions, Model, ModelKind, Voice};
+use qwentts::{Audio, AudioChunk, EngineKind, GenerateOptions, LoadOptions, Model, ModelKind, Voice};
 
 const DEFAULT_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-base");
 const DEFAULT_REF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/audio/ref_24k.wav");
@@ -45,6 +45,8 @@ const USAGE: &str = "usage: qwentts [OPTIONS] [TEXT]
   --threads N         CPU threads (default: all)
   --device N          run the talker and code predictor on CUDA device N (builds with
                       the `cuda` feature; default: the CPU)
+  --engine E          how a CUDA model runs its frames: auto (default: the megakernel
+                      where it can run), megakernel, or unfused (layer by layer)
   --describe          describe the checkpoint and exit";
 
 /// What the command line asked for.
@@ -68,6 +70,7 @@ struct Args {
     sample_rate: Option<u32>,
     threads: Option<usize>,
     device: Option<usize>,
+    engine: EngineKind,
     describe: bool,
 }
 
@@ -97,6 +100,14 @@ fn parse_args() -> Result<Args, String> {
             "--sample-rate" => args.sample_rate = Some(number("--sample-rate", value("--sample-rate")?)?),
             "--threads" => args.threads = Some(number("--threads", value("--threads")?)?),
             "--device" => args.device = Some(number("--device", value("--device")?)?),
+            "--engine" => {
+                args.engine = match value("--engine")?.as_str() {
+                    "auto" => EngineKind::Auto,
+                    "megakernel" => EngineKind::Megakernel,
+                    "unfused" => EngineKind::Unfused,
+                    other => return Err(format!("--engine {other}: expected auto, megakernel or unfused")),
+                }
+            }
             "--describe" => args.describe = true,
             "-h" | "--help" => return Err(String::new()),
             flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
@@ -140,7 +151,11 @@ fn run(args: &Args) -> Result<(), String> {
     let t = Instant::now();
     let model = Model::load(
         &model_dir,
-        &LoadOptions { threads: args.threads, device: args.device.map_or(qwentts::Device::Cpu, qwentts::Device::Cuda) },
+        &LoadOptions {
+            threads: args.threads,
+            device: args.device.map_or(qwentts::Device::Cpu, qwentts::Device::Cuda),
+            engine: args.engine,
+        },
     )
     .map_err(|e| format!("cannot load {}: {e}", model_dir.display()))?;
     let load_ms = ms(t);
@@ -184,7 +199,7 @@ fn run(args: &Args) -> Result<(), String> {
     // 4. Output and the timing table.
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from("out.wav"));
     audio.write_wav(&out).map_err(|e| e.to_string())?;
-    report(&model_dir, &voice_label, text, &audio, chunks, load_ms, voice_ms, &out);
+    report(&model, &model_dir, &voice_label, text, &audio, chunks, load_ms, voice_ms, &out);
     Ok(())
 }
 
@@ -229,6 +244,7 @@ fn pick_voice(model: &Model, args: &Args) -> Result<(Voice, String), String> {
 
 #[allow(clippy::too_many_arguments)]
 fn report(
+    model: &Model,
     model_dir: &Path,
     voice: &str,
     text: &str,
@@ -239,7 +255,7 @@ fn report(
     out: &Path,
 ) {
     let t = &audio.timings;
-    println!("model        {}", display_path(model_dir));
+    println!("model        {} (frame engine: {})", display_path(model_dir), model.engine_name());
     println!("voice        {voice}");
     println!("text         {text}");
     println!(

@@ -219,6 +219,23 @@
 #define QT_DEVICE_CPU (-1)
 
 /**
+ * `qt_model_params.engine`: the frame megakernel where the model and GPU allow it, else the
+ * layer-by-layer path (the default).
+ */
+#define QT_ENGINE_AUTO 0
+
+/**
+ * `qt_model_params.engine`: the frame megakernel; `qt_load` fails with
+ * `QT_STATUS_UNSUPPORTED` if it cannot run this model on this device.
+ */
+#define QT_ENGINE_MEGAKERNEL 1
+
+/**
+ * `qt_model_params.engine`: the layer-by-layer CUDA path (debugging, comparison).
+ */
+#define QT_ENGINE_UNFUSED 2
+
+/**
  * `qt_model_info.kind`: a Base checkpoint (clones voices from reference audio).
  */
 #define QT_MODEL_BASE 1
@@ -429,6 +446,12 @@ typedef struct qt_model_params {
    * `QT_STATUS_OUT_OF_MEMORY` when the GPU cannot take the model.
    */
   int32_t device;
+  /**
+   * How a CUDA model runs its frame loop: `QT_ENGINE_AUTO` (0, the default),
+   * `QT_ENGINE_MEGAKERNEL` or `QT_ENGINE_UNFUSED`. Only `QT_ENGINE_AUTO` and
+   * `QT_ENGINE_UNFUSED` load on the CPU.
+   */
+  int32_t engine;
 } qt_model_params;
 
 /**

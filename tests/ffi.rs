@@ -279,7 +279,7 @@ fn last_error_is_per_thread_and_cleared_by_the_next_fallible_call() {
         std::thread::spawn(|| assert_eq!(last_error(), "")).join().unwrap();
 
         // A successful fallible call clears it.
-        let mut params = qt_model_params { struct_size: 0, device: 0 };
+        let mut params = qt_model_params { struct_size: 0, device: 0, engine: 0 };
         expect(unsafe { qt_model_params_default(&mut params, size_of::<qt_model_params>()) }, QT_STATUS_OK, &[]);
     })
     .join()
@@ -293,7 +293,7 @@ fn panic_inside_the_boundary_becomes_a_status() {
     let status = qwentts::ffi::boundary::guard("qt_test_entry", || std::panic::panic_any(42_u32));
     expect(status, QT_STATUS_PANIC, &["non-string panic payload"]);
     // The library is still usable, and the error is gone after the next call.
-    let mut params = qt_model_params { struct_size: 0, device: 0 };
+    let mut params = qt_model_params { struct_size: 0, device: 0, engine: 0 };
     expect(unsafe { qt_model_params_default(&mut params, size_of::<qt_model_params>()) }, QT_STATUS_OK, &[]);
 }
 
@@ -304,24 +304,32 @@ fn panic_inside_the_boundary_becomes_a_status() {
 #[test]
 fn params_default_writes_only_what_the_caller_declared() {
     let size = size_of::<qt_model_params>();
-    let mut params = qt_model_params { struct_size: 0, device: 1234 };
+    let mut params = qt_model_params { struct_size: 0, device: 1234, engine: 99 };
     expect(unsafe { qt_model_params_default(&mut params, size) }, QT_STATUS_OK, &[]);
-    assert_eq!(params, qt_model_params { struct_size: size as u32, device: QT_DEVICE_CPU });
+    assert_eq!(params, qt_model_params { struct_size: size as u32, device: QT_DEVICE_CPU, engine: QT_ENGINE_AUTO });
+
+    // A caller built against the v1 header (no `engine`): only its 8 bytes are written.
+    let mut v1 = qt_model_params { struct_size: 0, device: 1234, engine: 99 };
+    expect(unsafe { qt_model_params_default(&mut v1, 8) }, QT_STATUS_OK, &[]);
+    assert_eq!(v1, qt_model_params { struct_size: 8, device: QT_DEVICE_CPU, engine: 99 });
 
     // A newer caller with a bigger struct: our fields are filled, the rest untouched.
     let mut bigger = [0xabu8; 64];
     let out = bigger.as_mut_ptr().cast::<qt_model_params>();
     assert_eq!(out.align_offset(align_of::<qt_model_params>()), 0);
     expect(unsafe { qt_model_params_default(out, bigger.len()) }, QT_STATUS_OK, &[]);
-    assert_eq!(unsafe { out.read() }, qt_model_params { struct_size: size as u32, device: QT_DEVICE_CPU });
+    assert_eq!(
+        unsafe { out.read() },
+        qt_model_params { struct_size: size as u32, device: QT_DEVICE_CPU, engine: QT_ENGINE_AUTO }
+    );
     assert!(bigger[size..].iter().all(|&b| b == 0xab), "wrote past its own fields");
 
     // Too small for any layout: nothing written.
-    for small in [0, 1, 4, size - 1] {
-        let mut params = qt_model_params { struct_size: 77, device: 77 };
+    for small in [0, 1, 4, 7] {
+        let mut params = qt_model_params { struct_size: 77, device: 77, engine: 77 };
         let status = unsafe { qt_model_params_default(&mut params, small) };
         expect(status, QT_STATUS_ABI_MISMATCH, &["qt_model_params", &format!("is {small}")]);
-        assert_eq!(params, qt_model_params { struct_size: 77, device: 77 });
+        assert_eq!(params, qt_model_params { struct_size: 77, device: 77, engine: 77 });
     }
     expect(unsafe { qt_model_params_default(ptr::null_mut(), size) }, QT_STATUS_NULL_ARGUMENT, &["`out`"]);
 }
@@ -344,15 +352,15 @@ fn load_rejects_bad_arguments_and_leaves_the_out_pointer_alone() {
     expect(status, QT_STATUS_INVALID_ARGUMENT, &["`model_dir` is an empty path"]);
 
     for struct_size in [0, 4, 7] {
-        let params = qt_model_params { struct_size, device: QT_DEVICE_CPU };
+        let params = qt_model_params { struct_size, device: QT_DEVICE_CPU, engine: QT_ENGINE_AUTO };
         let status = unsafe { qt_load(dir.as_ptr(), &params, &mut out) };
         expect(status, QT_STATUS_ABI_MISMATCH, &["`params`->struct_size", "qt_model_params"]);
     }
     // Devices are validated before any file is read.
-    let params = qt_model_params { struct_size: size_of::<qt_model_params>() as u32, device: -7 };
+    let params = qt_model_params { struct_size: size_of::<qt_model_params>() as u32, device: -7, engine: QT_ENGINE_AUTO };
     let status = unsafe { qt_load(dir.as_ptr(), &params, &mut out) };
     expect(status, QT_STATUS_INVALID_ARGUMENT, &["device -7 is not valid", "QT_DEVICE_CPU"]);
-    let params = qt_model_params { struct_size: size_of::<qt_model_params>() as u32, device: 0 };
+    let params = qt_model_params { struct_size: size_of::<qt_model_params>() as u32, device: 0, engine: QT_ENGINE_AUTO };
     let status = unsafe { qt_load(dir.as_ptr(), &params, &mut out) };
     if cfg!(feature = "cuda") {
         // With the CUDA backend the device is checked first: no driver here (CI); on the GPU
@@ -409,7 +417,7 @@ fn model_info_and_names_match_the_rust_api() {
     for variant in ["Qwen3-TTS-12Hz-0.6B-Base", "Qwen3-TTS-12Hz-0.6B-CustomVoice"] {
         let ck = SyntheticCheckpoint::from_variant(variant);
         let expected = qwentts::Model::load(ck.dir(), &Default::default()).unwrap().info();
-        let mut params = qt_model_params { struct_size: 0, device: 0 };
+        let mut params = qt_model_params { struct_size: 0, device: 0, engine: 0 };
         expect(unsafe { qt_model_params_default(&mut params, size_of::<qt_model_params>()) }, QT_STATUS_OK, &[]);
         let (status, model) = load(ck.dir(), &params);
         expect(status, QT_STATUS_OK, &[]);
@@ -654,16 +662,16 @@ fn log_hook_receives_messages_filters_by_level_and_restores_the_default() {
 
 /// The C ABI on a real GPU: `qt_load` with `device = 0` (a `cuda` build on the device
 /// machine), `qt_model_get_info` reports the device, and greedy `qt_generate` gives the same
-/// audio as the CPU backend (the fixture's weights are BF16 on both sides, greedy codes agree).
+/// audio as the CPU backend on both engines, the megakernel and the unfused path (the
+/// fixture's weights are BF16 on both sides, greedy codes agree).
 #[cfg(feature = "cuda")]
 #[test]
 #[ignore = "needs a CUDA GPU: tools/device/run.sh runs it with --include-ignored"]
 fn cuda_device_through_the_c_abi() {
     assert!(qt_device_count() > 0, "no CUDA device visible");
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-base");
-    let run = |device: i32| -> (i32, Vec<f32>) {
-        let mut params = qt_model_params::default();
-        params.device = device;
+    let run = |device: i32, engine: i32| -> (i32, Vec<f32>) {
+        let params = qt_model_params { device, engine, ..qt_model_params::default() };
         let (status, model) = load(&dir, &params);
         expect(status, QT_STATUS_OK, &[]);
         let info = info_of(model);
@@ -691,15 +699,39 @@ fn cuda_device_through_the_c_abi() {
         }
         (info.device, pcm)
     };
-    let (_, gpu) = run(0);
-    let (_, cpu) = run(QT_DEVICE_CPU);
-    assert!(!gpu.is_empty() && gpu.iter().all(|v| v.is_finite()), "GPU audio empty or not finite");
-    assert_eq!(gpu.len(), cpu.len(), "same greedy frames on both devices");
-    let (num, den) = gpu
-        .iter()
-        .zip(&cpu)
-        .fold((0.0f64, 0.0f64), |(n, d), (g, c)| (n + (*g as f64 - *c as f64).powi(2), d + (*c as f64).powi(2)));
-    let rel = (num / den.max(f64::MIN_POSITIVE)).sqrt();
-    eprintln!("C ABI, tiny-base, greedy: {} samples, GPU vs CPU audio rel err {rel:.2e}", gpu.len());
-    assert!(rel < 1e-4, "GPU vs CPU audio rel err {rel:.2e}");
+    let (_, cpu) = run(QT_DEVICE_CPU, QT_ENGINE_AUTO);
+    for (engine, name) in [(QT_ENGINE_MEGAKERNEL, "megakernel"), (QT_ENGINE_UNFUSED, "unfused")] {
+        let (_, gpu) = run(0, engine);
+        assert!(!gpu.is_empty() && gpu.iter().all(|v| v.is_finite()), "{name}: GPU audio empty or not finite");
+        assert_eq!(gpu.len(), cpu.len(), "{name}: same greedy frames on both devices");
+        let (num, den) = gpu.iter().zip(&cpu).fold((0.0f64, 0.0f64), |(n, d), (g, c)| {
+            (n + (*g as f64 - *c as f64).powi(2), d + (*c as f64).powi(2))
+        });
+        let rel = (num / den.max(f64::MIN_POSITIVE)).sqrt();
+        eprintln!("C ABI, tiny-base, greedy, {name}: {} samples, GPU vs CPU audio rel err {rel:.2e}", gpu.len());
+        assert!(rel < 1e-4, "{name}: GPU vs CPU audio rel err {rel:.2e}");
+    }
+}
+
+/// `qt_model_params.engine`: unknown values are refused before anything is read, and the
+/// megakernel needs a CUDA device.
+#[test]
+fn engine_param_is_checked() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-base");
+    for bad in [-1, 3, 1000] {
+        let params = qt_model_params { engine: bad, ..qt_model_params::default() };
+        let (status, model) = load(&dir, &params);
+        expect(status, QT_STATUS_INVALID_ARGUMENT, &["engine", &bad.to_string(), "QT_ENGINE_AUTO"]);
+        assert!(model.is_null());
+    }
+    let params = qt_model_params { engine: QT_ENGINE_MEGAKERNEL, ..qt_model_params::default() };
+    let (status, model) = load(&dir, &params);
+    expect(status, QT_STATUS_UNSUPPORTED, &["megakernel", "CUDA"]);
+    assert!(model.is_null());
+    for engine in [QT_ENGINE_AUTO, QT_ENGINE_UNFUSED] {
+        let params = qt_model_params { engine, ..qt_model_params::default() };
+        let (status, model) = load(&dir, &params);
+        expect(status, QT_STATUS_OK, &[]);
+        unsafe { qt_free(model as *mut c_void) };
+    }
 }

@@ -4,76 +4,22 @@
 
 mod common;
 
+use common::generation::{base_voice, check_base_goldens, check_customvoice_goldens, greedy_options};
 use common::{Golden, cases, checkpoint_dir};
 use qwentts::{FinishReason, GenerateOptions, LoadOptions, Model, Voice};
-use serde_json::Value;
 
 fn load(name: &str, threads: Option<usize>) -> Model {
     Model::load(checkpoint_dir(name), &LoadOptions { threads, ..Default::default() }).unwrap_or_else(|e| panic!("loading {name}: {e}"))
 }
 
-/// The fixed prompt item the greedy goldens were made with: speaker_base's x-vector, and
-/// for ICL its reference codes and transcript.
-fn base_voice(icl: bool) -> Voice {
-    let speaker = Golden::open("speaker_base");
-    let embedding = speaker.f32("spk_embedding").data;
-    if icl {
-        let codes = speaker.u32("ref_codes").data;
-        let text = cases()["speaker"]["ref_text"].as_str().unwrap().to_owned();
-        Voice::with_reference(embedding, codes, text).unwrap()
-    } else {
-        Voice::from_embedding(embedding).unwrap()
-    }
-}
-
-/// Greedy options matching a golden case's `generate_kwargs` (max_new_tokens N → N−1 frames).
-fn greedy_options(model: &Model, case: &Value) -> GenerateOptions {
-    let mut options = GenerateOptions::defaults(model).greedy();
-    options.language = case["languages"][0].as_str().unwrap().to_owned();
-    options.non_streaming_mode = Some(case["non_streaming_mode"].as_bool().unwrap());
-    let max_new_tokens = case["generate_kwargs"]["max_new_tokens"].as_u64().unwrap() as usize;
-    options.max_frames = Some(max_new_tokens - 1);
-    options
-}
-
-fn check_case(model: &Model, golden: &Golden, name: &str, case: &Value, voice: &Voice, options: &GenerateOptions) {
-    let text = case["text"].as_str().unwrap();
-    let out = model.generate_codes(voice, text, options, None).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let expected = golden.u32(&format!("{name}.codes"));
-    assert_eq!(out.frames(), expected.shape[0], "{name}: frame count");
-    for f in 0..out.frames() {
-        assert_eq!(out.frame(f), expected.index(f), "{name}: frame {f} differs");
-    }
-    let eos = case["eos_hit"].as_bool().unwrap();
-    let want = if eos { FinishReason::Eos } else { FinishReason::FrameLimit };
-    assert_eq!(out.finish, want, "{name}: finish reason");
-}
-
 #[test]
 fn greedy_codes_match_the_official_base_model_in_both_clone_modes() {
-    let model = load("tiny-base", None);
-    let golden = Golden::open("greedy_base");
-    let all = cases();
-    let cases = all["greedy_base"].as_object().unwrap();
-    assert!(cases.len() >= 8, "expected the full greedy_base case list");
-    for (name, case) in cases {
-        let icl = case["icl_mode"][0].as_bool().unwrap();
-        let voice = base_voice(icl);
-        check_case(&model, &golden, name, case, &voice, &greedy_options(&model, case));
-    }
+    check_base_goldens(&load("tiny-base", None));
 }
 
 #[test]
 fn greedy_codes_match_the_official_customvoice_model() {
-    let model = load("tiny-customvoice", None);
-    let golden = Golden::open("greedy_customvoice");
-    let all = cases();
-    for (name, case) in all["greedy_customvoice"].as_object().unwrap() {
-        let voice = Voice::speaker(case["speaker"].as_str().unwrap());
-        let mut options = greedy_options(&model, case);
-        options.instruct = case["instruct"].as_str().map(str::to_owned);
-        check_case(&model, &golden, name, case, &voice, &options);
-    }
+    check_customvoice_goldens(&load("tiny-customvoice", None));
 }
 
 fn sampled(model: &Model, seed: u64) -> Vec<u32> {

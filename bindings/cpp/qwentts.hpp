@@ -206,11 +206,12 @@ using ChunkHandler = std::function<bool(const qt_chunk&)>;
 /// A loaded checkpoint (qt_model).
 class Model {
  public:
-  /// qt_load with default params on `device` (QT_DEVICE_CPU is the only backend today).
-  static Model load(const std::string& dir, int32_t device = QT_DEVICE_CPU) {
+  /// qt_load on `device` (QT_DEVICE_CPU or a CUDA ordinal) with `engine` (QT_ENGINE_*).
+  static Model load(const std::string& dir, int32_t device = QT_DEVICE_CPU, int32_t engine = QT_ENGINE_AUTO) {
     qt_model_params params;
     check("qt_model_params_default", qt_model_params_default(&params, sizeof params));
     params.device = device;
+    params.engine = engine;
     qt_model* raw = nullptr;
     check("qt_load", qt_load(dir.c_str(), &params, &raw));
     return Model(raw);

@@ -47,9 +47,16 @@ namespace Qwentts
         /// <summary>qt_load: throws QwenttsException (NOT_FOUND, BAD_CONFIG, ...) on failure.</summary>
         public static Model Load(string dir, int device)
         {
+            return Load(dir, device, NativeMethods.QT_ENGINE_AUTO);
+        }
+
+        /// <summary>qt_load on a device (QT_DEVICE_CPU or a CUDA ordinal) with an engine (QT_ENGINE_*).</summary>
+        public static Model Load(string dir, int device, int engine)
+        {
             if (dir == null) throw new ArgumentNullException("dir");
             ModelParams p = ModelParams.Create();
             p.Device = device;
+            p.Engine = engine;
             ModelHandle h;
             int status = NativeMethods.qt_load(Utf8.Encode(dir), ref p, out h);
             if (status < 0)

@@ -54,6 +54,9 @@ namespace Qwentts
         public const int QT_STATUS_PANIC = -99;
 
         public const int QT_DEVICE_CPU = -1;
+        public const int QT_ENGINE_AUTO = 0;
+        public const int QT_ENGINE_MEGAKERNEL = 1;
+        public const int QT_ENGINE_UNFUSED = 2;
 
         public const int QT_MODEL_BASE = 1;
         public const int QT_MODEL_CUSTOM_VOICE = 2;

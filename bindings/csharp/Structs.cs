@@ -11,6 +11,7 @@ namespace Qwentts
     {
         public uint StructSize;
         public int Device; // QT_DEVICE_CPU or a CUDA ordinal
+        public int Engine; // QT_ENGINE_AUTO, QT_ENGINE_MEGAKERNEL or QT_ENGINE_UNFUSED
 
         /// <summary>The library's defaults (qt_model_params_default).</summary>
         public static ModelParams Create()

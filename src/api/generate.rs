@@ -7,7 +7,8 @@ use super::model::{DecoderSet, Model};
 use super::voice::{Voice, VoiceKind};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::frame_budget::default_frame_budget;
-use crate::model::generate::{FrameLoopConfig, FrameSink, GeneratedCodes, generate_codes};
+use crate::engine::{FrameEngine, FrameRequest, UnfusedEngine};
+use crate::model::generate::{FrameLoopConfig, FrameSink, GeneratedCodes};
 use crate::model::prompt::{self, PromptRequest, SpecialIds, VoiceData};
 use crate::model::sampling::{SamplerConfig, TalkerSamplerConfig};
 
@@ -188,15 +189,18 @@ impl Model {
             seed: options.seed.unwrap_or_else(fresh_seed),
         };
 
-        // 3. The frame loop on this model's backend.
+        // 3. The frame loop on this model's engine.
         let ids = SpecialIds::from_config(config);
+        let request = FrameRequest { ids: &ids, plan: &plan, voice: voice_data, config: &cfg };
         match &self.networks().decoders {
             DecoderSet::Cpu(d) => {
-                generate_codes(&d.backend, &d.talker, &d.predictor, &ids, &plan, voice_data, &cfg, on_frame)
+                UnfusedEngine { backend: &d.backend, talker: &d.talker, predictor: &d.predictor }.generate(request, on_frame)
             }
             #[cfg(feature = "cuda")]
-            DecoderSet::Cuda(d) => {
-                generate_codes(&d.backend, &d.talker, &d.predictor, &ids, &plan, voice_data, &cfg, on_frame)
+            DecoderSet::Cuda(Some(m), d) => m.bind(&d.backend, &d.talker, &d.predictor).generate(request, on_frame),
+            #[cfg(feature = "cuda")]
+            DecoderSet::Cuda(None, d) => {
+                UnfusedEngine { backend: &d.backend, talker: &d.talker, predictor: &d.predictor }.generate(request, on_frame)
             }
         }
     }

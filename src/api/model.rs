@@ -15,6 +15,9 @@ use crate::backend::Backend;
 use crate::backend::cpu::CpuBackend;
 #[cfg(feature = "cuda")]
 use crate::backend::cuda::CudaBackend;
+#[cfg(feature = "cuda")]
+use crate::engine::MegakernelEngine;
+pub use crate::engine::EngineKind;
 use crate::error::{Error, Result};
 use crate::model::code_predictor::CodePredictor;
 use crate::model::codec::CodecDecoder;
@@ -42,6 +45,11 @@ pub struct LoadOptions {
     pub threads: Option<usize>,
     /// Where the talker and code predictor run; CPU by default.
     pub device: Device,
+    /// How a CUDA model runs its frame loop: the frame megakernel where it can run (the
+    /// default, [`EngineKind::Auto`]), always ([`EngineKind::Megakernel`]: loading fails
+    /// otherwise) or never ([`EngineKind::Unfused`]: layer by layer, for debugging). Ignored
+    /// on the CPU, except that asking for the megakernel there is an error.
+    pub engine: EngineKind,
 }
 
 /// The talker and code predictor on one backend.
@@ -62,8 +70,31 @@ impl<B: Backend> Decoders<B> {
 /// The decoders on the backend [`LoadOptions::device`] chose.
 pub(crate) enum DecoderSet {
     Cpu(Decoders<CpuBackend>),
+    /// On a GPU: the megakernel engine (prepared for these decoders' weights) unless the
+    /// unfused path was chosen or is the only one that can run them.
     #[cfg(feature = "cuda")]
-    Cuda(Decoders<CudaBackend>),
+    Cuda(Option<Box<MegakernelEngine>>, Decoders<CudaBackend>),
+}
+
+#[cfg(feature = "cuda")]
+fn megakernel_for(
+    d: &Decoders<CudaBackend>,
+    engine: EngineKind,
+    max_frames: usize,
+) -> Result<Option<Box<MegakernelEngine>>> {
+    use crate::backend::cuda::megakernel::LoadPath;
+    if engine == EngineKind::Unfused {
+        return Ok(None);
+    }
+    let path = if std::env::var_os("QT_MEGAKERNEL_PORTABLE").is_some() { LoadPath::Portable } else { LoadPath::Auto };
+    match MegakernelEngine::new(&d.backend, &d.talker, &d.predictor, max_frames, path) {
+        Ok(m) => Ok(Some(Box::new(m))),
+        Err(e) if engine == EngineKind::Auto && e.kind() == crate::error::ErrorKind::Unsupported => {
+            log::warn!("{e}; using the unfused CUDA path");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// The networks on their backends.
@@ -179,10 +210,17 @@ impl Model {
         let tokenizer = TextTokenizer::from_dir(dir)?;
         let decoders = match options.device {
             Device::Cpu => {
+                if options.engine == EngineKind::Megakernel {
+                    return Err(Error::unsupported("the megakernel engine needs a CUDA device (LoadOptions::device)"));
+                }
                 DecoderSet::Cpu(Decoders::load(options.threads.map(CpuBackend::new).unwrap_or_default(), &checkpoint)?)
             }
             #[cfg(feature = "cuda")]
-            Device::Cuda(ordinal) => DecoderSet::Cuda(Decoders::load(CudaBackend::new(ordinal)?, &checkpoint)?),
+            Device::Cuda(ordinal) => {
+                let d = Decoders::load(CudaBackend::new(ordinal)?, &checkpoint)?;
+                let max_frames = checkpoint.generation.max_new_tokens.max(2);
+                DecoderSet::Cuda(megakernel_for(&d, options.engine, max_frames)?, d)
+            }
             #[cfg(not(feature = "cuda"))]
             Device::Cuda(ordinal) => {
                 // Without the feature the check above has already failed; kept for exhaustiveness.
@@ -207,6 +245,26 @@ impl Model {
     /// The networks and their backend.
     pub(crate) fn networks(&self) -> &Networks {
         &self.inner.networks
+    }
+
+    /// The engine that runs this model's frame loop ("unfused" or "megakernel").
+    pub fn engine_name(&self) -> &'static str {
+        match &self.inner.networks.decoders {
+            DecoderSet::Cpu(_) => "unfused",
+            #[cfg(feature = "cuda")]
+            DecoderSet::Cuda(Some(_), _) => "megakernel",
+            #[cfg(feature = "cuda")]
+            DecoderSet::Cuda(None, _) => "unfused",
+        }
+    }
+
+    /// The frame megakernel, when this model runs on it (benchmarks and diagnostics).
+    #[cfg(feature = "cuda")]
+    pub fn megakernel(&self) -> Option<&MegakernelEngine> {
+        match &self.inner.networks.decoders {
+            DecoderSet::Cuda(m, _) => m.as_deref(),
+            DecoderSet::Cpu(_) => None,
+        }
     }
 
     /// The model family voices made by this model are tagged with (see [`ModelFingerprint`]).

@@ -16,7 +16,7 @@ use std::num::NonZeroUsize;
 
 use super::{AttentionShape, Backend, Rope};
 use crate::error::{Error, Result};
-use crate::model::TensorView;
+use crate::tensor::TensorView;
 
 /// The CPU backend. `threads` bounds the parallelism of each op.
 #[derive(Debug, Clone)]

@@ -22,7 +22,7 @@ pub mod cpu;
 pub mod cuda;
 
 use crate::error::Result;
-use crate::model::TensorView;
+use crate::tensor::TensorView;
 
 /// Checks, cheaply and before anything is loaded, that CUDA device `ordinal` can be opened:
 /// `Unsupported` without the `cuda` feature, `NoCudaDriver` without an NVIDIA driver,

@@ -6,7 +6,7 @@ use std::time::Instant;
 use super::boundary::{guard, out_arg, path_arg, read_sized, sized_len, sized_out_arg, write_sized};
 use super::handle::{Handle, TAG_MODEL, borrow, into_raw};
 use super::status::{qt_status, to_cstring_lossy};
-use super::types::{Device, model_kind_to_c, qt_model_info, qt_model_params};
+use super::types::{Device, engine_from_c, model_kind_to_c, qt_model_info, qt_model_params};
 use crate::api::{LoadOptions, Model, ModelInfo};
 use crate::error::{Error, Result};
 
@@ -143,9 +143,10 @@ pub unsafe extern "C" fn qt_load(
         let out = unsafe { out_arg(out_model, "out_model") }?;
         let params = unsafe { read_sized(params, "params", qt_model_params::default()) }?;
         let device = Device::from_c(params.device)?;
+        let engine = engine_from_c(params.engine)?;
 
         let started = Instant::now();
-        let options = LoadOptions { device: device.to_api(), ..LoadOptions::default() };
+        let options = LoadOptions { device: device.to_api(), engine, ..LoadOptions::default() };
         let model = Model::load(&dir, &options)?;
         let object = ModelObject::new(model, device);
         ::log::info!(

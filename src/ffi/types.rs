@@ -15,6 +15,15 @@ use crate::error::{Error, Result};
 /// `qt_model_params.device` / `qt_model_info.device`: the CPU reference backend.
 pub const QT_DEVICE_CPU: i32 = -1;
 
+/// `qt_model_params.engine`: the frame megakernel where the model and GPU allow it, else the
+/// layer-by-layer path (the default).
+pub const QT_ENGINE_AUTO: i32 = 0;
+/// `qt_model_params.engine`: the frame megakernel; `qt_load` fails with
+/// `QT_STATUS_UNSUPPORTED` if it cannot run this model on this device.
+pub const QT_ENGINE_MEGAKERNEL: i32 = 1;
+/// `qt_model_params.engine`: the layer-by-layer CUDA path (debugging, comparison).
+pub const QT_ENGINE_UNFUSED: i32 = 2;
+
 /// `qt_model_info.kind`: a Base checkpoint (clones voices from reference audio).
 pub const QT_MODEL_BASE: i32 = 1;
 /// `qt_model_info.kind`: a CustomVoice checkpoint (built-in speakers, see `qt_model_speaker`).
@@ -38,19 +47,25 @@ pub struct qt_model_params {
     /// it, `qt_load` fails with `QT_STATUS_NO_CUDA_DRIVER`, `QT_STATUS_NO_DEVICE` or
     /// `QT_STATUS_OUT_OF_MEMORY` when the GPU cannot take the model.
     pub device: i32,
+    /// How a CUDA model runs its frame loop: `QT_ENGINE_AUTO` (0, the default),
+    /// `QT_ENGINE_MEGAKERNEL` or `QT_ENGINE_UNFUSED`. Only `QT_ENGINE_AUTO` and
+    /// `QT_ENGINE_UNFUSED` load on the CPU.
+    pub engine: i32,
 }
 
 impl Default for qt_model_params {
     fn default() -> Self {
-        qt_model_params { struct_size: size_of::<Self>() as u32, device: QT_DEVICE_CPU }
+        qt_model_params { struct_size: size_of::<Self>() as u32, device: QT_DEVICE_CPU, engine: QT_ENGINE_AUTO }
     }
 }
 
 // SAFETY: repr(C), u32 struct_size first, integer fields only, no padding (asserted below).
 unsafe impl SizedStruct for qt_model_params {
     const NAME: &'static str = "qt_model_params";
-    // v1 ends after `device`. Append a size when a field is added; never edit an entry.
-    const LAYOUT_SIZES: &'static [usize] = &[offset_of!(qt_model_params, device) + 4];
+    // v1 ends after `device`, v2 after `engine`. Append a size when a field is added; never
+    // edit an entry.
+    const LAYOUT_SIZES: &'static [usize] =
+        &[offset_of!(qt_model_params, device) + 4, offset_of!(qt_model_params, engine) + 4];
     fn set_struct_size(&mut self, size: u32) {
         self.struct_size = size;
     }
@@ -109,11 +124,25 @@ unsafe impl SizedStruct for qt_model_info {
 
 // The layouts are fixed ABI: no hidden padding (every byte is a field), sizes as published.
 const _: () = {
-    assert!(size_of::<qt_model_params>() == 8);
+    assert!(size_of::<qt_model_params>() == 12);
     assert!(offset_of!(qt_model_info, size_label) == 8);
     assert!(offset_of!(qt_model_info, n_languages) == 8 + size_of::<usize>() + 8 * 4);
     assert!(size_of::<qt_model_info>() == offset_of!(qt_model_info, weight_bytes) + 8);
 };
+
+/// The Rust API's engine for a C `engine` value.
+pub(crate) fn engine_from_c(engine: i32) -> Result<crate::engine::EngineKind> {
+    use crate::engine::EngineKind;
+    match engine {
+        QT_ENGINE_AUTO => Ok(EngineKind::Auto),
+        QT_ENGINE_MEGAKERNEL => Ok(EngineKind::Megakernel),
+        QT_ENGINE_UNFUSED => Ok(EngineKind::Unfused),
+        e => Err(Error::invalid_argument(format!(
+            "engine {e} is not valid: use QT_ENGINE_AUTO ({QT_ENGINE_AUTO}), QT_ENGINE_MEGAKERNEL \
+             ({QT_ENGINE_MEGAKERNEL}) or QT_ENGINE_UNFUSED ({QT_ENGINE_UNFUSED})"
+        ))),
+    }
+}
 
 /// The execution device a `device` field selects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,7 +18,7 @@
 
 use super::config::TalkerConfig;
 use super::kv_cache::KvCache;
-use super::layers::{DecoderStack, Linear, StackDims, Workspace, load_weight};
+use super::layers::{DecoderStack, Linear, LinearParts, StackDims, Workspace, load_weight};
 use super::weights::SafeTensorsFile;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -93,6 +93,26 @@ impl<B: Backend> CodePredictor<B> {
 
     pub fn dims(&self) -> &StackDims {
         self.stack.dims()
+    }
+
+    /// The decoder stack.
+    pub fn stack(&self) -> &DecoderStack<B> {
+        &self.stack
+    }
+
+    /// `lm_head[j]` `[vocab, cp_hidden]`, predicting codebook j + 1.
+    pub fn heads(&self) -> &[B::Weight] {
+        &self.heads
+    }
+
+    /// `CPE[j]` `[vocab, talker_hidden]`, embedding codebook j + 1.
+    pub fn embeddings(&self) -> &[B::Weight] {
+        &self.embeddings
+    }
+
+    /// `small_to_mtp_projection` (weight, bias) where the talker and predictor widths differ.
+    pub fn projection(&self) -> Option<LinearParts<'_, B>> {
+        self.projection.as_ref().map(|p| p.parts())
     }
 
     /// Entries per codebook (2048): the width of the logits.

@@ -80,6 +80,11 @@ impl<B: Backend> KvCache<B> {
         Ok(())
     }
 
+    /// The K and V buffers of `layer` (`[capacity, kv_heads · head_dim]` each).
+    pub fn layer(&self, layer: usize) -> (&B::Buffer, &B::Buffer) {
+        (&self.keys[layer], &self.values[layer])
+    }
+
     /// The K and V buffers of `layer`.
     pub(crate) fn layer_mut(&mut self, layer: usize) -> (&mut B::Buffer, &mut B::Buffer) {
         (&mut self.keys[layer], &mut self.values[layer])

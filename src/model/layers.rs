@@ -132,6 +132,34 @@ impl<B: Backend> Linear<B> {
     }
 }
 
+/// Borrowed view of a biased or unbiased linear layer's weights.
+pub struct LinearParts<'a, B: Backend> {
+    pub weight: &'a B::Weight,
+    pub bias: Option<&'a B::Weight>,
+}
+
+/// Borrowed view of one decoder layer's weights, for engines that read them directly (the
+/// CUDA megakernel takes their device addresses).
+pub struct LayerParts<'a, B: Backend> {
+    pub input_layernorm: &'a B::Weight,
+    pub q_proj: LinearParts<'a, B>,
+    pub k_proj: LinearParts<'a, B>,
+    pub v_proj: LinearParts<'a, B>,
+    pub o_proj: LinearParts<'a, B>,
+    pub q_norm: &'a B::Weight,
+    pub k_norm: &'a B::Weight,
+    pub post_attention_layernorm: &'a B::Weight,
+    pub gate_proj: LinearParts<'a, B>,
+    pub up_proj: LinearParts<'a, B>,
+    pub down_proj: LinearParts<'a, B>,
+}
+
+impl<B: Backend> Linear<B> {
+    pub(crate) fn parts(&self) -> LinearParts<'_, B> {
+        LinearParts { weight: &self.weight, bias: self.bias.as_ref() }
+    }
+}
+
 /// Weights of one decoder layer.
 pub struct DecoderLayer<B: Backend> {
     input_layernorm: B::Weight,
@@ -148,6 +176,23 @@ pub struct DecoderLayer<B: Backend> {
 }
 
 impl<B: Backend> DecoderLayer<B> {
+    /// Every weight of the layer, borrowed.
+    pub fn parts(&self) -> LayerParts<'_, B> {
+        LayerParts {
+            input_layernorm: &self.input_layernorm,
+            q_proj: self.q_proj.parts(),
+            k_proj: self.k_proj.parts(),
+            v_proj: self.v_proj.parts(),
+            o_proj: self.o_proj.parts(),
+            q_norm: &self.q_norm,
+            k_norm: &self.k_norm,
+            post_attention_layernorm: &self.post_attention_layernorm,
+            gate_proj: self.gate_proj.parts(),
+            up_proj: self.up_proj.parts(),
+            down_proj: self.down_proj.parts(),
+        }
+    }
+
     /// Loads `{prefix}.{input_layernorm, self_attn.*, post_attention_layernorm, mlp.*}`.
     pub fn load(b: &B, file: &SafeTensorsFile, prefix: &str, d: &StackDims) -> Result<Self> {
         let (h, q, kv, i, bias) = (d.hidden, d.q_width(), d.kv_width(), d.intermediate, d.attention_bias);
@@ -308,6 +353,16 @@ impl<B: Backend> DecoderStack<B> {
 
     pub fn dims(&self) -> &StackDims {
         &self.dims
+    }
+
+    /// The layers, in order.
+    pub fn layers(&self) -> &[DecoderLayer<B>] {
+        &self.layers
+    }
+
+    /// The final RMSNorm weight.
+    pub fn final_norm(&self) -> &B::Weight {
+        &self.norm
     }
 
     /// A KV cache for this stack holding up to `capacity` positions.

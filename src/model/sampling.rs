@@ -277,7 +277,7 @@ pub fn apply_top_p(logits: &mut [f32], top_p: f32) {
     }
     let weights: Vec<f32> = order.iter().map(|&i| canonical_exp(logits[i as usize] - max)).collect();
     let inv = 1.0 / weights.iter().sum::<f32>();
-    let cut = (1.0 - python_float(top_p)) as f32;
+    let cut = top_p_cut(top_p);
     let mut cum = 0f64;
     for (&i, &w) in order[..order.len() - 1].iter().zip(&weights) {
         cum += f64::from(w * inv);
@@ -287,6 +287,12 @@ pub fn apply_top_p(logits: &mut [f32], top_p: f32) {
         }
         logits[i as usize] = f32::NEG_INFINITY;
     }
+}
+
+/// The cumulative-probability threshold of [`apply_top_p`]: `1 - top_p` computed on the double
+/// a Python caller passed, rounded to f32 (device samplers take it precomputed).
+pub fn top_p_cut(top_p: f32) -> f32 {
+    (1.0 - python_float(top_p)) as f32
 }
 
 /// IEEE order, with NaN above everything (where torch.sort puts it).

@@ -78,6 +78,16 @@ impl<B: Backend> TalkerState<B> {
         self.hidden_rows
     }
 
+    /// The KV cache (the megakernel engine continues in it after the prefill).
+    pub fn kv(&self) -> &KvCache<B> {
+        &self.kv
+    }
+
+    /// Raw codec logits of the last row of the last forward, on the device `[vocab]`.
+    pub fn logits_device(&self) -> &B::Buffer {
+        &self.logits
+    }
+
     /// Post-norm hidden state `[hidden]` of the last row of the last forward.
     pub fn last_hidden(&self) -> &B::Buffer {
         &self.last_hidden
@@ -142,6 +152,11 @@ impl<B: Backend> Talker<B> {
     /// The decoder stack (for tests and tracing).
     pub fn stack(&self) -> &DecoderStack<B> {
         &self.stack
+    }
+
+    /// The codec head `[vocab, hidden]` (no bias).
+    pub fn codec_head(&self) -> &B::Weight {
+        &self.codec_head
     }
 
     /// `Ec`: the talker's codec embedding table `[vocab, hidden]` (codebook 0 and control

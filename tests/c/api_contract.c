@@ -104,7 +104,7 @@ int main(int argc, char **argv) {
   qt_model_params params;
   memset(&params, 0x7f, sizeof params);
   CHECK(qt_model_params_default(&params, sizeof params) == QT_STATUS_OK && no_last_error());
-  CHECK(params.struct_size == sizeof params && params.device == QT_DEVICE_CPU);
+  CHECK(params.struct_size == sizeof params && params.device == QT_DEVICE_CPU && params.engine == QT_ENGINE_AUTO);
   CHECK(qt_model_params_default(&params, 2) == QT_STATUS_ABI_MISMATCH);
   CHECK(qt_model_params_default(NULL, sizeof params) == QT_STATUS_NULL_ARGUMENT);
   qt_model_params old = params;
@@ -116,6 +116,11 @@ int main(int argc, char **argv) {
   params.device = -2;
   CHECK(qt_load(dir, &params, &model) == QT_STATUS_INVALID_ARGUMENT && model == NULL);
   params.device = QT_DEVICE_CPU;
+  params.engine = 7;
+  CHECK(qt_load(dir, &params, &model) == QT_STATUS_INVALID_ARGUMENT && last_error_has("engine") && model == NULL);
+  params.engine = QT_ENGINE_MEGAKERNEL; /* needs a CUDA device */
+  CHECK(qt_load(dir, &params, &model) == QT_STATUS_UNSUPPORTED && last_error_has("megakernel") && model == NULL);
+  params.engine = QT_ENGINE_AUTO;
 
   /* The real thing. */
   st = qt_load(dir, &params, &model);

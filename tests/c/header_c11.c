@@ -8,7 +8,8 @@
 /* The ABI the Rust side asserts too (src/ffi/types.rs). */
 _Static_assert(sizeof(qt_status) == 4, "qt_status is int32_t");
 _Static_assert(offsetof(qt_model_params, struct_size) == 0, "struct_size comes first");
-_Static_assert(sizeof(qt_model_params) == 8, "qt_model_params v1 is 8 bytes");
+_Static_assert(sizeof(qt_model_params) == 12, "qt_model_params v2 is 12 bytes (v1: 8)");
+_Static_assert(offsetof(qt_model_params, engine) == 8, "v2 appends engine");
 _Static_assert(offsetof(qt_model_info, struct_size) == 0, "struct_size comes first");
 _Static_assert(offsetof(qt_model_info, size_label) == 8, "size_label at 8");
 _Static_assert(offsetof(qt_model_info, n_languages) == 8 + sizeof(void *) + 8 * 4, "no padding");

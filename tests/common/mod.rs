@@ -6,6 +6,8 @@
 
 #![allow(dead_code)] // each test crate uses a different subset
 
+pub mod generation;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};

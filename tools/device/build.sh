@@ -16,7 +16,7 @@ echo "== cargo build --release (bench_cuda, make_random_checkpoint, CUDA test bi
 cargo build --locked --release --features cuda --example bench_cuda --example make_random_checkpoint --example qwentts
 cp target/release/examples/{bench_cuda,make_random_checkpoint,qwentts} .device/bin/
 tests=()
-for t in cuda_backend cuda_kernels cuda_model ffi; do [ -f "tests/$t.rs" ] && tests+=(--test "$t"); done
+for t in cuda_backend cuda_kernels cuda_model cuda_megakernel ffi; do [ -f "tests/$t.rs" ] && tests+=(--test "$t"); done
 cargo test --locked --release --features cuda --no-run --message-format=json "${tests[@]}" \
   | python3 -c '
 import json, sys, shutil

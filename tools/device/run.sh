@@ -4,11 +4,18 @@
 # runs every GPU test, then the benchmarks; logs under $OUT, summary last.
 #
 #   run tool:  command "./tools/device/run.sh", carry [".device"], timeout <= 600 s
-#   QT_RUN_BENCH=0 skips the benchmarks; QT_MODELS="0.6B" limits the checkpoints.
+#   QT_RUN_BENCH=0 skips the benchmarks; QT_MODELS="0.6B" limits the checkpoints;
+#   QT_TESTS="cuda_megakernel cuda_model" limits the test binaries (QT_TEST_FILTER filters
+#   inside them); QT_SANITIZE=1 runs the megakernel tests under compute-sanitizer (memcheck,
+#   racecheck, synccheck); QT_REFBENCH=1 runs faster-qwen3-tts (../shared/tools/reference-bench,
+#   carried as .refbench with its wheels in .whl) in the same call.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-out="${OUT:-.device/logs}"
-mkdir -p "$out"
+# Logs are gathered in one place and packed into $OUT/logs.tgz at the end (the device tool
+# brings back at most 8 files).
+final="${OUT:-.device}"
+out=/tmp/qt-logs
+rm -rf "$out" && mkdir -p "$out" "$final"
 work=/tmp/qt-device
 rm -rf "$work" && mkdir -p "$work"
 tar -C "$work" -xJf .device/bundle.tar.xz || { echo "no .device/bundle.tar.xz: run tools/device/build.sh and carry .device"; exit 2; }
@@ -21,11 +28,11 @@ if [ "$root" != "$PWD" ] && [ ! -e "$root" ]; then mkdir -p "$(dirname "$root")"
 } | tee "$out/device.txt"
 status=0
 results=()
-run_step() {  # name, command...
-  local name="$1"; shift
+run_step() {  # name, timeout seconds, command...
+  local name="$1" limit="$2"; shift 2
   echo "== $name"
   local t0=$SECONDS
-  "$@" > "$out/$name.log" 2>&1
+  timeout -k 5 "$limit" "$@" > "$out/$name.log" 2>&1
   local rc=$?
   tail -n 25 "$out/$name.log"
   results+=("$name: exit $rc ($((SECONDS - t0)) s)")
@@ -34,21 +41,38 @@ run_step() {  # name, command...
 bin="$work/bin"
 # The tests' shared data (checkpoint metadata) travels in the bundle: ../shared does not.
 export QT_SHARED_DIR="$work"
-for t in cuda_backend cuda_kernels cuda_model ffi; do
-  [ -x "$bin/$t" ] && run_step "$t" "$bin/$t" --include-ignored --test-threads 1 --nocapture
-done
-# The README main command on the GPU (tiny checkpoint, cloned fixture voice, WAV out).
-run_step cli_tiny_cuda "$bin/qwentts" --device 0 --out "$out/tiny_cuda.wav"
 models=()
+full=""
 for m in ${QT_MODELS:-0.6B 1.7B}; do
   dir="/tmp/random-$m-base"
-  run_step "make_$m" "$bin/make_random_checkpoint" --from "$work/checkpoints/Qwen3-TTS-12Hz-$m-Base" --out "$dir"
+  run_step "make_$m" 120 "$bin/make_random_checkpoint" --from "$work/checkpoints/Qwen3-TTS-12Hz-$m-Base" --out "$dir"
   models+=(--model "$dir")
+  full="$full${full:+:}$dir"
 done
-if [ "${QT_RUN_BENCH:-1}" = 1 ]; then
-  run_step bench_cuda "$bin/bench_cuda" "${models[@]}" ${QT_BENCH_ARGS:-}
-  sed -n '/^## summary/,$p' "$out/bench_cuda.log"
+export QT_FULL_MODELS="$full"
+for t in ${QT_TESTS:-cuda_backend cuda_kernels cuda_model cuda_megakernel ffi}; do
+  [ -x "$bin/$t" ] && run_step "$t" 300 "$bin/$t" --include-ignored --test-threads 1 --nocapture ${QT_TEST_FILTER:-}
+done
+# The README main command on the GPU (tiny checkpoint, cloned fixture voice, WAV out).
+run_step cli_tiny_cuda 60 "$bin/qwentts" --device 0 --out "$out/tiny_cuda.wav"
+if [ "${QT_SANITIZE:-0}" = 1 ]; then
+  cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+  for tool in memcheck racecheck synccheck; do
+    run_step "sanitize_$tool" 150 "$cs" --tool "$tool" --error-exitcode 1 \
+      "$bin/cuda_megakernel" --include-ignored --test-threads 1 --exact greedy_codes_match_the_official_goldens
+  done
+  run_step sanitize_memcheck_sampler 150 "$cs" --tool memcheck --error-exitcode 1 \
+    "$bin/cuda_megakernel" --include-ignored --test-threads 1 --exact device_sampler_matches_host_sampler
 fi
+if [ "${QT_RUN_BENCH:-1}" = 1 ]; then
+  run_step bench_cuda 300 "$bin/bench_cuda" "${models[@]}" ${QT_BENCH_ARGS:-}
+fi
+if [ "${QT_REFBENCH:-0}" = 1 ] && [ -d .refbench ]; then
+  OUT="$out/refbench" run_step refbench 280 bash .refbench/run_device.sh F 260
+fi
+tar -C "$out" -czf "$final/logs.tgz" . 2>/dev/null
 echo "== results"
 printf '%s\n' "${results[@]}"
+[ -f "$out/bench_cuda.log" ] && sed -n '/^## summary/,$p' "$out/bench_cuda.log"
+[ -f "$out/refbench/summary.txt" ] && cat "$out/refbench/summary.txt"
 exit $status

@@ -22,8 +22,8 @@ use super::{CudaDevice, cuda_error, driver::CudaStream};
 use crate::backend::cpu::rope_inv_freq;
 use crate::backend::{AttentionShape, Backend, Rope};
 use crate::error::{Error, Result};
-use crate::model::TensorView;
-use crate::model::weights::DType;
+use crate::tensor::TensorView;
+use crate::tensor::DType;
 
 /// The CUDA backend on one device. Cheap to clone (the device is shared).
 #[derive(Clone, Debug)]
@@ -66,6 +66,7 @@ impl CudaStreamCtx {
 
     /// Waits for everything queued on this stream.
     pub fn synchronize(&self) -> Result<()> {
+        super::count_host_wait();
         self.stream.synchronize().map_err(|e| cuda_error("stream synchronize", e))
     }
 }
@@ -73,6 +74,7 @@ impl CudaStreamCtx {
 impl Drop for CudaStreamCtx {
     fn drop(&mut self) {
         // The request is over: return the memory its buffers handed back (one context wait).
+        super::count_host_wait();
         let _ = self.stream.synchronize();
         self.pool.flush();
     }
@@ -86,6 +88,11 @@ impl CudaBackend {
 
     /// The device (for benchmarks and diagnostics).
     pub fn device(&self) -> &CudaDevice {
+        &self.dev
+    }
+
+    /// The shared handle of the device (for engines that keep it).
+    pub fn device_arc(&self) -> &Arc<CudaDevice> {
         &self.dev
     }
 

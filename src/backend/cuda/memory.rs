@@ -49,6 +49,7 @@ impl DevicePool {
         if ptrs.is_empty() || self.ctx.bind_to_thread().is_err() {
             return;
         }
+        super::count_host_wait();
         let _ = self.ctx.synchronize();
         for ptr in ptrs {
             // SAFETY: each address came from malloc_sync in this context, is handed in once,

@@ -28,6 +28,7 @@
 //!   [`cuda_error`] to `OutOfMemory`, `NoDevice` or `Cuda` with the failing step named.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use cudarc::driver::{
@@ -59,6 +60,20 @@ pub const NO_KERNELS: &str = "CUDA kernels were not compiled into this build";
 const FATBIN: Option<&[u8]> = Some(include_bytes!(env!("QT_KERNELS_FATBIN")));
 #[cfg(not(qt_kernels))]
 const FATBIN: Option<&[u8]> = None;
+
+static HOST_WAITS: AtomicU64 = AtomicU64::new(0);
+
+/// Times, process-wide, that the host waited for work it had queued on a GPU: stream and
+/// context synchronisations (reads of results, the end of a request, deferred frees). Waits
+/// for a fresh allocation's initialisation (legacy stream only) are not counted. Benchmarks
+/// and tests read it before and after a request to count its waits.
+pub fn host_waits() -> u64 {
+    HOST_WAITS.load(Ordering::Relaxed)
+}
+
+pub(crate) fn count_host_wait() {
+    HOST_WAITS.fetch_add(1, Ordering::Relaxed);
+}
 
 /// Whether build.rs found nvcc and embedded the kernels.
 pub fn kernels_compiled() -> bool {
@@ -148,6 +163,11 @@ pub(crate) struct Kernels {
     pub add: CudaFunction,
     pub embedding_sum: CudaFunction,
     pub spin: CudaFunction,
+    /// The frame megakernel: copy-engine weight loads (sm_90+) and the portable cp.async form.
+    pub mk_frame_tma: CudaFunction,
+    pub mk_frame_portable: CudaFunction,
+    /// The megakernel's sampler over test vectors.
+    pub mk_sample_cases: CudaFunction,
 }
 
 impl Kernels {
@@ -175,6 +195,9 @@ impl Kernels {
             add: load("qt_add")?,
             embedding_sum: load("qt_embedding_sum")?,
             spin: load("qt_spin_ns")?,
+            mk_frame_tma: load("qt_mk_frame_tma")?,
+            mk_frame_portable: load("qt_mk_frame_portable")?,
+            mk_sample_cases: load("qt_mk_sample_cases")?,
         })
     }
 }
@@ -288,6 +311,7 @@ impl CudaDevice {
 
     /// Waits for all work queued on every stream of this device.
     pub fn synchronize(&self) -> Result<()> {
+        count_host_wait();
         self.ctx.synchronize().map_err(|e| cuda_error("context synchronize", e))
     }
 

@@ -4,6 +4,10 @@
 //!
 //! * [`layout`]: the `#[repr(C)]` twins of the kernel's structs.
 //! * [`program`]: the op list of a frame, built from weight and buffer addresses.
+//! * [`runtime`]: launch geometry, per-request device state, frame records in mapped memory.
 
 pub mod layout;
 pub mod program;
+pub mod runtime;
+
+pub use runtime::{FrameKernel, FrameRecord, FrameRequest, KernelGeometry, LoadPath, RequestInputs};

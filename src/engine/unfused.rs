@@ -1,0 +1,25 @@
+//! The unfused engine: the reference frame loop of [`crate::model::generate`] on any backend.
+
+use super::{FrameEngine, FrameRequest};
+use crate::backend::Backend;
+use crate::error::Result;
+use crate::model::code_predictor::CodePredictor;
+use crate::model::generate::{FrameSink, GeneratedCodes, generate_codes};
+use crate::model::talker::Talker;
+
+/// The talker and code predictor of one backend, run op by op.
+pub struct UnfusedEngine<'a, B: Backend> {
+    pub backend: &'a B,
+    pub talker: &'a Talker<B>,
+    pub predictor: &'a CodePredictor<B>,
+}
+
+impl<B: Backend> FrameEngine for UnfusedEngine<'_, B> {
+    fn name(&self) -> &'static str {
+        "unfused"
+    }
+
+    fn generate(&self, r: FrameRequest<'_>, on_frame: Option<&mut FrameSink<'_>>) -> Result<GeneratedCodes> {
+        generate_codes(self.backend, self.talker, self.predictor, r.ids, r.plan, r.voice, r.config, on_frame)
+    }
+}

@@ -51,7 +51,7 @@ for m in ${QT_MODELS:-0.6B 1.7B}; do
 done
 export QT_FULL_MODELS="$full"
 for t in ${QT_TESTS:-cuda_backend cuda_kernels cuda_model cuda_megakernel ffi}; do
-  [ -x "$bin/$t" ] && run_step "$t" 300 "$bin/$t" --include-ignored --test-threads 1 --nocapture ${QT_TEST_FILTER:-}
+  [ -x "$bin/$t" ] && run_step "$t" "${QT_TEST_TIMEOUT:-300}" "$bin/$t" --include-ignored --test-threads 1 --nocapture ${QT_TEST_FILTER:-}
 done
 # The README main command on the GPU (tiny checkpoint, cloned fixture voice, WAV out).
 run_step cli_tiny_cuda 60 "$bin/qwentts" --device 0 --out "$out/tiny_cuda.wav"

@@ -50,11 +50,11 @@ fn addr(w: &CudaWeight) -> u64 {
     w.memory().ptr()
 }
 
-fn linear(p: &LinearParts<'_, CudaBackend>) -> LinearAddr {
+fn linear<B: Backend>(p: &LinearParts<'_, B>, addr: &impl Fn(&B::Weight) -> u64) -> LinearAddr {
     LinearAddr { w: addr(p.weight), bias: p.bias.map_or(0, addr) }
 }
 
-fn stack(s: &DecoderStack<CudaBackend>) -> StackAddrs {
+fn stack<B: Backend>(s: &DecoderStack<B>, addr: &impl Fn(&B::Weight) -> u64) -> StackAddrs {
     let d = s.dims();
     StackAddrs {
         shape: StackShape {
@@ -72,16 +72,16 @@ fn stack(s: &DecoderStack<CudaBackend>) -> StackAddrs {
                 let p = l.parts();
                 LayerAddrs {
                     input_norm: addr(p.input_layernorm),
-                    q: linear(&p.q_proj),
-                    k: linear(&p.k_proj),
-                    v: linear(&p.v_proj),
-                    o: linear(&p.o_proj),
+                    q: linear(&p.q_proj, addr),
+                    k: linear(&p.k_proj, addr),
+                    v: linear(&p.v_proj, addr),
+                    o: linear(&p.o_proj, addr),
                     q_norm: addr(p.q_norm),
                     k_norm: addr(p.k_norm),
                     post_norm: addr(p.post_attention_layernorm),
-                    gate: linear(&p.gate_proj),
-                    up: linear(&p.up_proj),
-                    down: linear(&p.down_proj),
+                    gate: linear(&p.gate_proj, addr),
+                    up: linear(&p.up_proj, addr),
+                    down: linear(&p.down_proj, addr),
                 }
             })
             .collect(),
@@ -89,11 +89,35 @@ fn stack(s: &DecoderStack<CudaBackend>) -> StackAddrs {
     }
 }
 
-fn inv_freq(d: &StackDims) -> Vec<f32> {
+/// The addresses of every weight the frame program reads, each taken with `addr`: device
+/// addresses for the kernel; the program emulator (tests) passes host addresses of the CPU
+/// backend's weights.
+pub fn frame_weights<B: Backend>(
+    talker: &Talker<B>,
+    predictor: &CodePredictor<B>,
+    addr: impl Fn(&B::Weight) -> u64,
+) -> FrameWeights {
+    FrameWeights {
+        talker: stack(talker.stack(), &addr),
+        codec_head: addr(talker.codec_head()),
+        codec_embedding: addr(talker.codec_embedding()),
+        talker_vocab: talker.vocab_size(),
+        cp: stack(predictor.stack(), &addr),
+        cp_heads: predictor.heads().iter().map(&addr).collect(),
+        cp_embeddings: predictor.embeddings().iter().map(&addr).collect(),
+        projection: predictor.projection().as_ref().map(|p| linear(p, &addr)),
+        cp_vocab: predictor.vocab_size(),
+        groups: predictor.num_code_groups(),
+    }
+}
+
+/// Rotary inverse frequencies of a stack, as the CPU backend computes them.
+pub fn inv_freq(d: &StackDims) -> Vec<f32> {
     rope_inv_freq(Rope { theta: d.rope_theta, head_dim: d.head_dim })
 }
 
-fn mk_sampler(s: &SamplerConfig) -> MkSampler {
+/// The device sampler's settings for a host sampler config.
+pub fn mk_sampler(s: &SamplerConfig) -> MkSampler {
     MkSampler {
         do_sample: i32::from(s.do_sample),
         temperature: s.temperature,
@@ -104,7 +128,8 @@ fn mk_sampler(s: &SamplerConfig) -> MkSampler {
     }
 }
 
-fn mk_talker_sampler(t: &TalkerSamplerConfig) -> MkTalkerSampler {
+/// The device talker sampler's settings for a host talker chain.
+pub fn mk_talker_sampler(t: &TalkerSamplerConfig) -> MkTalkerSampler {
     let clip = |v: u32| v.min(i32::MAX as u32) as i32;
     MkTalkerSampler {
         s: mk_sampler(&t.sampler),
@@ -128,18 +153,7 @@ impl MegakernelEngine {
         max_frames: usize,
         path: LoadPath,
     ) -> Result<Self> {
-        let weights = FrameWeights {
-            talker: stack(talker.stack()),
-            codec_head: addr(talker.codec_head()),
-            codec_embedding: addr(talker.codec_embedding()),
-            talker_vocab: talker.vocab_size(),
-            cp: stack(predictor.stack()),
-            cp_heads: predictor.heads().iter().map(addr).collect(),
-            cp_embeddings: predictor.embeddings().iter().map(addr).collect(),
-            projection: predictor.projection().as_ref().map(linear),
-            cp_vocab: predictor.vocab_size(),
-            groups: predictor.num_code_groups(),
-        };
+        let weights = frame_weights(talker, predictor, addr);
         let freqs = (inv_freq(talker.dims()), inv_freq(predictor.dims()));
         let kernel = FrameKernel::new(backend.device_arc().clone(), weights, freqs, max_frames + 1, path)?;
         Ok(MegakernelEngine { kernel, groups: predictor.num_code_groups() })

@@ -136,9 +136,15 @@ __device__ float kth_largest(const float* s, int n, int k, int* hist, int* iscra
         const int shift = 24 - 8 * pass;
         for (int i = threadIdx.x; i < 256; i += kThreads) hist[i] = 0;
         __syncthreads();
-        for (int i = threadIdx.x; i < n; i += kThreads) {
-            const uint32_t key = total_key(s[i]);
-            if ((key & mask) == prefix) atomicAdd(&hist[(key >> shift) & 255u], 1);
+        // Logits cluster in a few top-byte bins, so lanes of a warp that hit the same bin add
+        // their count with one atomic (the leader of __match_any_sync's group), not 32.
+        for (int base = 0; base < n; base += kThreads) {
+            const int i = base + threadIdx.x;
+            const uint32_t key = i < n ? total_key(s[i]) : 0u;
+            const bool hit = i < n && (key & mask) == prefix;
+            const uint32_t bin = hit ? (key >> shift) & 255u : 256u + (threadIdx.x & 31);
+            const uint32_t peers = __match_any_sync(0xffffffffu, bin);
+            if (hit && (threadIdx.x & 31) == (uint32_t)(__ffs(peers) - 1)) atomicAdd(&hist[bin], __popc(peers));
         }
         __syncthreads();
         // Bins from the top (thread t holds bin 255 - t): the chosen bin is the first whose

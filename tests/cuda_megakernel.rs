@@ -17,6 +17,7 @@
 mod common;
 
 use common::checkpoint_dir;
+use common::rng::Rng;
 use common::generation::{base_voice, check_base_goldens, check_customvoice_goldens};
 use qwentts::backend::cuda::megakernel::FrameKernel;
 use qwentts::backend::cuda::megakernel::layout::{MkSampleCase, MkSampler, MkTalkerSampler};
@@ -30,32 +31,6 @@ fn load(name: &str) -> Model {
     let model = Model::load(checkpoint_dir(name), &options).unwrap_or_else(|e| panic!("loading {name}: {e}"));
     assert_eq!(model.engine_name(), "megakernel");
     model
-}
-
-/// SplitMix64: a seeded stream of test data.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
-    }
-    fn normal(&mut self) -> f32 {
-        let (u, v) = (self.unit().max(1e-7), self.unit());
-        (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
-    }
-    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
-        xs[self.below(xs.len())]
-    }
 }
 
 /// A logit vector of one of several shapes that stress the sampler's edges.

@@ -7,6 +7,7 @@
 #![allow(dead_code)] // each test crate uses a different subset
 
 pub mod generation;
+pub mod rng;
 
 use std::collections::BTreeMap;
 use std::fmt;

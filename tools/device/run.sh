@@ -50,6 +50,12 @@ for m in ${QT_MODELS:-0.6B 1.7B}; do
   full="$full${full:+:}$dir"
 done
 export QT_FULL_MODELS="$full"
+# The megakernel's API tests once more on the portable (cp.async) weight path first: a fault
+# on one path leaves the other's results standing.
+if [[ " ${QT_TESTS:-cuda_megakernel} " == *" cuda_megakernel "* ]] && [ -x "$bin/cuda_megakernel" ]; then
+  run_step cuda_megakernel_portable "${QT_TEST_TIMEOUT:-300}" env QT_MEGAKERNEL_PORTABLE=1 \
+    "$bin/cuda_megakernel" --include-ignored --test-threads 1 --nocapture ${QT_TEST_FILTER:-}
+fi
 for t in ${QT_TESTS:-cuda_backend cuda_kernels cuda_model cuda_megakernel ffi}; do
   [ -x "$bin/$t" ] && run_step "$t" "${QT_TEST_TIMEOUT:-300}" "$bin/$t" --include-ignored --test-threads 1 --nocapture ${QT_TEST_FILTER:-}
 done

@@ -72,9 +72,14 @@ if [ "${QT_SANITIZE:-0}" = 1 ]; then
 fi
 if [ "${QT_RUN_BENCH:-1}" = 1 ]; then
   run_step bench_cuda 300 "$bin/bench_cuda" "${models[@]}" ${QT_BENCH_ARGS:-}
+  sed -n '/^## summary/,$p' "$out/bench_cuda.log"
 fi
-if [ "${QT_REFBENCH:-0}" = 1 ] && [ -d .refbench ]; then
-  OUT="$out/refbench" run_step refbench 280 bash .refbench/run_device.sh F 260
+# QT_DEADLINE: seconds after the start by which everything must be done (the reference bench
+# gets what is left).
+left=$(( ${QT_DEADLINE:-590} - SECONDS - 15 ))
+if [ "${QT_REFBENCH:-0}" = 1 ] && [ -d .refbench ] && [ $left -gt 120 ]; then
+  [ $left -gt 280 ] && left=280
+  OUT="$out/refbench" run_step refbench "$left" bash .refbench/run_device.sh F $(( left - 10 ))
 fi
 tar -C "$out" -czf "$final/logs.tgz" . 2>/dev/null
 echo "== results"

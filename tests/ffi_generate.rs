@@ -875,6 +875,25 @@ fn embeddings_speakers_and_voices_of_another_model() {
         &["value 3 is not finite"],
     );
     expect(unsafe { qt_voice_from_embedding(custom.0, e.as_ptr(), e.len(), &mut out) }, QT_STATUS_UNSUPPORTED, &[]);
+    // A `dim` larger than the caller's array is refused before anything is read: the array
+    // ends right before an inaccessible page, so a read past it would crash this test.
+    unsafe {
+        let page = libc::sysconf(libc::_SC_PAGESIZE) as usize;
+        let map = libc::mmap(ptr::null_mut(), 2 * page, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
+        assert_ne!(map, libc::MAP_FAILED);
+        assert_eq!(libc::mprotect(map.cast::<u8>().add(page).cast(), page, libc::PROT_NONE), 0);
+        let floats = map.cast::<u8>().add(page - 4 * e.len()).cast::<f32>();
+        std::ptr::copy_nonoverlapping(e.as_ptr(), floats, e.len());
+        for dim in [e.len() + 1, e.len() + 4096, 1 << 40] {
+            let st = qt_voice_from_embedding(base.0, floats, dim, &mut out);
+            expect(st, QT_STATUS_VOICE_MISMATCH, &[&format!("{dim} values"), "needs 32"]);
+        }
+        let st = qt_voice_from_embedding(base.0, floats, e.len(), &mut out);
+        expect(st, QT_STATUS_OK, &[]);
+        qt_free(out.cast());
+        out = sentinel;
+        libc::munmap(map, 2 * page);
+    }
     let voice = embedding_voice(base.0);
     assert_eq!(embedding(voice.0), e);
     let mut two = [0f32; 2];

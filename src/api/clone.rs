@@ -77,6 +77,13 @@ impl Model {
     ///
     /// Errors: `Unsupported` on non-Base checkpoints; `VoiceMismatch` when the width is not
     /// the talker's hidden size; `InvalidArgument` for an empty or non-finite embedding.
+    /// Values in this model's speaker x-vector (its talker width). `Unsupported` on models that
+    /// do not clone voices.
+    pub fn x_vector_width(&self) -> Result<usize> {
+        self.cloning_networks()?;
+        Ok(self.checkpoint().config.talker_config.hidden_size)
+    }
+
     pub fn voice_from_embedding(&self, embedding: Vec<f32>) -> Result<Voice> {
         self.cloning_networks()?;
         check_embedding(&embedding)?;

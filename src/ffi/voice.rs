@@ -18,7 +18,7 @@ use super::types::{
 };
 use crate::api::{Voice, VoiceKind};
 use crate::audio::{ReferenceAudio, ReferenceLimits};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 
 /// A voice: a cloned speaker (x-vector, optionally with in-context reference material) or a
 /// built-in speaker. Created by `qt_clone_voice`, `qt_clone_voice_from_file`,
@@ -292,6 +292,15 @@ pub unsafe extern "C" fn qt_voice_from_embedding(
     guard("qt_voice_from_embedding", || {
         // SAFETY (all): pointers are NULL or valid per the documented contract.
         let object = unsafe { borrow(model, "model") }?;
+        // Kind and width before a single value is read: a wrong `dim` must be refused, not
+        // read past the end of the caller's array.
+        let width = object.model().x_vector_width()?;
+        if dim != 0 && dim != width {
+            return Err(Error::new(
+                ErrorKind::VoiceMismatch,
+                format!("speaker embedding has {dim} values; this model needs {width}"),
+            ));
+        }
         let embedding = unsafe { slice_arg(embedding, dim, "embedding") }?;
         let out = unsafe { out_arg(out_voice, "out_voice") }?;
         let voice = object.model().voice_from_embedding(embedding.to_vec())?;

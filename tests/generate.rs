@@ -140,3 +140,19 @@ fn voices_are_checked_against_the_model_kind() {
     let err = custom.generate_codes(&Voice::speaker("nobody"), "Hi.", &options, None).unwrap_err();
     assert!(err.message().contains("nobody"), "{err}");
 }
+
+/// Nothing to say is an error, not seconds of babble (issue 11, item 6).
+#[test]
+fn empty_or_blank_text_is_refused() {
+    let model = load("tiny-base", None);
+    let options = GenerateOptions::defaults(&model);
+    for text in ["", " ", "\n\t  ", "\u{3000}"] {
+        let err = model.generate_codes(&base_voice(false), text, &options, None).unwrap_err();
+        assert_eq!(err.kind(), qwentts::ErrorKind::InvalidArgument, "{text:?}: {err}");
+        assert!(err.message().contains("nothing to speak"), "{text:?}: {err}");
+    }
+    // One visible character is enough.
+    let mut short = options.clone();
+    short.max_frames = Some(2);
+    assert!(model.generate_codes(&base_voice(false), ".", &short, None).is_ok());
+}

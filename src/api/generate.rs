@@ -111,6 +111,14 @@ impl Model {
     ) -> Result<GeneratedCodes> {
         let config = &self.checkpoint().config;
         let groups = config.talker_config.num_code_groups;
+        // Nothing to say is refused, not spoken as seconds of babble (the official code would).
+        if text.trim().is_empty() {
+            return Err(Error::invalid_argument(if text.is_empty() {
+                "text is empty: nothing to speak".to_owned()
+            } else {
+                format!("text is only white space ({} characters): nothing to speak", text.chars().count())
+            }));
+        }
 
         // 1. Voice → prompt request (the official wrapper's validation lives in plan_request).
         //    A voice made by a model must come from this model's family.

@@ -227,7 +227,7 @@ fn c_chunk(chunk: &AudioChunk<'_>, first_frame: usize) -> qt_chunk {
 /// voice, so once it has started, freeing them (even from a callback) does not disturb it.
 /// Returns `QT_STATUS_OK`; `QT_STATUS_ABORTED`; or `QT_STATUS_NULL_ARGUMENT` (`model`, `voice`,
 /// `text`), `QT_STATUS_INVALID_HANDLE`, `QT_STATUS_ABI_MISMATCH` (`params->struct_size`),
-/// `QT_STATUS_INVALID_ARGUMENT` (invalid UTF-8, unknown language, an out-of-range
+/// `QT_STATUS_INVALID_ARGUMENT` (invalid UTF-8, empty or white-space-only text, unknown language, an out-of-range
 /// or non-0/1 field, a callback returning something other than `QT_CONTINUE`/`QT_STOP`),
 /// `QT_STATUS_VOICE_MISMATCH` (a cloned voice made by a model of another family),
 /// `QT_STATUS_UNSUPPORTED` (a voice of the wrong kind for the model, e.g. a built-in speaker

@@ -386,6 +386,22 @@ fn bad_pcm_arguments_are_rejected() {
     expect_invalid(ReferenceAudio::from_pcm(&x, 0, 24_000, &limits()), &["channels is 0"]);
     expect_invalid(ReferenceAudio::from_pcm(&x, 1, 0, &limits()), &["sample rate 0 Hz"]);
     expect_invalid(ReferenceAudio::from_pcm(&x, 1, 10_000_000, &limits()), &["sample rate 10000000 Hz"]);
+    // Tiny rates are refused before resampling, whose cost follows the rate ratio: 3 samples
+    // at 1 Hz (3 s, long enough) used to ask for ~8.5 GB (issue 11, item 1). The edges pass.
+    let lenient = ReferenceLimits { min_seconds: 0.001, ..limits() };
+    for rate in [1u32, 2, 999] {
+        expect_invalid(ReferenceAudio::from_pcm(&[0.5, -0.5, 0.25], 1, rate, &limits()), &[&format!("sample rate {rate} Hz"), "1000..="]);
+        expect_invalid(ReferenceAudio::from_pcm(&[0.5, -0.5, 0.25], 1, rate, &lenient), &["1000..="]);
+    }
+    let second = |rate: u32| (0..rate as usize).map(|i| (i as f32 * 0.37).sin() * 0.5).collect::<Vec<f32>>();
+    let edge = ReferenceAudio::from_pcm(&second(1_000), 1, 1_000, &limits()).expect("1 kHz is accepted");
+    assert_eq!(edge.samples().len(), 24_000);
+    ReferenceAudio::from_pcm(&second(768_000), 1, 768_000, &limits()).expect("768 kHz is accepted");
+    // The same limits hold for a file's header: 3 samples of a "1 Hz" WAV, and a rate near 2^32.
+    for rate in [1u32, 4_000_000_000] {
+        let bytes = wav_bytes(spec(1, rate, 16, false), |w| [8000i16, -8000, 4000].iter().for_each(|&v| w.write_sample(v).unwrap()));
+        expect_invalid(ReferenceAudio::from_bytes(&bytes, &lenient), &[&format!("sample rate {rate} Hz"), "1000..="]);
+    }
     expect_invalid(
         ReferenceAudio::from_pcm(&x[..47_999], 2, 24_000, &limits()),
         &["not a whole number of 2-channel frames"],

@@ -47,7 +47,7 @@ impl Model {
     }
 
     /// [`clone_voice`](Self::clone_voice) from an audio file (WAV, FLAC, Ogg Vorbis or MP3;
-    /// any rate and channel count), with the default [`ReferenceLimits`].
+    /// 1 kHz to 768 kHz, up to 64 channels), with the default [`ReferenceLimits`].
     pub fn clone_voice_from_file(&self, path: impl AsRef<Path>, ref_text: Option<&str>) -> Result<Voice> {
         // Refuse before reading a file this model could not use anyway.
         self.cloning_networks()?;

@@ -15,9 +15,25 @@ use super::resample::resample;
 use super::validate::{ReferenceLimits, check_duration, check_finite, check_not_silent};
 use crate::error::{Error, Result};
 
-/// Highest caller-supplied sample rate accepted (the lowest is 1 Hz; too-short checks catch
-/// nonsense there). 768 kHz covers every professional audio rate.
+/// Highest sample rate accepted for a reference (from a caller or a file header). 768 kHz
+/// covers every professional audio rate.
 pub const MAX_SAMPLE_RATE: u32 = 768_000;
+
+/// Lowest sample rate accepted for a reference. Speech needs ~8 kHz (telephony); below 1 kHz
+/// a recording holds no intelligible speech, and the resampler's work follows the rate ratio,
+/// not the number of samples (3 samples at 1 Hz would ask for gigabytes).
+pub const MIN_SAMPLE_RATE: u32 = 1_000;
+
+/// Refuses a reference rate outside [`MIN_SAMPLE_RATE`]..=[`MAX_SAMPLE_RATE`], before anything
+/// is sized from it.
+fn check_sample_rate(what: &str, sample_rate: u32) -> Result<()> {
+    if !(MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&sample_rate) {
+        return Err(Error::invalid_argument(format!(
+            "{what}: sample rate {sample_rate} Hz is outside {MIN_SAMPLE_RATE}..={MAX_SAMPLE_RATE} Hz"
+        )));
+    }
+    Ok(())
+}
 
 /// Largest file [`ReferenceAudio::from_file`] reads: 256 MiB, more than 30 s of 8-channel
 /// 192 kHz 32-bit PCM.
@@ -59,6 +75,7 @@ impl ReferenceAudio {
         if decoded.channels > MAX_CHANNELS {
             return Err(Error::invalid_argument(format!("{what}: more than {MAX_CHANNELS} channels")));
         }
+        check_sample_rate(&what, decoded.sample_rate)?;
         if decoded.samples.is_empty() && !decoded.truncated {
             return Err(Error::invalid_argument(format!("{what} contains no audio samples")));
         }
@@ -76,11 +93,7 @@ impl ReferenceAudio {
                 "{what}: channels is {channels}; 1..={MAX_CHANNELS} expected"
             )));
         }
-        if sample_rate == 0 || sample_rate > MAX_SAMPLE_RATE {
-            return Err(Error::invalid_argument(format!(
-                "{what}: sample rate {sample_rate} Hz is outside 1..={MAX_SAMPLE_RATE} Hz"
-            )));
-        }
+        check_sample_rate(what, sample_rate)?;
         if interleaved.is_empty() {
             return Err(Error::invalid_argument(format!("{what} is empty (0 samples)")));
         }

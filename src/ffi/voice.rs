@@ -186,7 +186,7 @@ pub unsafe extern "C" fn qt_clone_params_default(out: *mut qt_clone_params, size
 /// - `samples`: `n_samples` float samples, nominally in [-1, 1], interleaved when `channels` > 1
 ///   (`n_samples` counts every channel's samples, so it is a multiple of `channels`). Mixed down
 ///   to mono and resampled to 24 kHz as needed.
-/// - `channels`: 1 to 64. `sample_rate`: the rate of `samples` in Hz (up to 768000).
+/// - `channels`: 1 to 64. `sample_rate`: the rate of `samples` in Hz, 1000 to 768000.
 /// - `ref_text`: the exact transcript of the reference, UTF-8; NULL for an x-vector-only voice.
 ///   With `QT_CLONE_AUTO`, a transcript selects ICL (closer imitation, slower prompts).
 /// - `params`: options, or NULL for the defaults (see `qt_clone_params_default`).
@@ -231,8 +231,8 @@ pub unsafe extern "C" fn qt_clone_voice(
     })
 }
 
-/// Clones a voice from a reference audio file (WAV, FLAC, Ogg Vorbis or MP3; any rate and
-/// channel count), as `qt_clone_voice` does from memory.
+/// Clones a voice from a reference audio file (WAV, FLAC, Ogg Vorbis or MP3; 1 kHz to 768 kHz, any
+/// channel count up to 64), as `qt_clone_voice` does from memory.
 ///
 /// - `path`: NUL-terminated path (UTF-8; on Unix any bytes, used as is).
 /// - `ref_text`, `params`, `out_voice`: as for `qt_clone_voice`.

@@ -11,7 +11,8 @@
 //! * [`backend`]: the op set the networks are written in (the CPU backend is the oracle), and
 //!   the CUDA kernels, the megakernel's included.
 //! * [`audio`]: reference audio in; [`text`]: the Qwen2 byte-level BPE text tokenizer;
-//!   [`tensor`]: borrowed tensor views; [`error`]: the crate-wide error type.
+//!   [`tensor`]: borrowed tensor views; [`error`]: the crate-wide error type; `files`:
+//!   bounded reads of regular files.
 
 pub mod api;
 pub mod audio;
@@ -19,6 +20,7 @@ pub mod backend;
 pub mod engine;
 pub mod error;
 pub mod ffi;
+mod files;
 pub mod model;
 pub mod tensor;
 pub mod text;

@@ -333,3 +333,46 @@ fn cuda_device_without_the_cuda_feature_is_unsupported() {
     assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
     assert!(err.message().contains("cuda"), "{err}");
 }
+
+/// Files that are not regular files (a symlink to /dev/zero, a FIFO) in place of a config,
+/// a tokenizer file or the weights are refused at once: nothing is read until memory runs out,
+/// nothing blocks in `open` (issue 11, item 3).
+#[cfg(unix)]
+#[test]
+fn devices_and_fifos_are_refused_in_place_of_checkpoint_files() {
+    use std::os::unix::fs::symlink;
+    let mkfifo = |path: &Path| {
+        let name = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0, "mkfifo {}", path.display());
+    };
+    for file in [
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "speech_tokenizer/config.json",
+        "speech_tokenizer/model.safetensors",
+        "vocab.json",
+        "merges.txt",
+    ] {
+        for special in ["zero", "urandom", "fifo"] {
+            let ck = SyntheticCheckpoint::new();
+            let path = ck.dir().join(file);
+            std::fs::remove_file(&path).unwrap();
+            match special {
+                "fifo" => mkfifo(&path),
+                dev => symlink(format!("/dev/{dev}"), &path).unwrap(),
+            }
+            let err = Model::load(ck.dir(), &LoadOptions::default()).err().unwrap_or_else(|| panic!("{file} as {special} loaded"));
+            assert_eq!(err.kind(), ErrorKind::Io, "{file} as {special}: {err}");
+            assert!(err.message().contains("not a regular file"), "{file} as {special}: {err}");
+        }
+    }
+    // An oversized config is refused from its size, before it is parsed.
+    let ck = SyntheticCheckpoint::new();
+    let f = std::fs::File::options().append(true).open(ck.config_path()).unwrap();
+    f.set_len(qwentts::model::config::MAX_CONFIG_BYTES + 1).unwrap();
+    let err = Model::load(ck.dir(), &LoadOptions::default()).err().expect("a 16 MiB config loaded");
+    assert_eq!(err.kind(), ErrorKind::BadConfig, "{err}");
+    assert!(err.message().contains("too large for a configuration file"), "{err}");
+}

@@ -136,6 +136,14 @@ fn other_files_are_not_voices() {
     let err = model.load_voice(temp_path("missing.qtvoice")).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
     assert!(err.message().contains("missing.qtvoice"), "{err}");
+    // Devices are refused, not read until memory runs out (issue 11, item 3); so is a
+    // reference "recording" that is one.
+    for dev in ["/dev/zero", "/dev/urandom"] {
+        let err = model.load_voice(dev).unwrap_err();
+        assert!(err.kind() == ErrorKind::Io && err.message().contains("not a regular file"), "{dev}: {err}");
+        let err = model.clone_voice_from_file(dev, None).unwrap_err();
+        assert!(err.kind() == ErrorKind::Io && err.message().contains("not a regular file"), "{dev}: {err}");
+    }
 }
 
 #[test]

@@ -129,14 +129,9 @@ impl Model {
     /// [`voice_from_bytes`](Self::voice_from_bytes) of a file; errors name the path.
     pub fn load_voice(&self, path: impl AsRef<Path>) -> Result<Voice> {
         let path = path.as_ref();
-        let size = std::fs::metadata(path).map_err(|e| Error::from_io(&e, path))?.len();
-        if size > MAX_VOICE_BYTES as u64 {
-            return Err(bad(format!(
-                "voice file {}: {size} bytes is too large to be a voice (at most {MAX_VOICE_BYTES})",
-                path.display()
-            )));
-        }
-        let bytes = std::fs::read(path).map_err(|e| Error::from_io(&e, path))?;
+        let bytes = crate::files::read_bounded(path, MAX_VOICE_BYTES as u64, |size| {
+            bad(format!("voice file {}: {size} bytes is too large to be a voice (at most {MAX_VOICE_BYTES})", path.display()))
+        })?;
         self.voice_from_bytes(&bytes).map_err(|e| e.context(format!("voice file {}", path.display())))
     }
 

@@ -55,16 +55,14 @@ impl ReferenceAudio {
     /// Reads and decodes an audio file (format detected from its content). Files larger than
     /// [`MAX_FILE_BYTES`] are refused before being read.
     pub fn from_file(path: &Path, limits: &ReferenceLimits) -> Result<Self> {
-        let size = std::fs::metadata(path).map_err(|e| Error::from_io(&e, path))?.len();
-        if size > MAX_FILE_BYTES {
-            return Err(Error::invalid_argument(format!(
+        let bytes = crate::files::read_bounded(path, MAX_FILE_BYTES, |size| {
+            Error::invalid_argument(format!(
                 "reference audio {}: the file is {size} bytes; more than {MAX_FILE_BYTES} bytes cannot be a usable \
                  reference (at most {} s is accepted)",
                 path.display(),
                 limits.max_seconds
-            )));
-        }
-        let bytes = std::fs::read(path).map_err(|e| Error::from_io(&e, path))?;
+            ))
+        })?;
         Self::from_bytes(&bytes, limits).map_err(|e| e.context(format!("reference audio {}", path.display())))
     }
 

@@ -16,7 +16,6 @@
 //! `Option` in the mirror and are resolved by accessor methods of the same name.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -947,9 +946,14 @@ impl SpeechTokenizerConfig {
 // Parsing and shared checks
 // ---------------------------------------------------------------------------------------------
 
+/// Largest configuration file read (the released ones are a few KB).
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
 /// Reads and parses a JSON file; errors name the file and the key path.
 fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let bytes = fs::read(path).map_err(|e| Error::from_io(&e, path))?;
+    let bytes = crate::files::read_bounded(path, MAX_CONFIG_BYTES, |size| {
+        bad(format!("{}: {size} bytes is too large for a configuration file (at most {MAX_CONFIG_BYTES})", path.display()))
+    })?;
     parse_json(&bytes).map_err(|e| e.context(path.display()))
 }
 

@@ -15,7 +15,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -74,7 +73,7 @@ impl SafeTensorsFile {
     /// Errors: `NotFound`/`Io` if the file cannot be opened; `BadWeights` with a message that
     /// names the file and the offending tensor for every kind of corruption.
     pub fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).map_err(|e| Error::from_io(&e, path))?;
+        let file = crate::files::open_regular(path)?;
         let file_len = file.metadata().map_err(|e| Error::from_io(&e, path))?.len();
         let bad = |msg: String| Error::bad_weights(format!("{}: {msg}", path.display()));
 

@@ -182,8 +182,13 @@ fn bad(path: &Path, what: impl std::fmt::Display) -> Error {
     Error::new(ErrorKind::BadTokenizer, format!("{}: {what}", path.display()))
 }
 
+/// Largest tokenizer file read (the released vocab.json is 2.7 MB, merges.txt 1.6 MB).
+pub const MAX_TOKENIZER_FILE_BYTES: u64 = 64 << 20;
+
 fn read_text(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| Error::from_io(&e, path))?;
+    let bytes = crate::files::read_bounded(path, MAX_TOKENIZER_FILE_BYTES, |size| {
+        bad(path, format!("{size} bytes is too large for a tokenizer file (at most {MAX_TOKENIZER_FILE_BYTES})"))
+    })?;
     String::from_utf8(bytes).map_err(|e| bad(path, format!("not UTF-8: {e}")))
 }
 

@@ -376,3 +376,34 @@ fn devices_and_fifos_are_refused_in_place_of_checkpoint_files() {
     assert_eq!(err.kind(), ErrorKind::BadConfig, "{err}");
     assert!(err.message().contains("too large for a configuration file"), "{err}");
 }
+
+/// Counts that size the expected-tensor list are bounded before it is built: a billion layers
+/// in a config is a clean BadConfig, not an allocation that takes the process down (issue 11,
+/// item 2). The same for the codec's stacks in speech_tokenizer/config.json.
+#[test]
+fn huge_counts_in_configs_are_refused_before_anything_is_sized_from_them() {
+    for (key, want) in [
+        (&["talker_config", "num_hidden_layers"][..], "talker_config.num_hidden_layers is 1000000000"),
+        (&["talker_config", "code_predictor_config", "num_hidden_layers"][..], "num_hidden_layers is 1000000000"),
+        (&["talker_config", "num_code_groups"][..], "num_code_groups is 1000000000"),
+    ] {
+        let ck = SyntheticCheckpoint::new();
+        ck.edit_config(|c| {
+            let mut v = &mut *c;
+            for k in key {
+                v = &mut v[*k];
+            }
+            *v = json!(1_000_000_000u64);
+        });
+        let message = expect_error(ck.dir(), ErrorKind::BadConfig, &[want]);
+        assert!(message.contains("at most"), "{message}");
+    }
+    for (section, field) in [("encoder_config", "num_hidden_layers"), ("decoder_config", "num_hidden_layers"), ("encoder_config", "num_quantizers")] {
+        let ck = SyntheticCheckpoint::new();
+        let path = ck.dir().join("speech_tokenizer/config.json");
+        let mut value: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        value[section][field] = json!(1_000_000_000u64);
+        std::fs::write(&path, serde_json::to_string(&value).unwrap()).unwrap();
+        expect_error(ck.dir(), ErrorKind::BadConfig, &[&format!("{section}.{field} is 1000000000"), "at most"]);
+    }
+}

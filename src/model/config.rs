@@ -296,6 +296,7 @@ impl ModelConfig {
         positive("talker_config.vocab_size", t.vocab_size)?;
         positive("talker_config.text_vocab_size", t.text_vocab_size)?;
         positive("talker_config.text_hidden_size", t.text_hidden_size)?;
+        count("talker_config.num_code_groups", t.num_code_groups, MAX_CODEBOOKS)?;
         if t.num_code_groups < 2 {
             return Err(bad(format!(
                 "talker_config.num_code_groups is {}; it must be at least 2 (codebook 0 plus predicted codebooks)",
@@ -458,6 +459,7 @@ impl SpeakerEncoderConfig {
             positive(&key(&format!("enc_kernel_sizes[{i}]")), k)?;
             positive(&key(&format!("enc_dilations[{i}]")), d)?;
         }
+        count(&key("enc_res2net_scale"), self.enc_res2net_scale, MAX_SUBBLOCKS)?;
         if self.enc_res2net_scale < 2 {
             return Err(bad(format!(
                 "speaker_encoder_config.enc_res2net_scale is {}; it must be at least 2",
@@ -794,12 +796,13 @@ impl SpeechTokenizerConfig {
             ("latent_dim", d.latent_dim),
             ("hidden_size", d.hidden_size),
             ("intermediate_size", d.intermediate_size),
-            ("num_hidden_layers", d.num_hidden_layers),
             ("sliding_window", d.sliding_window),
             ("decoder_dim", d.decoder_dim),
         ] {
             positive(&dk(k), v)?;
         }
+        count(&dk("num_hidden_layers"), d.num_hidden_layers, MAX_LAYERS)?;
+        count(&dk("num_quantizers"), d.num_quantizers, MAX_CODEBOOKS)?;
         heads(&dk(""), d.num_attention_heads, d.num_key_value_heads, d.head_dim())?;
         eps(&dk("rms_norm_eps"), d.rms_norm_eps)?;
         eps(&dk("rope_theta"), d.rope_theta)?;
@@ -845,13 +848,20 @@ impl SpeechTokenizerConfig {
             ("residual_kernel_size", e.residual_kernel_size),
             ("compress", e.compress),
             ("hidden_size", e.hidden_size),
-            ("num_hidden_layers", e.num_hidden_layers),
             ("intermediate_size", e.intermediate_size),
             ("codebook_size", e.codebook_size),
             ("vector_quantization_hidden_dimension", e.vector_quantization_hidden_dimension),
             ("upsample_groups", e.upsample_groups),
         ] {
             positive(&ek(k), v)?;
+        }
+        count(&ek("num_hidden_layers"), e.num_hidden_layers, MAX_LAYERS)?;
+        count(&ek("num_quantizers"), e.num_quantizers, MAX_CODEBOOKS)?;
+        if e.num_residual_layers > MAX_SUBBLOCKS {
+            return Err(bad(format!(
+                "encoder_config.num_residual_layers is {}; at most {MAX_SUBBLOCKS} is supported",
+                e.num_residual_layers
+            )));
         }
         heads(&ek(""), e.num_attention_heads, e.num_key_value_heads, e.head_dim())?;
         eps(&ek("norm_eps"), e.norm_eps)?;
@@ -1011,6 +1021,24 @@ fn positive(key: &str, value: usize) -> Result<()> {
     if value == 0 { Err(bad(format!("{key} is 0; it must be positive"))) } else { Ok(()) }
 }
 
+/// Most layers of any stack (released: 28 talker, 5 code predictor, 8 per codec transformer).
+/// Layer counts size the expected-tensor list before any weight is looked at, so they are
+/// bounded first.
+pub const MAX_LAYERS: usize = 1024;
+/// Most codebooks per frame / quantizers of the codec (released: 16 used, 32 stored).
+pub const MAX_CODEBOOKS: usize = 256;
+/// Most repeated sub-blocks of the speaker and codec encoders (res2net scale, residual layers).
+pub const MAX_SUBBLOCKS: usize = 256;
+
+/// `positive` and at most `max`: a count that drives loops before anything is checked.
+fn count(key: &str, value: usize, max: usize) -> Result<()> {
+    positive(key, value)?;
+    if value > max {
+        return Err(bad(format!("{key} is {value}; at most {max} is supported")));
+    }
+    Ok(())
+}
+
 fn eps(key: &str, value: f64) -> Result<()> {
     if value.is_finite() && value > 0.0 {
         Ok(())
@@ -1074,7 +1102,7 @@ struct Decoder<'a> {
 fn check_decoder(section: &str, d: Decoder<'_>) -> Result<()> {
     positive(&format!("{section}.hidden_size"), d.hidden_size)?;
     positive(&format!("{section}.intermediate_size"), d.intermediate_size)?;
-    positive(&format!("{section}.num_hidden_layers"), d.num_hidden_layers)?;
+    count(&format!("{section}.num_hidden_layers"), d.num_hidden_layers, MAX_LAYERS)?;
     positive(&format!("{section}.num_attention_heads"), d.num_attention_heads)?;
     let head_dim = d.head_dim.unwrap_or(d.hidden_size / d.num_attention_heads);
     heads(&format!("{section}."), d.num_attention_heads, d.num_key_value_heads, head_dim)?;
@@ -1196,12 +1224,15 @@ mod tests {
     fn validation_rejects_impossible_values() {
         let ok = ModelConfig::from_json_str(MINIMAL).unwrap();
         ok.validate().unwrap();
-        let cases: [(&str, &str, &str); 5] = [
+        let cases: [(&str, &str, &str); 7] = [
             ("\"num_key_value_heads\": 2,", "\"num_key_value_heads\": 3,", "not a multiple"),
             ("\"num_hidden_layers\": 2,", "\"num_hidden_layers\": 0,", "talker_config.num_hidden_layers is 0"),
             ("\"codec_eos_token_id\": 2150,", "\"codec_eos_token_id\": 9999,", "codec_eos_token_id is 9999"),
             ("\"mrope_section\": [4, 2, 2]", "\"mrope_section\": [4, 2, 1]", "mrope_section"),
             ("\"codec_pad_id\": 2148,", "\"codec_pad_id\": 100,", "inside the codebook-0 code range"),
+            // Counts that size loops are bounded before anything is built from them (issue 11, item 2).
+            ("\"num_hidden_layers\": 2,", "\"num_hidden_layers\": 1000000000,", "at most 1024"),
+            ("\"num_code_groups\": 16,", "\"num_code_groups\": 4000000000,", "at most 256"),
         ];
         for (from, to, want) in cases {
             assert!(MINIMAL.contains(from), "{from}");

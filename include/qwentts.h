@@ -542,8 +542,9 @@ typedef struct qt_clone_params {
    */
   float min_seconds;
   /**
-   * Longest reference accepted, in seconds (default 30). Longer references are rejected,
-   * never trimmed: in ICL mode the transcript must match the audio exactly.
+   * Longest reference accepted, in seconds (default 30, at most 120: the reference codes
+   * enter every prompt). Longer references are rejected, never trimmed: in ICL mode the
+   * transcript must match the audio exactly.
    */
   float max_seconds;
 } qt_clone_params;

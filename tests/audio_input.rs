@@ -472,3 +472,16 @@ fn streamed_wav_without_sizes_reads_to_the_end() {
         assert_same(&d.samples, &want, &format!("size field {unset:#x}"));
     }
 }
+
+/// A caller cannot allow references longer than 120 s (their codes enter every prompt), nor
+/// nonsensical limits.
+#[test]
+fn reference_limits_are_bounded() {
+    let x = vec![0.25f32; 48_000];
+    for (min, max, want) in [(1.0, 121.0, "exceeds the 120 s"), (2.0, 1.0, "min at most max"), (0.0, 30.0, "positive"), (1.0, f64::NAN, "positive")] {
+        let lim = ReferenceLimits { min_seconds: min, max_seconds: max, ..limits() };
+        expect_invalid(ReferenceAudio::from_pcm(&x, 1, 24_000, &lim), &[want]);
+    }
+    let lim = ReferenceLimits { max_seconds: 120.0, ..limits() };
+    ReferenceAudio::from_pcm(&x, 1, 24_000, &lim).expect("120 s allowed");
+}

@@ -182,3 +182,35 @@ fn a_newer_format_version_is_unsupported_not_corrupt() {
     assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
     assert!(err.message().contains("version 2"), "{err}");
 }
+
+/// What a voice may carry is bounded where the model is known (issue 11, items 4 and 6): a
+/// saved ICL voice of more reference frames than the longest reference (120 s) is refused at
+/// load, and so are reference codes outside the codebook; a voice built through the API with
+/// them is refused by generation before any work. The longest allowed reference loads.
+#[test]
+fn oversized_or_out_of_range_references_are_refused_at_load() {
+    let model = base();
+    let embedding = icl_voice(&model).embedding().unwrap().to_vec();
+    let max = model.max_reference_frames();
+    assert_eq!(max, 1501, "120 s at 12.5 frames per second, plus one");
+    let voice = |frames: usize, code: u32| Voice::with_reference(embedding.clone(), vec![code; frames * 16], "Words.").unwrap();
+
+    let ok = voice(max, 7);
+    assert_eq!(&model.voice_from_bytes(&ok.to_bytes().unwrap()).unwrap(), &ok);
+    let long = voice(100_000, 7);
+    let err = model.voice_from_bytes(&long.to_bytes().unwrap()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    assert!(err.message().contains("100000 reference frames"), "{err}");
+    let mut options = qwentts::GenerateOptions::defaults(&model);
+    options.max_frames = Some(2);
+    let err = model.generate_codes(&long, "Hello.", &options, None).unwrap_err();
+    assert!(err.message().contains("100000 reference frames"), "{err}");
+
+    let codebook = model.checkpoint().config.talker_config.code_predictor_config.vocab_size as u32;
+    let bad = voice(10, codebook);
+    let err = model.voice_from_bytes(&bad.to_bytes().unwrap()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::VoiceMismatch, "{err}");
+    assert!(err.message().contains(&format!("reference code {codebook}")), "{err}");
+    let err = model.generate_codes(&bad, "Hello.", &options, None).unwrap_err();
+    assert!(err.message().contains("outside the codebook"), "{err}");
+}

@@ -143,12 +143,8 @@ impl Model {
                 };
                 let v = match reference {
                     Some(r) => {
-                        if r.codes.len() % groups != 0 {
-                            return Err(Error::invalid_argument(format!(
-                                "reference codes: {} values is not a whole number of {groups}-code frames",
-                                r.codes.len()
-                            )));
-                        }
+                        // Bounded and in range before any work: the codes enter the prompt.
+                        self.check_reference_codes(&r.codes).map_err(|e| e.context("reference codes"))?;
                         prompt::Voice::Icl { ref_text: &r.text, ref_frames: r.frames(groups) }
                     }
                     None => prompt::Voice::XVector,

@@ -38,6 +38,7 @@ use safetensors::{Dtype, SafeTensors};
 
 use super::model::Model;
 use super::voice::{ModelFingerprint, Reference, Voice, VoiceKind, check_embedding};
+use crate::audio::MAX_REFERENCE_SECONDS;
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::ModelKind;
 
@@ -135,6 +136,40 @@ impl Model {
         self.voice_from_bytes(&bytes).map_err(|e| e.context(format!("voice file {}", path.display())))
     }
 
+    /// Most reference frames a voice may carry: what the longest accepted reference
+    /// ([`MAX_REFERENCE_SECONDS`]) encodes to, plus one for the encoder's rounding. The
+    /// reference codes enter every prompt, so this bounds the prefill's work and memory.
+    pub fn max_reference_frames(&self) -> usize {
+        (MAX_REFERENCE_SECONDS * f64::from(self.checkpoint().speech_config.frame_rate())).ceil() as usize + 1
+    }
+
+    /// In-context reference codes this model can use: whole frames, at most
+    /// [`max_reference_frames`](Self::max_reference_frames), every code inside the codebook.
+    pub(crate) fn check_reference_codes(&self, codes: &[u32]) -> Result<()> {
+        let talker = &self.checkpoint().config.talker_config;
+        let groups = talker.num_code_groups;
+        let mismatch = |m: String| Error::new(ErrorKind::VoiceMismatch, m);
+        if codes.len() % groups != 0 {
+            return Err(mismatch(format!("{} reference codes are not whole {groups}-code frames", codes.len())));
+        }
+        let (frames, max) = (codes.len() / groups, self.max_reference_frames());
+        if frames > max {
+            return Err(Error::invalid_argument(format!(
+                "{frames} reference frames ({:.1} s) exceed the {max} frames of a {MAX_REFERENCE_SECONDS} s reference",
+                frames as f64 / f64::from(self.checkpoint().speech_config.frame_rate())
+            )));
+        }
+        let codebook = talker.code_predictor_config.vocab_size;
+        if let Some((i, &c)) = codes.iter().enumerate().find(|(_, c)| **c as usize >= codebook) {
+            return Err(mismatch(format!(
+                "reference code {c} (frame {}, codebook {}) is outside the codebook's {codebook} codes",
+                i / groups,
+                i % groups
+            )));
+        }
+        Ok(())
+    }
+
     /// Whether this model can speak with `voice` (fingerprint, kind and widths).
     fn check_voice(&self, voice: &Voice) -> Result<()> {
         if let Some(origin) = voice.origin() {
@@ -159,14 +194,8 @@ impl Model {
                         ),
                     ));
                 }
-                let groups = self.checkpoint().config.talker_config.num_code_groups;
-                if let Some(r) = voice.reference()
-                    && r.codes.len() % groups != 0
-                {
-                    return Err(Error::new(
-                        ErrorKind::VoiceMismatch,
-                        format!("the voice's {} reference codes are not whole {groups}-code frames", r.codes.len()),
-                    ));
+                if let Some(r) = voice.reference() {
+                    self.check_reference_codes(&r.codes).map_err(|e| e.context("the voice"))?;
                 }
             }
             VoiceKind::Speaker { .. } if kind != ModelKind::CustomVoice => {

@@ -24,7 +24,7 @@ pub use mel::{MelConfig, MelFrontEnd, MelSpectrogram};
 pub use mix::downmix;
 pub use reference::ReferenceAudio;
 pub use resample::resample;
-pub use validate::ReferenceLimits;
+pub use validate::{MAX_REFERENCE_SECONDS, ReferenceLimits};
 
 /// The sample rate of everything the models read and write (speaker encoder, codec).
 pub const TARGET_SAMPLE_RATE: u32 = 24_000;

@@ -55,6 +55,7 @@ impl ReferenceAudio {
     /// Reads and decodes an audio file (format detected from its content). Files larger than
     /// [`MAX_FILE_BYTES`] are refused before being read.
     pub fn from_file(path: &Path, limits: &ReferenceLimits) -> Result<Self> {
+        limits.validate()?;
         let bytes = crate::files::read_bounded(path, MAX_FILE_BYTES, |size| {
             Error::invalid_argument(format!(
                 "reference audio {}: the file is {size} bytes; more than {MAX_FILE_BYTES} bytes cannot be a usable \
@@ -68,6 +69,7 @@ impl ReferenceAudio {
 
     /// Decodes an encoded file held in memory (WAV, FLAC, Ogg Vorbis or MP3).
     pub fn from_bytes(bytes: &[u8], limits: &ReferenceLimits) -> Result<Self> {
+        limits.validate()?;
         let decoded = decode(bytes, limits.max_seconds)?;
         let what = format!("reference audio ({}, {} Hz, {} ch)", decoded.codec, decoded.sample_rate, decoded.channels);
         if decoded.channels > MAX_CHANNELS {
@@ -85,6 +87,7 @@ impl ReferenceAudio {
     /// Takes raw PCM from the caller: `interleaved` holds frames of `channels` f32 samples
     /// (nominally in [-1, 1]) at `sample_rate` Hz. Same checks as for files.
     pub fn from_pcm(interleaved: &[f32], channels: usize, sample_rate: u32, limits: &ReferenceLimits) -> Result<Self> {
+        limits.validate()?;
         let what = "reference PCM";
         if channels == 0 || channels > MAX_CHANNELS {
             return Err(Error::invalid_argument(format!(

@@ -26,10 +26,32 @@ pub struct ReferenceLimits {
     pub silence_peak: f32,
 }
 
+/// The longest reference any caller may allow (`ReferenceLimits::max_seconds`): its codes
+/// enter every prompt made with the voice, so this bounds a voice's prefill work and memory.
+pub const MAX_REFERENCE_SECONDS: f64 = 120.0;
+
 impl ReferenceLimits {
     pub const DEFAULT_MIN_SECONDS: f64 = 1.0;
     pub const DEFAULT_MAX_SECONDS: f64 = 30.0;
     pub const DEFAULT_SILENCE_PEAK: f32 = 1e-4;
+
+    /// Positive finite durations, min ≤ max ≤ [`MAX_REFERENCE_SECONDS`].
+    pub fn validate(&self) -> Result<()> {
+        let ok = |v: f64| v.is_finite() && v > 0.0;
+        if !ok(self.min_seconds) || !ok(self.max_seconds) || self.min_seconds > self.max_seconds {
+            return Err(Error::invalid_argument(format!(
+                "reference limits {}..{} s: both must be positive and min at most max",
+                self.min_seconds, self.max_seconds
+            )));
+        }
+        if self.max_seconds > MAX_REFERENCE_SECONDS {
+            return Err(Error::invalid_argument(format!(
+                "max_seconds {} exceeds the {MAX_REFERENCE_SECONDS} s a reference may last",
+                self.max_seconds
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl Default for ReferenceLimits {

@@ -383,8 +383,9 @@ pub struct qt_clone_params {
     pub mode: i32,
     /// Shortest reference accepted, in seconds (default 1; shorter gives a poor voice).
     pub min_seconds: f32,
-    /// Longest reference accepted, in seconds (default 30). Longer references are rejected,
-    /// never trimmed: in ICL mode the transcript must match the audio exactly.
+    /// Longest reference accepted, in seconds (default 30, at most 120: the reference codes
+    /// enter every prompt). Longer references are rejected, never trimmed: in ICL mode the
+    /// transcript must match the audio exactly.
     pub max_seconds: f32,
 }
 

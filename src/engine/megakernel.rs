@@ -32,7 +32,7 @@ use crate::model::talker::{Talker, TalkerState};
 pub const LOOKAHEAD: usize = 2;
 
 /// Longest the host waits for one frame before reporting the kernel as stuck.
-const FRAME_TIMEOUT: Duration = Duration::from_secs(60);
+const FRAME_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The frame megakernel prepared for one model's weights.
 pub struct MegakernelEngine {
@@ -262,7 +262,11 @@ pub fn wait_record(req: &FrameRequest<'_>, frame: usize) -> Result<FrameRecord> 
             if now.duration_since(start) > FRAME_TIMEOUT {
                 return Err(Error::new(
                     ErrorKind::Cuda,
-                    format!("CUDA: frame {frame} not done after {} s: the frame megakernel is stuck", FRAME_TIMEOUT.as_secs()),
+                    format!(
+                        "CUDA: frame {frame} not done after {} s: the frame megakernel is stuck ({})",
+                        FRAME_TIMEOUT.as_secs(),
+                        req.diagnose_stuck()
+                    ),
                 ));
             }
         }

@@ -333,6 +333,7 @@ impl FrameKernel {
             dump: None,
             launches: 0,
             pending: true,
+            stuck: std::cell::Cell::new(false),
         })
     }
 
@@ -404,6 +405,9 @@ pub struct FrameRequest<'k> {
     launches: u32,
     /// Work queued since the last wait.
     pending: bool,
+    /// Set by [`diagnose_stuck`](Self::diagnose_stuck): the kernel never finishes, so the
+    /// request is abandoned on drop (buffers leaked) instead of waited for.
+    stuck: std::cell::Cell<bool>,
 }
 
 impl FrameRequest<'_> {
@@ -545,10 +549,52 @@ impl FrameRequest<'_> {
     pub fn launches(&self) -> u32 {
         self.launches
     }
+
+    /// For a kernel that stopped making progress: reads the op counters while it spins (a
+    /// synchronous copy on the legacy stream, which does not wait for the request's
+    /// non-blocking stream) and describes where the blocks are, as runs of equal counts:
+    /// `ops a..b: n` means every block up to n has signalled those ops (n = launches x grid
+    /// when complete). Marks the request stuck: dropping it then abandons its buffers
+    /// rather than waiting forever for the stream.
+    pub fn diagnose_stuck(&self) -> String {
+        self.stuck.set(true);
+        let l = &self.kernel.layout;
+        let grid = self.kernel.geometry.blocks;
+        let mut counts = vec![0u32; l.n_ops];
+        let src = self.bufs().arena.ptr() + 4 * l.counters as u64;
+        if self.kernel.dev.ctx().bind_to_thread().is_err() {
+            return "context not bindable".into();
+        }
+        // SAFETY: the arena holds n_ops counters at `counters`; `counts` has n_ops elements.
+        if let Err(e) = unsafe { result::memcpy_dtoh_sync(&mut counts, src) } {
+            return format!("counters unreadable: {e}");
+        }
+        let mut runs = Vec::new();
+        let mut start = 0;
+        for i in 1..=counts.len() {
+            if i == counts.len() || counts[i] != counts[start] {
+                let kind = self.program.ops[start].kind;
+                runs.push(format!("ops {start}..{i} (first kind {kind}): {}", counts[start]));
+                start = i;
+            }
+        }
+        format!(
+            "{} launches of {grid} blocks (complete = {}), counters: {}",
+            self.launches,
+            self.launches * grid,
+            runs.join("; ")
+        )
+    }
 }
 
 impl Drop for FrameRequest<'_> {
     fn drop(&mut self) {
+        if self.stuck.get() {
+            // A kernel that never ends still uses these buffers: they can neither be freed
+            // nor reused. Abandoned (a bug report, not a state the library recovers from).
+            std::mem::forget(self.bufs.take());
+            return;
+        }
         // No kernel of this request may still use its buffers when they go back to the pool.
         let idle = !self.pending || {
             crate::backend::cuda::count_host_wait();

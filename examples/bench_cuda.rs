@@ -3,8 +3,11 @@
 //! frames through the public API. Run on the GPU machine by tools/device/run.sh.
 //!
 //! ```text
-//! bench_cuda [--model DIR]... [--frames N] [--runs R] [--quick]
+//! bench_cuda [--model DIR]... [--frames N] [--runs R] [--quick] [--megakernel-only]
 //! ```
+//!
+//! `--megakernel-only` skips the kernel tables and the unfused figures (measured before):
+//! only the frame megakernel's components and its whole frames through the API.
 //!
 //! Method (METHOD.md): bytes are counted per kernel (each weight and activation once); GPU
 //! time comes from CUDA events, medians of many repeats, after warm-up; "cold" shapes rotate
@@ -121,6 +124,7 @@ fn main() {
 fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
+    let mk_only = args.iter().any(|a| a == "--megakernel-only");
     let b = CudaBackend::new(0)?;
     let dev = b.device();
     let (maj, min) = dev.compute_capability()?;
@@ -146,6 +150,35 @@ fn run() -> Result<()> {
     println!("memcpy D2D 1 GiB: {copy_gbs:.0} GB/s (read + write)");
     summary.push(format!("| memcpy D2D 1 GiB | | {copy_gbs:.0} GB/s | 100% | ceiling |"));
 
+    if !mk_only {
+        kernel_tables(&b, &mut s, &timer, quick, copy_gbs, &mut summary)?;
+    }
+
+    // ---- 4. full-size checkpoints --------------------------------------------------------------
+    let frames: usize = arg(&args, "--frames", 100);
+    let runs: usize = arg(&args, "--runs", 3);
+    for dir in arg_values(&args, "--model").into_iter().map(PathBuf::from) {
+        model_bench(&b, &mut s, &timer, &dir, frames, runs, copy_gbs, mk_only, &mut summary)?;
+    }
+
+    println!("\n## summary ({})", dev.name());
+    println!("| what | time | rate | % of memcpy | note |");
+    println!("|---|---|---|---|---|");
+    for line in &summary {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// Sections 2 and 3: the linear kernels over the model's shapes and the other decode kernels.
+fn kernel_tables(
+    b: &CudaBackend,
+    s: &mut CudaStreamCtx,
+    timer: &Timer<'_>,
+    quick: bool,
+    copy_gbs: f64,
+    summary: &mut Vec<String>,
+) -> Result<()> {
     // ---- 2. linear (row kernels and GEMM) ----------------------------------------------------
     // (out, in, rows, what)
     let mut shapes: Vec<(usize, usize, usize, &str)> = vec![
@@ -170,15 +203,15 @@ fn run() -> Result<()> {
         let w_bytes = n * k * 2;
         let copies = (256 * MIB).div_ceil(w_bytes).max(1);
         let ws: Vec<CudaWeight> =
-            (0..copies).map(|c| random_weight(&b, &[n, k], 17 + c as u64)).collect::<Result<_>>()?;
-        let x = random_buffer(&b, &mut s, rows * k)?;
+            (0..copies).map(|c| random_weight(b, &[n, k], 17 + c as u64)).collect::<Result<_>>()?;
+        let x = random_buffer(b, s, rows * k)?;
         let mut y = b.alloc(rows * n)?;
         let bytes = (w_bytes + rows * (k + n) * 4) as f64;
         let flops = 2.0 * (rows * n * k) as f64;
         let variants: Vec<Option<u32>> = if rows <= 8 { vec![Some(1), Some(2), Some(4)] } else { vec![None] };
         let mut best = f64::MAX;
         for wpr in variants {
-            let mut call = |i: usize| b.linear_with_wpr(&mut s, &x, rows, &ws[i % copies], None, &mut y, false, wpr);
+            let mut call = |i: usize| b.linear_with_wpr(s, &x, rows, &ws[i % copies], None, &mut y, false, wpr);
             let alone = timer.single(if w_bytes >= 256 * MIB { 20 } else { 200 }, &mut call)?;
             let b2b = timer.b2b(if w_bytes >= 256 * MIB { 10 } else { 100 }, 7, &mut call)?;
             let gbs = bytes / (b2b * 1e-6) / 1e9;
@@ -211,56 +244,42 @@ fn run() -> Result<()> {
     println!("|---|---|---|---|---|---|");
     let shape = AttentionShape { num_heads: 16, num_kv_heads: 8, head_dim: 128 };
     let rope = Rope { theta: 1_000_000.0, head_dim: 128 };
-    let norm_w = random_weight(&b, &[1024], 3)?;
-    let head_w = random_weight(&b, &[128], 4)?;
-    let x = random_buffer(&b, &mut s, 1024)?;
+    let norm_w = random_weight(b, &[1024], 3)?;
+    let head_w = random_weight(b, &[128], 4)?;
+    let x = random_buffer(b, s, 1024)?;
     let mut y = b.alloc(1024)?;
-    let mut q = random_buffer(&b, &mut s, 2048)?;
-    let mut k = random_buffer(&b, &mut s, 1024)?;
+    let mut q = random_buffer(b, s, 2048)?;
+    let mut k = random_buffer(b, s, 1024)?;
     let report = |name: &str, shape_s: String, bytes: usize, f: &mut dyn FnMut(usize) -> Result<()>| -> Result<()> {
         let alone = timer.single(200, &mut *f)?;
         let b2b = timer.b2b(200, 7, &mut *f)?;
         println!("| {name} | {shape_s} | {alone:.2} | {b2b:.2} | {bytes} | {:.0} |", bytes as f64 / (b2b * 1e-6) / 1e9);
         Ok(())
     };
-    report("rms_norm", "1×1024".into(), 1024 * 10, &mut |_| b.rms_norm(&mut s, &x, 1, &norm_w, 1e-6, &mut y))?;
+    report("rms_norm", "1×1024".into(), 1024 * 10, &mut |_| b.rms_norm(s, &x, 1, &norm_w, 1e-6, &mut y))?;
     report("qk_norm_rope", "q 16×128, k 8×128".into(), 3072 * 8, &mut |_| {
-        b.qk_norm_rope(&mut s, &mut q, &mut k, 1, shape, &head_w, &head_w, 1e-6, rope, 300)
+        b.qk_norm_rope(s, &mut q, &mut k, 1, shape, &head_w, &head_w, 1e-6, rope, 300)
     })?;
     for ctx in [64usize, 256, 1024, 4096] {
-        let kc = random_buffer(&b, &mut s, ctx * 1024)?;
-        let vc = random_buffer(&b, &mut s, ctx * 1024)?;
-        let qq = random_buffer(&b, &mut s, 2048)?;
+        let kc = random_buffer(b, s, ctx * 1024)?;
+        let vc = random_buffer(b, s, ctx * 1024)?;
+        let qq = random_buffer(b, s, 2048)?;
         let mut out = b.alloc(2048)?;
         report("attention (decode)", format!("16/8 heads, ctx {ctx}"), 2 * ctx * 1024 * 4 + 2 * 2048 * 4, &mut |_| {
-            b.attention(&mut s, &qq, &kc, &vc, shape, 1, ctx - 1, &mut out)
+            b.attention(s, &qq, &kc, &vc, shape, 1, ctx - 1, &mut out)
         })?;
     }
-    let mut gate = random_buffer(&b, &mut s, 3072)?;
-    let up = random_buffer(&b, &mut s, 3072)?;
-    report("silu_mul", "3072".into(), 3072 * 12, &mut |_| b.silu_mul(&mut s, &mut gate, &up, 3072))?;
-    let tables: Vec<CudaWeight> = (0..16).map(|t| random_weight(&b, &[3072, 1024], 100 + t)).collect::<Result<_>>()?;
+    let mut gate = random_buffer(b, s, 3072)?;
+    let up = random_buffer(b, s, 3072)?;
+    report("silu_mul", "3072".into(), 3072 * 12, &mut |_| b.silu_mul(s, &mut gate, &up, 3072))?;
+    let tables: Vec<CudaWeight> = (0..16).map(|t| random_weight(b, &[3072, 1024], 100 + t)).collect::<Result<_>>()?;
     let table_refs: Vec<&CudaWeight> = tables.iter().collect();
     let ids: Vec<u32> = (0..16).map(|t| (t * 131 % 2048) as u32).collect();
     let mut emb = b.alloc(1024)?;
     report("embedding_sum (+ id upload)", "16 tables × 1024".into(), 16 * 1024 * 2 + 4096, &mut |_| {
-        b.embedding_sum(&mut s, &table_refs, &ids, &mut emb, false)
+        b.embedding_sum(s, &table_refs, &ids, &mut emb, false)
     })?;
     drop(tables);
-
-    // ---- 4. full-size checkpoints --------------------------------------------------------------
-    let frames: usize = arg(&args, "--frames", 100);
-    let runs: usize = arg(&args, "--runs", 3);
-    for dir in arg_values(&args, "--model").into_iter().map(PathBuf::from) {
-        model_bench(&b, &mut s, &timer, &dir, frames, runs, copy_gbs, &mut summary)?;
-    }
-
-    println!("\n## summary ({})", dev.name());
-    println!("| what | time | rate | % of memcpy | note |");
-    println!("|---|---|---|---|---|");
-    for line in &summary {
-        println!("{line}");
-    }
     Ok(())
 }
 
@@ -274,6 +293,7 @@ fn model_bench(
     frames: usize,
     runs: usize,
     copy_gbs: f64,
+    mk_only: bool,
     summary: &mut Vec<String>,
 ) -> Result<()> {
     let dev = b.device();
@@ -297,6 +317,16 @@ fn model_bench(
             + 2 * d.hidden
             + 2 * d.head_dim);
     let stack_bytes = d.layers * layer_bytes;
+    let groups = predictor.num_code_groups();
+    let cd = *predictor.dims();
+    let cp_bytes = 2
+        * cd.layers
+        * (cd.hidden * (cd.q_width() + 2 * cd.kv_width()) + cd.q_width() * cd.hidden + 3 * cd.hidden * cd.intermediate);
+    if mk_only {
+        megakernel_components(b, timer, dir, &talker, &predictor, copy_gbs, stack_bytes, groups, cp_bytes, &label, summary)?;
+        drop((talker, predictor));
+        return whole_frames(dev, dir, EngineKind::Megakernel, frames, runs, &label, summary);
+    }
 
     // Talker stack at position 200 after a 200-row prefill (GEMM path).
     let h = d.hidden;
@@ -405,7 +435,6 @@ fn model_bench(
     let input = random_buffer(b, s, h)?;
     b.copy(s, &input, 0, tst.input_mut(), 0, h)?;
     talker.step(b, s, &mut tst)?;
-    let groups = predictor.num_code_groups();
     let mut frame = vec![0u32; groups];
     let argmax =
         |_: usize, l: &mut [f32]| l.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i as u32);
@@ -419,10 +448,6 @@ fn model_bench(
         }
     }
     let cp_ms = median(cp);
-    let cd = *predictor.dims();
-    let cp_bytes = 2
-        * cd.layers
-        * (cd.hidden * (cd.q_width() + 2 * cd.kv_width()) + cd.q_width() * cd.hidden + 3 * cd.hidden * cd.intermediate);
     let cp_floor_ms =
         (groups - 1) as f64 * (cp_bytes + 2 * predictor.vocab_size() * cd.hidden) as f64 / (copy_gbs * 1e6);
     println!(

@@ -5,8 +5,8 @@
 #
 #   run tool:  command "./tools/device/run.sh", carry [".device"], timeout <= 600 s
 #   QT_RUN_BENCH=0 skips the benchmarks; QT_MODELS="0.6B" limits the checkpoints;
-#   QT_TESTS="cuda_megakernel cuda_model" limits the test binaries (QT_TEST_FILTER filters
-#   inside them); QT_SANITIZE=1 runs the megakernel tests under compute-sanitizer (memcheck,
+#   QT_TESTS="cuda_megakernel cuda_model:megakernel" limits the test binaries (NAME:FILTER or
+#   QT_TEST_FILTER filters inside them); QT_SANITIZE=1 runs the megakernel tests under compute-sanitizer (memcheck,
 #   racecheck, synccheck); QT_REFBENCH=1 runs faster-qwen3-tts (../shared/tools/reference-bench,
 #   carried as .refbench with its wheels in .whl) in the same call.
 set -uo pipefail
@@ -52,12 +52,15 @@ done
 export QT_FULL_MODELS="$full"
 # The megakernel's API tests once more on the portable (cp.async) weight path first: a fault
 # on one path leaves the other's results standing.
-if [[ " ${QT_TESTS:-cuda_megakernel} " == *" cuda_megakernel "* ]] && [ -x "$bin/cuda_megakernel" ]; then
+if [[ " ${QT_TESTS:-cuda_megakernel} " == *" cuda_megakernel"[:\ ]* ]] && [ -x "$bin/cuda_megakernel" ]; then
   run_step cuda_megakernel_portable "${QT_TEST_TIMEOUT:-300}" env QT_MEGAKERNEL_PORTABLE=1 \
     "$bin/cuda_megakernel" --include-ignored --test-threads 1 --nocapture ${QT_TEST_FILTER:-}
 fi
-for t in ${QT_TESTS:-cuda_backend cuda_kernels cuda_model cuda_megakernel ffi}; do
-  [ -x "$bin/$t" ] && run_step "$t" "${QT_TEST_TIMEOUT:-300}" "$bin/$t" --include-ignored --test-threads 1 --nocapture ${QT_TEST_FILTER:-}
+# An entry NAME:FILTER runs only NAME's tests whose names contain FILTER.
+for entry in ${QT_TESTS:-cuda_backend cuda_kernels cuda_model cuda_megakernel ffi}; do
+  t="${entry%%:*}"; filter="${QT_TEST_FILTER:-}"
+  [ "$t" != "$entry" ] && filter="${entry#*:}"
+  [ -x "$bin/$t" ] && run_step "$t" "${QT_TEST_TIMEOUT:-300}" "$bin/$t" --include-ignored --test-threads 1 --nocapture $filter
 done
 # The README main command on the GPU (tiny checkpoint, cloned fixture voice, WAV out).
 run_step cli_tiny_cuda 60 "$bin/qwentts" --device 0 --out "$out/tiny_cuda.wav"

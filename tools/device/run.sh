@@ -28,8 +28,14 @@ if [ "$root" != "$PWD" ] && [ ! -e "$root" ]; then mkdir -p "$(dirname "$root")"
 } | tee "$out/device.txt"
 status=0
 results=()
+# QT_DEADLINE: seconds after the start by which everything must be done; every step's limit
+# is cut to what is left of it (15 s kept for packing the logs), a step with < 20 s is skipped.
+deadline=${QT_DEADLINE:-590}
 run_step() {  # name, timeout seconds, command...
   local name="$1" limit="$2"; shift 2
+  local left=$(( deadline - SECONDS - 15 ))
+  [ "$limit" -gt "$left" ] && limit=$left
+  if [ "$limit" -lt 20 ]; then results+=("$name: skipped (deadline)"); echo "== $name: skipped (deadline)"; return; fi
   echo "== $name"
   local t0=$SECONDS
   timeout -k 5 "$limit" "$@" > "$out/$name.log" 2>&1
@@ -77,9 +83,8 @@ if [ "${QT_RUN_BENCH:-1}" = 1 ]; then
   run_step bench_cuda 300 "$bin/bench_cuda" "${models[@]}" ${QT_BENCH_ARGS:-}
   sed -n '/^## summary/,$p' "$out/bench_cuda.log"
 fi
-# QT_DEADLINE: seconds after the start by which everything must be done (the reference bench
-# gets what is left).
-left=$(( ${QT_DEADLINE:-590} - SECONDS - 15 ))
+# The reference bench gets what is left.
+left=$(( deadline - SECONDS - 15 ))
 if [ "${QT_REFBENCH:-0}" = 1 ] && [ -d .refbench ] && [ $left -gt 120 ]; then
   [ $left -gt 280 ] && left=280
   OUT="$out/refbench" run_step refbench "$left" bash .refbench/run_device.sh F $(( left - 10 ))

@@ -407,3 +407,35 @@ fn huge_counts_in_configs_are_refused_before_anything_is_sized_from_them() {
         expect_error(ck.dir(), ErrorKind::BadConfig, &[&format!("{section}.{field} is 1000000000"), "at most"]);
     }
 }
+
+/// The codec encoder's residual blocks take `width / compress` channels rounded down, as the
+/// official `MimiResnetBlock` does (`dim // compress`): a config whose widths are not
+/// divisible by `compress` loads and clones a voice (issue 11, item 9). Compress 3 over the
+/// shrunk widths 4, 8, 16, 32 gives inner widths 1, 2, 5, 10; compress 5 gives a first block
+/// of zero channels (its output is the second conv's bias alone, as in PyTorch).
+#[test]
+fn encoder_widths_not_divisible_by_compress_load_and_encode() {
+    use qwentts::model::SpeechTokenizerConfig;
+    use qwentts::model::manifest::speech_tokenizer_tensors;
+    for compress in [3usize, 5] {
+        let ck = SyntheticCheckpoint::new();
+        let path = ck.dir().join("speech_tokenizer/config.json");
+        let mut value: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        value["encoder_config"]["compress"] = json!(compress);
+        let text = serde_json::to_string(&value).unwrap();
+        std::fs::write(&path, &text).unwrap();
+        let cfg = SpeechTokenizerConfig::from_json_str(&text).unwrap();
+        let specs = speech_tokenizer_tensors(&cfg);
+        let inner = specs.iter().find(|s| s.name.ends_with("encoder.layers.1.block.1.conv.weight")).unwrap();
+        assert_eq!(inner.shape[0], 4 / compress, "compress {compress}: {inner:?}");
+        ck.rewrite_tensors(&ck.speech_model_path(), |t| *t = support::random_tensors(&specs, Dtype::F32));
+        let model = Model::load(ck.dir(), &LoadOptions::default()).unwrap_or_else(|e| panic!("compress {compress}: {e}"));
+        let samples: Vec<f32> = (0..24_000 * 2).map(|i| (i as f32 * 0.05).sin() * 0.3).collect();
+        let voice = model
+            .clone_voice_from_pcm(&samples, 1, 24_000, Some("A short reference."))
+            .unwrap_or_else(|e| panic!("compress {compress}: {e}"));
+        let codes = &voice.reference().expect("an in-context voice").codes;
+        assert_eq!(codes.len() % 16, 0);
+        assert!(codes.len() >= 16 * 24, "compress {compress}: {} codes for 2 s", codes.len());
+    }
+}

@@ -897,16 +897,8 @@ impl SpeechTokenizerConfig {
                 e.upsample_groups, e.hidden_size
             )));
         }
-        let mut width = e.num_filters;
-        for _ in &e.upsampling_ratios {
-            if !width.is_multiple_of(e.compress) {
-                return Err(bad(format!(
-                    "encoder_config: residual width {width} is not divisible by compress ({})",
-                    e.compress
-                )));
-            }
-            width *= 2;
-        }
+        // A residual block's inner width is `width / compress` rounded down, as in the
+        // official `MimiResnetBlock` (`dim // compress`): any width loads.
         if !(e.frame_rate() > 0.0 && e.frame_rate().is_finite()) {
             return Err(bad(format!("encoder_config._frame_rate is {}; it must be positive", e.frame_rate())));
         }

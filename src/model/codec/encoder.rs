@@ -116,8 +116,10 @@ impl MimiConv {
         bias: bool,
     ) -> Result<Self> {
         // The causal padding K − stride must not be negative (a config that skipped
-        // validation could ask for that); zero sizes make no convolution at all.
-        if cin == 0 || cout == 0 || kernel == 0 || stride == 0 || dilation == 0 || (kernel - 1) * dilation + 1 < stride {
+        // validation could ask for that). Zero channels are legal: a residual block's inner
+        // width `dim // compress` is 0 when compress > dim, and PyTorch builds and runs such
+        // a conv (empty output; a conv from zero channels outputs its bias).
+        if kernel == 0 || stride == 0 || dilation == 0 || (kernel - 1) * dilation + 1 < stride {
             return Err(Error::bad_config(format!(
                 "{prefix}: conv {cin}→{cout} with kernel {kernel}, stride {stride}, dilation {dilation} is not a valid causal conv"
             )));
@@ -161,6 +163,14 @@ impl MimiConv {
         if out_rows == 0 {
             // Only a non-final empty block gets here: nothing to do, nothing to remember.
             return Vec::new();
+        }
+        if cin == 0 || cout == 0 {
+            // No input channels: every output row is the bias; no output channels: nothing.
+            // Either way the input's values never matter, so there is no history to keep.
+            return match &self.bias {
+                Some(b) => b.repeat(out_rows),
+                None => vec![0.0; out_rows * cout],
+            };
         }
 
         // 2. The padded input [left pad | activated x | extra]. Left: the history, or at the

@@ -376,7 +376,10 @@ fn another_thread_cancels_through_the_abort_hook() {
     };
     expect(status, QT_STATUS_ABORTED, &[]);
     let audio = Owned(audio);
-    assert_eq!(audio_info(audio.0).n_frames, 2, "stopped at the poll after the frame that followed the first chunk");
+    // Stopped at the poll after the frame that followed the first chunk; that second frame was
+    // never delivered, so the result holds the first alone (what the caller heard).
+    let info = audio_info(audio.0);
+    assert_eq!((info.n_frames, info.n_samples), (1, 1920));
 }
 
 #[test]

@@ -195,24 +195,52 @@ fn the_abort_poll_stops_between_frames_and_keeps_their_audio() {
     let model = model();
     let case = case("xvec_en");
     let text = case["text"].as_str().unwrap();
+    let full = model.generate(&golden_voice(false), text, &options(&model, &case), None).unwrap();
+    // Without a chunk callback: every frame made before the stop, decoded.
     let mut polls = 0;
     let mut should_abort = || {
         polls += 1;
         polls == 3
     };
-    let mut chunks = 0;
-    let mut on_chunk = |_: &AudioChunk<'_>| {
-        chunks += 1;
-        true
-    };
-    let hooks = GenerateHooks { on_chunk: Some(&mut on_chunk), should_abort: Some(&mut should_abort) };
+    let hooks = GenerateHooks { on_chunk: None, should_abort: Some(&mut should_abort) };
     let audio = model.generate_with(&golden_voice(false), text, &options(&model, &case), hooks).unwrap();
     assert_eq!((audio.finish, audio.frames), (FinishReason::Aborted, 3));
-    assert_eq!(chunks, 0, "3 frames never filled a 4-frame chunk, and nothing is sent after a stop");
-    // The frames made before the stop are still decoded into the result.
     assert_eq!(audio.samples.len(), 3 * 1920);
-    let full = model.generate(&golden_voice(false), text, &options(&model, &case), None).unwrap();
     assert_close("aborted prefix", &audio.samples, &full.samples[..3 * 1920], 1e-5);
+    assert_eq!(audio.codes, full.codes[..3 * 16]);
+}
+
+/// With a chunk callback, an aborted result is exactly what was delivered (issue 11, item 8):
+/// frames made after the last chunk are dropped from samples, frames and codes alike.
+#[test]
+fn an_aborted_stream_returns_exactly_the_delivered_chunks() {
+    let model = model();
+    let case = case("xvec_en");
+    let text = case["text"].as_str().unwrap();
+    let full = model.generate(&golden_voice(false), text, &options(&model, &case), None).unwrap();
+    for (stop_at_poll, want_frames) in [(3, 0), (6, 4), (8, 4), (9, 8)] {
+        let mut polls = 0;
+        let mut should_abort = || {
+            polls += 1;
+            polls == stop_at_poll
+        };
+        let mut heard: Vec<f32> = Vec::new();
+        let mut last_seen = false;
+        let mut on_chunk = |c: &AudioChunk<'_>| {
+            heard.extend_from_slice(c.samples);
+            last_seen |= c.is_last;
+            true
+        };
+        let hooks = GenerateHooks { on_chunk: Some(&mut on_chunk), should_abort: Some(&mut should_abort) };
+        let audio = model.generate_with(&golden_voice(false), text, &options(&model, &case), hooks).unwrap();
+        let at = format!("stop at poll {stop_at_poll}");
+        assert_eq!((audio.finish, audio.frames), (FinishReason::Aborted, want_frames), "{at}");
+        assert!(!last_seen, "{at}: no final chunk after an abort");
+        assert_eq!(audio.samples[audio.chunk_offset..], heard[..], "{at}: result = delivered chunks");
+        assert_eq!(heard.len(), want_frames * 1920, "{at}");
+        assert_eq!(audio.codes, full.codes[..want_frames * 16], "{at}");
+        assert_close(&at, &heard, &full.samples[..want_frames * 1920], 1e-5);
+    }
 }
 
 #[test]

@@ -16,9 +16,11 @@ use crate::model::generate::FinishReason;
 ///
 /// # How the streamed chunks relate to `samples`
 ///
-/// `samples[chunk_offset..]` is exactly the concatenation of every chunk's samples, in order
-/// (unless generation was aborted: then the chunks delivered are a prefix of it, and the
-/// rest holds the frames generated after the last chunk). `chunk_offset` is 0 except in one
+/// `samples[chunk_offset..]` is exactly the concatenation of every chunk's samples, in order,
+/// aborted or not: after an abort, frames generated after the last delivered chunk are
+/// dropped from the result (`frames` and `codes` too), so the result is what the caller
+/// heard. Without a chunk callback an aborted result holds every frame made before the
+/// stop. `chunk_offset` is 0 except in one
 /// case: an in-context (ICL) clone at 24 kHz, where the official output is
 /// `decode(ref ++ generated)[cut..]` with `cut = int(ref / total · len)` in float64, and that
 /// cut sometimes falls one sample *before* the reference boundary (e.g. 39 of 74 frames gives

@@ -83,6 +83,7 @@ impl Model {
             )));
         }
         let reference = voice.reference().map(|r| r.codes.as_slice());
+        let streaming = hooks.on_chunk.is_some();
         let mut out = OutputStream {
             decoder: StreamingDecoder::new(decoder, ChunkPolicy::Official),
             groups,
@@ -130,17 +131,23 @@ impl Model {
             in_sink += entered.elapsed();
             go_on
         };
-        let codes = self.generate_codes(voice, text, options, Some(&mut sink))?;
+        let mut codes = self.generate_codes(voice, text, options, Some(&mut sink))?;
         let generation = started.elapsed().saturating_sub(in_sink);
         if let Some(e) = failure {
             return Err(e);
         }
 
-        // 2. The rest: a last chunk, or after an abort the undelivered frames, silently.
-        if codes.finish == FinishReason::Aborted {
-            out.on_chunk = None; // the caller asked to stop: decode, but deliver nothing more
+        // 2. The rest. Normally a last chunk. After an abort the result is what the caller
+        //    already has: with a chunk callback, exactly the chunks delivered (frames made
+        //    after the last chunk are dropped, codes included); without one, every frame made
+        //    before the stop, decoded.
+        if codes.finish == FinishReason::Aborted && streaming {
+            let delivered = out.frames - out.pending.len() / groups;
+            codes.codes.truncate(delivered * groups);
+            out.pending.clear();
+        } else {
+            out.flush(true)?;
         }
-        out.flush(true)?;
 
         // 3. ICL at the codec rate: the official cut may keep the reference's last sample.
         let mut samples = std::mem::take(&mut out.samples);

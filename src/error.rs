@@ -114,6 +114,23 @@ impl Error {
     }
 }
 
+/// A caller's string as messages quote it: in quotes, control characters escaped, cut to
+/// [`QUOTE_MAX_CHARS`] characters with the full length noted (a 100 KB name is not echoed
+/// back whole into a log or `qt_last_error`).
+pub fn quoted(s: &str) -> String {
+    let mut chars = s.chars();
+    let head: String = chars.by_ref().take(QUOTE_MAX_CHARS).collect();
+    let escaped = format!("{head:?}");
+    if chars.next().is_some() {
+        format!("{}…\" ({} bytes)", &escaped[..escaped.len() - 1], s.len())
+    } else {
+        escaped
+    }
+}
+
+/// Characters of a caller's string kept by [`quoted`].
+pub const QUOTE_MAX_CHARS: usize = 64;
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)

@@ -485,3 +485,25 @@ fn reference_limits_are_bounded() {
     let lim = ReferenceLimits { max_seconds: 120.0, ..limits() };
     ReferenceAudio::from_pcm(&x, 1, 24_000, &lim).expect("120 s allowed");
 }
+
+/// A compressed reference cut short is refused, not silently shortened while an in-context
+/// transcript still describes all of it (issue 11, items 6 and 7): FLAC and MP3 compare the
+/// decoded length with their header's; an Ogg file cut before its last page cannot be
+/// probed, and the message says it is an Ogg file that cannot be read, not "not audio".
+#[test]
+fn truncated_compressed_references_are_refused() {
+    for (file, frac, needles) in [
+        ("clip_1s.flac", 0.34, &["flac file ends early", "of the 24000 frames its header declares"][..]),
+        ("clip_1s.flac", 0.67, &["flac file ends early"][..]),
+        ("clip_1s.mp3", 0.34, &["mp3 file ends early", "of the 24000 frames"][..]),
+        ("clip_1s.mp3", 0.99, &["mp3 file ends early"][..]),
+        ("clip_1s.mp3", 0.1, &["mp3 file contains no audio samples"][..]),
+        ("clip_1s_stereo.ogg", 0.34, &["ogg file cannot be read", "truncated or damaged"][..]),
+        ("clip_1s_stereo.ogg", 0.67, &["ogg file cannot be read"][..]),
+    ] {
+        let bytes = read(file);
+        let cut = &bytes[..(bytes.len() as f64 * frac) as usize];
+        let msg = expect_invalid(ReferenceAudio::from_bytes(cut, &limits()), needles);
+        assert!(!msg.contains("not a recognised"), "{file} at {frac}: {msg}");
+    }
+}

@@ -451,10 +451,13 @@ fn generate_rejects_bad_arguments_and_leaves_out_audio_alone() {
         (qt_gen_params { output_sample_rate: -48000, ..good }, "output_sample_rate is -48000"),
         (qt_gen_params { output_sample_rate: 1_000_000, ..good }, "output_sample_rate 1000000"),
         (qt_gen_params { non_streaming_mode: 2, ..good }, "non_streaming_mode is 2"),
-        (qt_gen_params { do_sample: 1, temperature: 0.0, ..good }, "temperature"),
-        (qt_gen_params { sub_do_sample: 1, sub_top_p: 1.5, ..good }, "top_p"),
+        (qt_gen_params { do_sample: 1, temperature: 0.0, ..good }, "temperature is 0"),
+        (qt_gen_params { do_sample: 1, top_p: 0.0, ..good }, "top_p is 0"),
+        // The code predictor's fields are named as in the header (issue 11, item 7).
+        (qt_gen_params { sub_do_sample: 1, sub_top_p: 1.5, ..good }, "sub_top_p is 1.5"),
+        (qt_gen_params { sub_do_sample: 1, sub_temperature: -1.0, ..good }, "sub_temperature is -1"),
         (qt_gen_params { repetition_penalty: f32::NAN, ..good }, "repetition_penalty"),
-        (qt_gen_params { language: c"klingon".as_ptr(), ..good }, "klingon"),
+        (qt_gen_params { language: c"klingon".as_ptr(), ..good }, "unsupported language \"klingon\""),
         (qt_gen_params { language: c"\xff".as_ptr(), ..good }, "`params->language` is not valid UTF-8"),
         (qt_gen_params { instruct: c"\xc3".as_ptr(), ..good }, "`params->instruct` is not valid UTF-8"),
     ];
@@ -462,6 +465,13 @@ fn generate_rejects_bad_arguments_and_leaves_out_audio_alone() {
         expect(run(model.0, voice.0, text.as_ptr(), &p, &mut out), QT_STATUS_INVALID_ARGUMENT, &[fragment]);
     }
     assert_eq!(out, sentinel, "out_audio written on failure");
+
+    // A 100 KB language name is quoted in part, with its length, not echoed whole.
+    let huge = std::ffi::CString::new("x".repeat(100_000)).unwrap();
+    let p = qt_gen_params { language: huge.as_ptr(), ..good };
+    expect(run(model.0, voice.0, text.as_ptr(), &p, &mut out), QT_STATUS_INVALID_ARGUMENT, &["(100000 bytes)"]);
+    let message = unsafe { CStr::from_ptr(qt_last_error()) }.to_str().unwrap().to_owned();
+    assert!(message.len() < 1000, "{} bytes of message", message.len());
 }
 
 #[test]
@@ -608,7 +618,17 @@ fn clone_defaults() -> qt_clone_params {
 
 fn embedding(voice: *const qt_voice) -> Vec<f32> {
     let mut dim = 0usize;
-    expect(unsafe { qt_voice_embedding(voice, ptr::null_mut(), 0, &mut dim) }, QT_STATUS_BUFFER_TOO_SMALL, &["needs"]);
+    // Messages name the parameters as the header spells them (`out`, `cap`, `out_dim`).
+    expect(
+        unsafe { qt_voice_embedding(voice, ptr::null_mut(), 0, &mut dim) },
+        QT_STATUS_BUFFER_TOO_SMALL,
+        &["needs", "`out` is NULL", "*out_dim holds"],
+    );
+    expect(
+        unsafe { qt_voice_embedding(voice, ptr::null_mut(), 0, ptr::null_mut()) },
+        QT_STATUS_NULL_ARGUMENT,
+        &["`out_dim` is NULL"],
+    );
     let mut out = vec![f32::NAN; dim];
     let mut written = 0usize;
     expect(unsafe { qt_voice_embedding(voice, out.as_mut_ptr(), out.len(), &mut written) }, QT_STATUS_OK, &[]);
@@ -1055,4 +1075,35 @@ fn one_model_and_one_voice_serve_many_threads() {
     for t in threads {
         t.join().unwrap();
     }
+}
+
+/// A callback's own failing qt_* call leaves no message behind once the outer call succeeds
+/// (issue 11, item 7): `qt_last_error()` describes the last call, which did not fail.
+#[test]
+fn an_inner_failure_inside_a_callback_does_not_outlive_a_successful_call() {
+    unsafe extern "C" fn fail_inside(_: *const qt_chunk, seen: *mut c_void) -> i32 {
+        let mut bogus = 0u64;
+        unsafe { qt_free((&raw mut bogus).cast()) }; // not a live object: a message, nothing freed
+        let message = unsafe { CStr::from_ptr(qt_last_error()) }.to_bytes().len();
+        unsafe { *seen.cast::<usize>() = message };
+        QT_CONTINUE
+    }
+    let model = load("tiny-base");
+    let voice = embedding_voice(model.0);
+    let p = greedy(model.0, c"English");
+    let mut inner_message_len = 0usize;
+    let status = unsafe {
+        qt_generate(
+            model.0,
+            voice.0,
+            golden_text().as_ptr(),
+            &p,
+            Some(fail_inside),
+            (&raw mut inner_message_len).cast(),
+            ptr::null_mut(),
+        )
+    };
+    assert_eq!(status, QT_STATUS_OK);
+    assert!(inner_message_len > 0, "the inner call set a message while it was current");
+    assert_eq!(unsafe { CStr::from_ptr(qt_last_error()) }.to_bytes(), b"", "message left after success");
 }

@@ -112,7 +112,8 @@ impl Model {
         }
         if !info.speakers.contains(&name.to_lowercase()) {
             return Err(Error::invalid_argument(format!(
-                "unknown speaker \"{name}\"; this model has: {}",
+                "unknown speaker {}; this model has: {}",
+                crate::error::quoted(name),
                 info.speakers.join(", ")
             )));
         }

@@ -119,6 +119,8 @@ impl Model {
                 format!("text is only white space ({} characters): nothing to speak", text.chars().count())
             }));
         }
+        options.talker.validate_as("talker.")?;
+        options.code_predictor.validate_as("code_predictor.")?;
 
         // 1. Voice → prompt request (the official wrapper's validation lives in plan_request).
         //    A voice made by a model must come from this model's family.

@@ -227,11 +227,18 @@ fn frame_limit(max_seconds: f64, sample_rate: u32) -> usize {
 fn decode_symphonia(bytes: &[u8], max_seconds: f64, wav_problem: Option<&str>) -> Result<DecodedAudio> {
     let not_audio = |why: &dyn std::fmt::Display| match wav_problem {
         Some(problem) => Error::invalid_argument(format!("WAV file cannot be decoded: {problem} ({why})")),
-        None => Error::invalid_argument(format!(
-            "data is not a recognised audio file (WAV, FLAC, Ogg Vorbis or MP3 expected; {} bytes, starting {}): {why}",
-            bytes.len(),
-            hex_prefix(bytes)
-        )),
+        None => match container_by_magic(bytes) {
+            // The signature was read, so this is that kind of file, cut short or damaged.
+            Some(name) => Error::invalid_argument(format!(
+                "{name} file cannot be read ({} bytes; truncated or damaged?): {why}",
+                bytes.len()
+            )),
+            None => Error::invalid_argument(format!(
+                "data is not a recognised audio file (WAV, FLAC, Ogg Vorbis or MP3 expected; {} bytes, starting {}): {why}",
+                bytes.len(),
+                hex_prefix(bytes)
+            )),
+        },
     };
 
     let mss = MediaSourceStream::new(Box::new(Cursor::new(bytes)), Default::default());
@@ -244,6 +251,9 @@ fn decode_symphonia(bytes: &[u8], max_seconds: f64, wav_problem: Option<&str>) -
         .default_track(TrackType::Audio)
         .ok_or_else(|| Error::invalid_argument(format!("{container} file has no audio track")))?;
     let track_id = track.id;
+    // Frames the container says the stream holds (FLAC STREAMINFO, the last Ogg granule, an
+    // MP3 Xing/LAME header); fewer decoded means the file was cut short.
+    let declared_frames = track.num_frames;
     let params = track
         .codec_params
         .as_ref()
@@ -318,10 +328,37 @@ fn decode_symphonia(bytes: &[u8], max_seconds: f64, wav_problem: Option<&str>) -
         };
         return Err(Error::invalid_argument(format!("{container} file contains no decodable audio{why}")));
     }
+    if samples.is_empty() {
+        return Err(Error::invalid_argument(format!("{container} file contains no audio samples (0 frames decoded)")));
+    }
     if truncated {
         samples.truncate(frame_limit(max_seconds, sample_rate).saturating_mul(channels));
+    } else if let Some(declared) = declared_frames
+        && ((samples.len() / channels) as u64) < declared
+    {
+        // A reference cut short loses audio that an in-context transcript still describes:
+        // refused rather than silently shortened.
+        let frames = samples.len() / channels;
+        let secs = |n: f64| n / f64::from(sample_rate);
+        return Err(Error::invalid_argument(format!(
+            "{container} file ends early: {frames} of the {declared} frames its header declares \
+             ({:.2} of {:.2} s) were decoded; the file is truncated or damaged",
+            secs(frames as f64),
+            secs(declared as f64)
+        )));
     }
     Ok(DecodedAudio { samples, channels, sample_rate, truncated, codec })
+}
+
+/// The container a file's first bytes announce, for messages about files that cannot be read.
+fn container_by_magic(bytes: &[u8]) -> Option<&'static str> {
+    match bytes {
+        [b'f', b'L', b'a', b'C', ..] => Some("flac"),
+        [b'O', b'g', b'g', b'S', ..] => Some("ogg"),
+        [b'I', b'D', b'3', ..] => Some("mp3 (ID3-tagged)"),
+        [0xFF, b, ..] if b & 0xE0 == 0xE0 => Some("mp3"),
+        _ => None,
+    }
 }
 
 /// First bytes as hex, for messages about unrecognised data.

@@ -40,6 +40,9 @@ pub(crate) fn guard_status(function: &'static str, body: impl FnOnce() -> Result
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(status)) => {
             debug_assert!(status >= 0, "a body returned error status {status} as success");
+            // A callback may have made a failing qt_* call inside this one: a success leaves
+            // no message behind.
+            clear_last_error();
             status
         }
         Ok(Err(err)) => {
@@ -137,10 +140,12 @@ pub(crate) unsafe fn slice_arg<'a, T>(ptr: *const T, len: usize, arg: &str) -> R
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
 }
 
-/// The two-call output pattern: copies `data` to the caller's `buf` (capacity `cap` elements)
-/// and reports its length through `out_len`. `out_len` NULL → `NullArgument`. When `buf` is
-/// NULL or `cap` is smaller than `data`, `*out_len` is set to the length needed, nothing else is
-/// written, and the result is `BufferTooSmall` (the only failure that writes an out-parameter).
+/// The two-call output pattern: copies `data` to the caller's buffer (capacity `cap`
+/// elements) and reports its length through `out_len`; `names` are the C parameter names of
+/// the three (buffer, capacity, length) as the header spells them, for the messages.
+/// `out_len` NULL → `NullArgument`. When `buf` is NULL or `cap` is smaller than `data`,
+/// `*out_len` is set to the length needed, nothing else is written, and the result is
+/// `BufferTooSmall` (the only failure that writes an out-parameter).
 ///
 /// # Safety
 /// `buf` is NULL or valid for writing `cap` elements; `out_len` is NULL or valid for writing.
@@ -149,17 +154,20 @@ pub(crate) unsafe fn write_buffer<T: Copy>(
     buf: *mut T,
     cap: usize,
     out_len: *mut usize,
+    names: [&str; 3],
     what: &str,
     unit: &str,
 ) -> Result<()> {
+    let [buf_name, cap_name, len_name] = names;
     // SAFETY: forwarded contract.
-    let out_len = unsafe { out_arg(out_len, "out_len") }?;
+    let out_len = unsafe { out_arg(out_len, len_name) }?;
     if buf.is_null() || cap < data.len() {
-        let why = if buf.is_null() { "`buf` is NULL (a size query)".to_owned() } else { format!("`cap` is {cap}") };
+        let why =
+            if buf.is_null() { format!("`{buf_name}` is NULL (a size query)") } else { format!("`{cap_name}` is {cap}") };
         out_len.write(data.len());
         return Err(Error::new(
             ErrorKind::BufferTooSmall,
-            format!("{what} needs {} {unit} and {why}; *out_len holds the size needed", data.len()),
+            format!("{what} needs {} {unit} and {why}; *{len_name} holds the size needed", data.len()),
         ));
     }
     // SAFETY: `buf` holds `cap >= data.len()` writable elements; a caller's buffer cannot

@@ -122,6 +122,9 @@ unsafe fn options_from_params(model: &Model, p: &qt_gen_params) -> Result<Genera
         top_k: top_k(p.sub_top_k, "sub_top_k")?,
         top_p: p.sub_top_p,
     };
+    // Checked here so that the messages name the C fields.
+    o.talker.validate()?;
+    o.code_predictor.validate_as("sub_")?;
     o.max_frames = count(p.max_frames, "max_frames")?;
     if let Some(n) = count(p.chunk_frames, "chunk_frames")? {
         o.chunk_frames = n;

@@ -405,7 +405,7 @@ pub unsafe extern "C" fn qt_voice_embedding(
             ));
         };
         // SAFETY: forwarded contract.
-        unsafe { write_buffer(embedding, out, cap, out_dim, "the embedding", "floats") }
+        unsafe { write_buffer(embedding, out, cap, out_dim, ["out", "cap", "out_dim"], "the embedding", "floats") }
     })
 }
 
@@ -436,7 +436,7 @@ pub unsafe extern "C" fn qt_voice_serialize(
         let object = unsafe { borrow(voice, "voice") }?;
         let bytes = object.bytes()?;
         // SAFETY: forwarded contract.
-        unsafe { write_buffer(bytes, buf, cap, out_len, "the serialized voice", "bytes") }
+        unsafe { write_buffer(bytes, buf, cap, out_len, ["buf", "cap", "out_len"], "the serialized voice", "bytes") }
     })
 }
 

@@ -366,7 +366,8 @@ pub fn resolve_language(config: &ModelConfig, language: &str, speaker: Option<&s
     let supported = config.languages();
     if !supported.contains(&lang) {
         return Err(Error::invalid_argument(format!(
-            "unsupported language \"{language}\"; this model supports: {}",
+            "unsupported language {}; this model supports: {}",
+            crate::error::quoted(language),
             supported.join(", ")
         )));
     }
@@ -392,7 +393,8 @@ pub fn resolve_speaker(config: &ModelConfig, speaker: &str) -> Result<Option<u32
     match t.spk_id.get(&speaker.to_lowercase()) {
         Some(&id) => Ok(Some(id)),
         None => Err(Error::invalid_argument(format!(
-            "unknown speaker \"{speaker}\"; this model has: {}",
+            "unknown speaker {}; this model has: {}",
+            crate::error::quoted(speaker),
             if t.spk_id.is_empty() { "no built-in speakers".to_owned() } else { config.speakers().join(", ") }
         ))),
     }

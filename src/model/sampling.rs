@@ -87,19 +87,25 @@ impl SamplerConfig {
 
     /// Checks the warper settings when sampling (greedy ignores them, as transformers does).
     pub fn validate(&self) -> Result<()> {
+        self.validate_as("")
+    }
+
+    /// [`validate`](Self::validate) with the fields' names given a prefix in the messages
+    /// (`"sub_"` for the C API's code-predictor settings, `"code_predictor."` in Rust).
+    pub fn validate_as(&self, prefix: &str) -> Result<()> {
         if !self.do_sample {
             return Ok(());
         }
         if !(self.temperature.is_finite() && self.temperature > 0.0) {
             return Err(Error::invalid_argument(format!(
-                "temperature is {}; it must be a positive finite number when sampling \
+                "{prefix}temperature is {}; it must be a positive finite number when sampling \
                  (for greedy decoding turn sampling off instead)",
                 self.temperature
             )));
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return Err(Error::invalid_argument(format!(
-                "top_p is {}; it must be in (0, 1], where 1 turns top-p off",
+                "{prefix}top_p is {}; it must be in (0, 1], where 1 turns top-p off",
                 self.top_p
             )));
         }

@@ -8,7 +8,8 @@
 #   QT_TESTS="cuda_megakernel cuda_model:megakernel" limits the test binaries (NAME:FILTER or
 #   QT_TEST_FILTER filters inside them); QT_SANITIZE=1 runs the megakernel tests under compute-sanitizer (memcheck,
 #   racecheck, synccheck); QT_REFBENCH=1 runs faster-qwen3-tts (../shared/tools/reference-bench,
-#   carried as .refbench with its wheels in .whl) in the same call.
+#   carried as .refbench with its wheels in .whl) in the same call; QT_SOAK=N runs N
+#   load/clone/generate/free cycles on the GPU (examples/soak.rs).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 # Logs are gathered in one place and packed into $OUT/logs.tgz at the end (the device tool
@@ -70,6 +71,10 @@ for entry in ${QT_TESTS:-cuda_backend cuda_kernels cuda_model cuda_megakernel ff
 done
 # The README main command on the GPU (tiny checkpoint, cloned fixture voice, WAV out).
 run_step cli_tiny_cuda 60 "$bin/qwentts" --device 0 --out "$out/tiny_cuda.wav"
+# QT_SOAK=N: N load/clone/generate/free cycles on the GPU with device memory recorded.
+if [ "${QT_SOAK:-0}" -gt 0 ] && [ -x "$bin/soak" ]; then
+  run_step soak 200 "$bin/soak" --device 0 --cycles "$QT_SOAK" --every $(( (QT_SOAK + 9) / 10 ))
+fi
 if [ "${QT_SANITIZE:-0}" = 1 ]; then
   cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
   for tool in memcheck racecheck synccheck; do

@@ -148,7 +148,13 @@ __device__ void run_embed_frame(const MkOp& op, const MkArgs& a) {
 template <bool kTma>
 __device__ void frame(const MkArgs& a) {
     extern __shared__ __align__(128) unsigned char smem_raw[];
-    if (ld_cg_u32(&a.state->stop) != 0) return;  // an earlier frame ended the request
+    // An earlier frame ended the request. One read per block, shared by the barrier: a
+    // per-thread read could see block 0's sampler set the flag later in this very launch
+    // (when it starts at the sampler) and send one warp home while its siblings go on.
+    __shared__ int stopped;
+    if (threadIdx.x == 0) stopped = ld_cg_u32(&a.state->stop) != 0;
+    __syncthreads();
+    if (stopped) return;
     // Ops this launch skips still count as done, so every counter advances by gridDim.x per
     // launch and the targets epoch * gridDim.x hold for every op in every launch.
     if (threadIdx.x == 0) {

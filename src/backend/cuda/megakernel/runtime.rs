@@ -181,6 +181,15 @@ impl FrameKernel {
         if per_sm == 0 {
             return Err(Error::unsupported("frame megakernel: the occupancy query allows no block per SM"));
         }
+        // Attention gives every key/value head at least one block (attention.cuh): a grid
+        // smaller than the widest stack's KV heads would leave heads uncomputed.
+        let kv_max = weights.talker.shape.kv_heads.max(weights.cp.shape.kv_heads);
+        if (sms as usize) * (per_sm as usize) < kv_max {
+            return Err(Error::unsupported(format!(
+                "frame megakernel: a grid of {} blocks is smaller than the {kv_max} key/value heads",
+                sms as u32 * per_sm
+            )));
+        }
         let geometry = KernelGeometry {
             blocks: sms as u32 * per_sm,
             blocks_per_sm: per_sm,
@@ -508,6 +517,16 @@ impl FrameRequest<'_> {
         let groups = self.kernel.weights.groups;
         if codes.len() < (self.frame_limit + 1) * groups {
             return Err(Error::invalid_argument("forced codes: one frame of codes per frame up to the limit needed"));
+        }
+        // The kernel checks only codebook 0 (against EOS and the codebook); the others index
+        // embedding tables of cp_vocab rows.
+        let vocab = self.kernel.weights.cp_vocab;
+        if let Some((i, &c)) = codes.iter().enumerate().find(|(i, c)| i % groups != 0 && **c as usize >= vocab) {
+            return Err(Error::invalid_argument(format!(
+                "forced codes: code {c} (frame {}, codebook {}) is outside the {vocab} codes",
+                i / groups,
+                i % groups
+            )));
         }
         let mem = DeviceMemory::from_host(self.kernel.dev.pool(), codes)?;
         self.args.forced = mem.ptr();

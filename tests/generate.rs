@@ -156,3 +156,29 @@ fn empty_or_blank_text_is_refused() {
     short.max_frames = Some(2);
     assert!(model.generate_codes(&base_voice(false), ".", &short, None).is_ok());
 }
+
+/// Text and prompt size are bounded before the work they drive (issue 11, resource limits):
+/// text past MAX_TEXT_BYTES is refused before tokenizing; text at the limit tokenizes and is
+/// then refused for its rows; ordinary long text speaks.
+#[test]
+fn text_and_prompt_length_are_bounded() {
+    use qwentts::api::{MAX_PROMPT_ROWS, MAX_TEXT_BYTES};
+    let model = load("tiny-base", None);
+    let mut options = GenerateOptions::defaults(&model).greedy();
+    options.max_frames = Some(1);
+    let voice = base_voice(false);
+    let past = "a".repeat(MAX_TEXT_BYTES + 1);
+    let err = model.generate_codes(&voice, &past, &options, None).unwrap_err();
+    assert_eq!(err.kind(), qwentts::ErrorKind::InvalidArgument);
+    assert!(err.message().contains(&format!("text is {} bytes", MAX_TEXT_BYTES + 1)), "{err}");
+    // At the byte limit the text is tokenized (one 64 KiB "word" too, the BPE worst case)
+    // and, at thousands of tokens, refused for its rows before any prefill.
+    for at_limit in ["a".repeat(MAX_TEXT_BYTES), "ab ".repeat(MAX_TEXT_BYTES / 3)] {
+        let err = model.generate_codes(&voice, &at_limit, &options, None).unwrap_err();
+        assert_eq!(err.kind(), qwentts::ErrorKind::InvalidArgument);
+        assert!(err.message().contains(&format!("at most {MAX_PROMPT_ROWS}")), "{err}");
+    }
+    // A text of ~1000 tokens speaks.
+    let fine = "Hello there, friend. ".repeat(200);
+    assert!(model.generate_codes(&voice, &fine, &options, None).is_ok());
+}

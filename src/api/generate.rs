@@ -12,6 +12,17 @@ use crate::model::generate::{FrameLoopConfig, FrameSink, GeneratedCodes};
 use crate::model::prompt::{self, PromptRequest, SpecialIds, VoiceData};
 use crate::model::sampling::{SamplerConfig, TalkerSamplerConfig};
 
+
+/// Most bytes of text one call speaks (checked before tokenizing); also the bound for an
+/// instruction and a voice's reference transcript. 64 KiB is about 10,000 English words,
+/// more than the frame cap (`max_new_tokens`, 8192 frames ≈ 11 minutes) can say.
+pub const MAX_TEXT_BYTES: usize = 64 << 10;
+
+/// Most rows of prompt plus streamed text feed (text, instruction, reference transcript and
+/// reference frames): bounds the prefill's work, the text rows and the KV cache before
+/// anything is sized from them.
+pub const MAX_PROMPT_ROWS: usize = 8192;
+
 /// Per-request settings. Start from [`GenerateOptions::defaults`] (the checkpoint's
 /// `generation_config.json`) and change what you need.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,6 +130,20 @@ impl Model {
                 format!("text is only white space ({} characters): nothing to speak", text.chars().count())
             }));
         }
+        if text.len() > MAX_TEXT_BYTES {
+            return Err(Error::invalid_argument(format!(
+                "text is {} bytes; one call speaks at most {MAX_TEXT_BYTES} (split long text into sentences or paragraphs)",
+                text.len()
+            )));
+        }
+        if let Some(instruct) = options.instruct.as_deref()
+            && instruct.len() > MAX_TEXT_BYTES
+        {
+            return Err(Error::invalid_argument(format!(
+                "instruct is {} bytes; at most {MAX_TEXT_BYTES}",
+                instruct.len()
+            )));
+        }
         options.talker.validate_as("talker.")?;
         options.code_predictor.validate_as("code_predictor.")?;
 
@@ -166,7 +191,20 @@ impl Model {
             voice: prompt_voice,
             non_streaming_mode: options.non_streaming_mode.unwrap_or(default_non_streaming),
         };
+        if let Some(long) = voice.reference().map(|r| r.text.as_str()).filter(|t| t.len() > MAX_TEXT_BYTES) {
+            return Err(Error::invalid_argument(format!(
+                "the voice's reference transcript is {} bytes; at most {MAX_TEXT_BYTES}",
+                long.len()
+            )));
+        }
         let (plan, ids) = prompt::plan_request(config, self.tokenizer(), &request)?;
+        let rows = plan.len() + plan.trailing.len();
+        if rows > MAX_PROMPT_ROWS {
+            return Err(Error::invalid_argument(format!(
+                "the prompt and its text feed are {rows} rows (text, instruction, reference transcript and \
+                 frames); at most {MAX_PROMPT_ROWS}: split the text"
+            )));
+        }
 
         // 2. Limits: the caller's cap, else a budget from the text length; never past the
         //    checkpoint's max_new_tokens (which allows max_new_tokens − 1 frames).

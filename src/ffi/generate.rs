@@ -210,7 +210,8 @@ fn c_chunk(chunk: &AudioChunk<'_>, first_frame: usize) -> qt_chunk {
 ///
 /// - `model`: from `qt_load`. `voice`: from `qt_clone_voice` and friends: a cloned voice made
 ///   by a model of this family (Base models), or a built-in speaker (CustomVoice models).
-/// - `text`: what to say: NUL-terminated UTF-8.
+/// - `text`: what to say: NUL-terminated UTF-8, at most 65536 bytes (longer text: split it into
+///   sentences or paragraphs); with the prompt it feeds, at most 8192 rows.
 /// - `params`: options (see `qt_gen_params_default`), or NULL for the model's defaults.
 /// - `on_chunk`: called with each piece of audio, in order, on this thread (see `qt_chunk_cb`);
 ///   NULL to only collect the result. `user_data` is passed to it untouched.

@@ -546,6 +546,19 @@ fn megakernel_components(
         let talker_us = time(&mut r, 1, (0, sample0))?;
         let cp_us = time(&mut r, 1 + launches, (sample0, usize::MAX))?;
         let forced_frame_us = time(&mut r, 1 + 2 * launches, (0, usize::MAX))?;
+        // Where the time goes: launches of the first n ops (frames reused; positions repeat).
+        // The step from n to n + 1 is op n's cost with its wait; the first is launch overhead.
+        let mut prefix = Vec::new();
+        for n in [1usize, 2, 3, 4, 5, 6, 10, 20, 40, 80, sample0] {
+            prefix.push((n, time(&mut r, 1, (0, n))?));
+        }
+        let steps: Vec<String> = prefix.iter().map(|(n, us)| format!("{n}: {us:.1}")).collect();
+        println!("  launches of the first n ops (n: µs per launch): {}", steps.join(", "));
+        let (n0, t0) = prefix[0];
+        let (n1, t1) = *prefix.last().unwrap_or(&(n0, t0));
+        if n1 > n0 {
+            println!("  -> {:.2} µs per talker op beyond the first (launch + first op {t0:.1} µs)", (t1 - t0) / (n1 - n0) as f64);
+        }
         r.synchronize()?;
         drop(r);
         // Whole frames with the device samplers (official settings, EOS masked).

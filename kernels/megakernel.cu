@@ -167,8 +167,20 @@ __device__ void frame(const MkArgs& a) {
     ring.top_up();
     const uint32_t target = a.epoch * gridDim.x;
 
+    // The op being run, copied to shared memory. The waits' acquire loads invalidate L1, so
+    // fields read from the global op list would each be an L2 round trip, many of them in
+    // dependent chains; one coalesced copy (issued before the wait, so its latency hides
+    // behind it) makes every later field read a shared-memory read. The program is constant
+    // while the kernel runs, hence the read-only path.
+    __shared__ __align__(16) unsigned char op_raw[sizeof(MkOp)];
+    static_assert(sizeof(MkOp) % 16 == 0, "MkOp copies in 16-byte pieces");
+    const MkOp& op = *reinterpret_cast<const MkOp*>(op_raw);
+
     for (int i = a.first_op; i < a.n_ops; ++i) {
-        const MkOp& op = a.ops[i];
+        // Every thread is past the previous op's signal (its barrier): op_raw is free.
+        if (threadIdx.x < (int)(sizeof(MkOp) / 16))
+            reinterpret_cast<uint4*>(op_raw)[threadIdx.x] = __ldg(reinterpret_cast<const uint4*>(a.ops + i) + threadIdx.x);
+        __syncthreads();
         if (op.wait >= 0) wait_counter(a.counters + op.wait, target);
         if (op.check_stop && ld_cg_u32(&a.state->stop) != 0) {
             ring.drain();

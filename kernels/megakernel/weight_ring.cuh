@@ -87,6 +87,11 @@ struct WeightRing {
     int n_ops;
     const MkOp* ops;
     int block, grid;
+    // The loader's current op, decoded once (not at every page: each decode is a chain of
+    // global reads that L1 cannot keep across the waits' acquires).
+    int cached_op;
+    Runs cruns;
+    int ck, crpp;
 
     __device__ void init(unsigned char* page_mem, uint64_t* bar_mem, int slots, const MkOp* op_list, int first_op,
                          int op_count) {
@@ -96,6 +101,7 @@ struct WeightRing {
         issued = consumed = 0;
         lop = first_op;
         lrun = lpage = 0;
+        cached_op = -1;
         ops = op_list;
         n_ops = op_count;
         block = blockIdx.x;
@@ -147,28 +153,31 @@ struct WeightRing {
     // Issues pages of the ops ahead until the ring is full or the program ends. Block-uniform.
     __device__ void top_up() {
         while (issued - consumed < (uint32_t)nslot && lop < n_ops) {
-            const MkOp& op = ops[lop];
-            if (op.kind != kOpMatvec) {
-                ++lop;
-                lrun = lpage = 0;
-                continue;
+            if (cached_op != lop) {
+                const MkOp& op = ops[lop];
+                cached_op = lop;
+                if (op.kind == kOpMatvec) {
+                    block_runs(op, block, grid, cruns);
+                    ck = op.k;
+                    crpp = rows_per_page(op.k);
+                } else {
+                    cruns.n = 0;
+                }
             }
-            Runs r;
-            block_runs(op, block, grid, r);
+            const Runs& r = cruns;
             if (lrun >= r.n) {
                 ++lop;
                 lrun = lpage = 0;
                 continue;
             }
-            const int rpp = rows_per_page(op.k);
-            const int pages_in_run = (r.rows[lrun] + rpp - 1) / rpp;
+            const int pages_in_run = (r.rows[lrun] + crpp - 1) / crpp;
             if (lpage >= pages_in_run) {
                 ++lrun;
                 lpage = 0;
                 continue;
             }
-            const int rows = min(rpp, r.rows[lrun] - lpage * rpp);
-            issue(r.w[lrun] + (size_t)lpage * rpp * op.k, rows * op.k * 2);
+            const int rows = min(crpp, r.rows[lrun] - lpage * crpp);
+            issue(r.w[lrun] + (size_t)lpage * crpp * ck, rows * ck * 2);
             ++lpage;
         }
     }

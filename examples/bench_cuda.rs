@@ -552,6 +552,20 @@ fn megakernel_components(
         for n in [1usize, 2, 3, 4, 5, 6, 10, 20, 40, 80, sample0] {
             prefix.push((n, time(&mut r, 1, (0, n))?));
         }
+        // The chain variants of MkArgs.flags, whole frames with forced codes.
+        let mut variants = Vec::new();
+        for (flags, what) in [
+            (0u32, "default (sync thread 32, op fields in shared memory)"),
+            (1, "sync on thread 0"),
+            (2, "op fields from global memory"),
+            (3, "both (the first measured build)"),
+        ] {
+            r.set_flags(flags);
+            variants.push(format!("{what} {:.0} µs", time(&mut r, 1, (0, usize::MAX))?));
+        }
+        r.set_flags(0);
+        println!("  chain variants, whole frame with forced codes: {}", variants.join("; "));
+        summary.push(format!("| {label}: {}: chain variants (forced frame) | {} | | | |", if path == LoadPath::Auto { "megakernel" } else { "megakernel, cp.async path" }, variants.join("; ")));
         let steps: Vec<String> = prefix.iter().map(|(n, us)| format!("{n}: {us:.1}")).collect();
         println!("  launches of the first n ops (n: µs per launch): {}", steps.join(", "));
         let (n0, t0) = prefix[0];

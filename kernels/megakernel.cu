@@ -106,7 +106,9 @@ __device__ void run_sample(const MkOp& op, const MkArgs& a, float* work) {
         q.uniform = philox_uniform(a.seed_lo, a.seed_hi, (uint32_t)a.frame, (uint32_t)op.slot);
         code = sample_block(sm, q);
     }
-    if (threadIdx.x != 0) return;
+    // Block-uniform code; the record's system fences run on the sync thread (not thread 0,
+    // whose fence could wait for its weight copies in flight).
+    if (threadIdx.x != sync_thread_of(a)) return;
     a.state->codes[op.slot] = (uint32_t)code;
     if (talker) {
         if (code >= 0 && code < n) a.seen[code >> 5] |= 1u << (code & 31);
@@ -174,14 +176,16 @@ __device__ void frame(const MkArgs& a) {
     // while the kernel runs, hence the read-only path.
     __shared__ __align__(16) unsigned char op_raw[sizeof(MkOp)];
     static_assert(sizeof(MkOp) % 16 == 0, "MkOp copies in 16-byte pieces");
-    const MkOp& op = *reinterpret_cast<const MkOp*>(op_raw);
+    const bool global_fields = (a.flags & kFlagGlobalOpFields) != 0;
+    const int sync_thread = (a.flags & kFlagSyncThread0) != 0 ? 0 : kSyncThread;
 
     for (int i = a.first_op; i < a.n_ops; ++i) {
         // Every thread is past the previous op's signal (its barrier): op_raw is free.
         if (threadIdx.x < (int)(sizeof(MkOp) / 16))
             reinterpret_cast<uint4*>(op_raw)[threadIdx.x] = __ldg(reinterpret_cast<const uint4*>(a.ops + i) + threadIdx.x);
         __syncthreads();
-        if (op.wait >= 0) wait_counter(a.counters + op.wait, target);
+        const MkOp& op = global_fields ? a.ops[i] : *reinterpret_cast<const MkOp*>(op_raw);
+        if (op.wait >= 0) wait_counter(a.counters + op.wait, target, sync_thread);
         if (op.check_stop && ld_cg_u32(&a.state->stop) != 0) {
             ring.drain();
             return;
@@ -215,7 +219,7 @@ __device__ void frame(const MkArgs& a) {
             default:
                 break;
         }
-        signal_counter(a.counters + i);
+        signal_counter(a.counters + i, sync_thread);
     }
     ring.drain();
 }

@@ -232,16 +232,20 @@ __device__ void run_attention(const MkOp& op, const MkArgs& a, const AttentionSm
     }
     if (chunks == 1) return;
 
-    // 5. Last arriver of KV head j merges the chunks in order.
-    __threadfence();
+    // 5. Last arriver of KV head j merges the chunks in order. The barrier then one thread's
+    //    fence publishes the block's partials (the grid-barrier pattern of sync.cuh); the
+    //    last arriver's fence after its increment orders its reads after the others' writes.
+    const int st = sync_thread_of(a);
     __syncthreads();
-    if (threadIdx.x == 0) {
+    if (threadIdx.x == st) {
+        __threadfence();
         const uint32_t old = atomicAdd(a.combine + op.combine_base + j, 1u);
-        *sm.flag = old == (uint32_t)(chunks - 1);
+        const bool last = old == (uint32_t)(chunks - 1);
+        if (last) __threadfence();
+        *sm.flag = last;
     }
     __syncthreads();
     if (!*sm.flag) return;
-    __threadfence();
     const int stride = hd + 2;
     for (int i = threadIdx.x; i < pairs * hd; i += kThreads) {
         const int pr = i / hd, d = i % hd, r = pr / grp, h = j * grp + pr % grp;
@@ -258,7 +262,7 @@ __device__ void run_attention(const MkOp& op, const MkArgs& a, const AttentionSm
         }
         op.attn_out[(size_t)r * hq * hd + (size_t)h * hd + d] = as / ls;
     }
-    if (threadIdx.x == 0) atomicExch(a.combine + op.combine_base + j, 0u);
+    if (threadIdx.x == st) atomicExch(a.combine + op.combine_base + j, 0u);
 }
 
 }  // namespace qt_mk

@@ -184,8 +184,12 @@ struct MkArgs {
     int32_t ypart_floats;    // floats in the matvec partial-sum region
     MkTalkerSampler talker;
     MkSampler cp;
-    int32_t pad;
+    uint32_t flags;          // kFlag* (experiments on the dependency chain; 0 = the default)
 };
+
+// MkArgs.flags: variants of the chain, so one build can time them against each other.
+constexpr uint32_t kFlagSyncThread0 = 1u;     // signal/wait on thread 0 (which issues the copies)
+constexpr uint32_t kFlagGlobalOpFields = 2u;  // read op fields from the global op list
 
 static_assert(sizeof(MkSeg) == 24, "MkSeg layout");
 static_assert(sizeof(MkSrc) == 24, "MkSrc layout");

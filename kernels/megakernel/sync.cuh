@@ -24,9 +24,18 @@ __device__ __forceinline__ uint32_t ld_acquire(const uint32_t* p) {
     return v;
 }
 
+// The thread that spins and signals: by default one that never issues weight copies (thread 0
+// issues the cp.async.bulk pages), so that its fence does not wait for the ring's copies in
+// flight. `sync_thread` is 0 or kSyncThread (MkArgs.flags: kFlagSyncThread0).
+constexpr int kSyncThread = 32;
+
+__device__ __forceinline__ int sync_thread_of(const MkArgs& a) {
+    return (a.flags & kFlagSyncThread0) != 0 ? 0 : kSyncThread;
+}
+
 // Block-wide: returns once counter >= target (all threads).
-__device__ __forceinline__ void wait_counter(const uint32_t* counter, uint32_t target) {
-    if (threadIdx.x == 0) {
+__device__ __forceinline__ void wait_counter(const uint32_t* counter, uint32_t target, int sync_thread) {
+    if (threadIdx.x == sync_thread) {
         while (ld_acquire(counter) < target) {
         }
         __threadfence();
@@ -35,9 +44,9 @@ __device__ __forceinline__ void wait_counter(const uint32_t* counter, uint32_t t
 }
 
 // Block-wide: publishes this block's writes, then counts the block in.
-__device__ __forceinline__ void signal_counter(uint32_t* counter) {
+__device__ __forceinline__ void signal_counter(uint32_t* counter, int sync_thread) {
     __syncthreads();
-    if (threadIdx.x == 0) {
+    if (threadIdx.x == sync_thread) {
         __threadfence();
         atomicAdd(counter, 1u);
     }

@@ -182,7 +182,8 @@ pub struct MkArgs {
     pub ypart_floats: i32,
     pub talker: MkTalkerSampler,
     pub cp: MkSampler,
-    pub pad: i32,
+    /// `kFlag*` of layout.cuh: chain experiments for the benchmarks; 0 in production.
+    pub flags: u32,
 }
 
 #[repr(C)]

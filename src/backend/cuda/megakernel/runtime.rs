@@ -327,7 +327,7 @@ impl FrameKernel {
             ypart_floats: self.ypart_floats as i32,
             talker: inputs.talker,
             cp: inputs.cp,
-            pad: 0,
+            flags: 0,
         };
         Ok(FrameRequest {
             kernel: self,
@@ -562,6 +562,12 @@ impl FrameRequest<'_> {
             .map_err(|e| cuda_error("reading the logit dump", e))?;
         self.synchronize()?;
         Ok(out)
+    }
+
+    /// Chain variants for benchmarks (`MkArgs.flags`, the `kFlag*` of layout.cuh); applies to
+    /// later launches. 0, the default, is what production runs.
+    pub fn set_flags(&mut self, flags: u32) {
+        self.args.flags = flags;
     }
 
     /// Kernel launches so far.

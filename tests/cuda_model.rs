@@ -49,7 +49,7 @@ use qwentts::backend::cpu::CpuBackend;
 use qwentts::model::Checkpoint;
 use qwentts::model::code_predictor::CodePredictor;
 use qwentts::model::prompt::{PromptEmbeds, PromptPlan, PromptRequest, SpecialIds, Voice, VoiceData, plan_request};
-use qwentts::model::sampling::{SamplerConfig, TalkerSamplerConfig, process_talker};
+use qwentts::model::sampling::{SamplerConfig, TalkerSamplerConfig, argmax, process_talker};
 use qwentts::model::talker::Talker;
 use qwentts::text::TextTokenizer;
 use safetensors::{Dtype, SafeTensors};
@@ -322,16 +322,6 @@ struct Run {
     layers: Vec<Vec<f32>>,
 }
 
-/// First index of the largest value (`torch.argmax`); NaN never wins.
-fn argmax(x: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in x.iter().enumerate() {
-        if v > x[best] || x[best].is_nan() {
-            best = i;
-        }
-    }
-    best as u32
-}
 
 /// `model::generate::generate_codes` for `frames` frames, greedy, EOS masked, with every
 /// logit vector recorded: prefill, then per frame codebook 0 from the talker's logits, the
@@ -979,9 +969,9 @@ fn comparison_checks_flag_what_they_should() {
     assert!(!judge_flip(&scores, 3, 6).near());
     assert!(!judge_flip(&scores, 3, 9).near(), "a masked token is never a near tie");
     assert!(!judge_flip(&scores, 3, 99).near(), "an id outside the vocabulary is never a near tie");
-    // argmax: first maximum, NaN never wins.
+    // argmax: the library's (first maximum; a NaN wins, so it cannot hide in a top-1 count).
     assert_eq!(argmax(&[1.0, 3.0, 3.0, 2.0]), 1);
-    assert_eq!(argmax(&[f32::NAN, 1.0, 0.5]), 1);
+    assert_eq!(argmax(&[1.0, f32::NAN, 0.5]), 1);
 }
 
 #[cfg(feature = "cuda")]

@@ -190,16 +190,10 @@ pub fn assert_close(what: &str, actual: &[f32], expected: &[f32], tol: f64) -> D
     d
 }
 
-/// Index of the largest value (first on ties), as torch.argmax.
-pub fn argmax(x: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &v) in x.iter().enumerate() {
-        if v > x[best] {
-            best = i;
-        }
-    }
-    best
-}
+/// The one argmax of the tests: the library's greedy pick, torch.argmax's rule (the first
+/// maximum; a NaN counts as the maximum, so a NaN in compared logits cannot hide).
+#[allow(unused_imports)] // not every test binary that includes this module uses it
+pub use qwentts::model::sampling::argmax;
 
 /// Tracks the worst [`Diff`] per named category over a test, for a one-line summary.
 #[derive(Debug, Default)]

@@ -322,7 +322,6 @@ struct Run {
     layers: Vec<Vec<f32>>,
 }
 
-
 /// `model::generate::generate_codes` for `frames` frames, greedy, EOS masked, with every
 /// logit vector recorded: prefill, then per frame codebook 0 from the talker's logits, the
 /// code predictor for the rest, and the next talker step on `Σ embeddings + text row`.

@@ -72,28 +72,32 @@ impl Model {
         self.clone_voice(&audio, ref_text)
     }
 
+    /// Checks that this model clones voices and that a speaker embedding of `len` values fits
+    /// its talker width, before any value is read (the C API calls it on the caller's `dim`).
+    ///
+    /// Errors: `Unsupported` on non-Base checkpoints; `VoiceMismatch` when `len` is not the
+    /// talker's hidden size.
+    pub(crate) fn check_embedding_len(&self, len: usize) -> Result<()> {
+        self.cloning_networks()?;
+        let width = self.checkpoint().config.talker_config.hidden_size;
+        if len != width {
+            return Err(Error::new(
+                ErrorKind::VoiceMismatch,
+                format!("speaker embedding has {len} values; this model needs {width}"),
+            ));
+        }
+        Ok(())
+    }
+
     /// An x-vector-only voice from a stored speaker embedding (e.g. one read back with
     /// [`Voice::embedding`]), checked against this model and tagged with its fingerprint.
     ///
     /// Errors: `Unsupported` on non-Base checkpoints; `VoiceMismatch` when the width is not
     /// the talker's hidden size; `InvalidArgument` for an empty or non-finite embedding.
-    /// Values in this model's speaker x-vector (its talker width). `Unsupported` on models that
-    /// do not clone voices.
-    pub fn x_vector_width(&self) -> Result<usize> {
-        self.cloning_networks()?;
-        Ok(self.checkpoint().config.talker_config.hidden_size)
-    }
-
     pub fn voice_from_embedding(&self, embedding: Vec<f32>) -> Result<Voice> {
         self.cloning_networks()?;
         check_embedding(&embedding)?;
-        let width = self.checkpoint().config.talker_config.hidden_size;
-        if embedding.len() != width {
-            return Err(Error::new(
-                ErrorKind::VoiceMismatch,
-                format!("speaker embedding has {} values; this model needs {width}", embedding.len()),
-            ));
-        }
+        self.check_embedding_len(embedding.len())?;
         Ok(Voice::from_embedding(embedding)?.with_origin(self.fingerprint().clone()))
     }
 

@@ -12,7 +12,6 @@ use crate::model::generate::{FrameLoopConfig, FrameSink, GeneratedCodes};
 use crate::model::prompt::{self, PromptRequest, SpecialIds, VoiceData};
 use crate::model::sampling::{SamplerConfig, TalkerSamplerConfig};
 
-
 /// Most bytes of text one call speaks (checked before tokenizing); also the bound for an
 /// instruction and a voice's reference transcript. 64 KiB is about 10,000 English words,
 /// more than the frame cap (`max_new_tokens`, 8192 frames ≈ 11 minutes) can say.

@@ -18,7 +18,7 @@ use super::types::{
 };
 use crate::api::{Voice, VoiceKind};
 use crate::audio::{ReferenceAudio, ReferenceLimits};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 
 /// A voice: a cloned speaker (x-vector, optionally with in-context reference material) or a
 /// built-in speaker. Created by `qt_clone_voice`, `qt_clone_voice_from_file`,
@@ -294,12 +294,9 @@ pub unsafe extern "C" fn qt_voice_from_embedding(
         let object = unsafe { borrow(model, "model") }?;
         // Kind and width before a single value is read: a wrong `dim` must be refused, not
         // read past the end of the caller's array.
-        let width = object.model().x_vector_width()?;
-        if dim != 0 && dim != width {
-            return Err(Error::new(
-                ErrorKind::VoiceMismatch,
-                format!("speaker embedding has {dim} values; this model needs {width}"),
-            ));
+        // (dim 0 goes on to the empty-embedding error, as from Rust.)
+        if dim != 0 {
+            object.model().check_embedding_len(dim)?;
         }
         let embedding = unsafe { slice_arg(embedding, dim, "embedding") }?;
         let out = unsafe { out_arg(out_voice, "out_voice") }?;

@@ -553,17 +553,39 @@ fn megakernel_components(
             prefix.push((n, time(&mut r, 1, (0, n))?));
         }
         // The chain variants of MkArgs.flags, whole frames with forced codes.
+        use qwentts::backend::cuda::megakernel::flags as mkf;
         let mut variants = Vec::new();
         for (flags, what) in [
             (0u32, "default (sync thread 32, op fields in shared memory)"),
-            (1, "sync on thread 0"),
-            (2, "op fields from global memory"),
-            (3, "both (the first measured build)"),
+            (mkf::SYNC_THREAD0, "sync on thread 0"),
+            (mkf::GLOBAL_OP_FIELDS, "op fields from global memory"),
+            (mkf::RELAXED_SPIN, "relaxed spin + one fence"),
+            (mkf::RELEASE_ADD, "red.release signal"),
+            (mkf::RELAXED_SPIN | mkf::RELEASE_ADD, "relaxed spin + red.release"),
         ] {
             r.set_flags(flags);
             variants.push(format!("{what} {:.0} µs", time(&mut r, 1, (0, usize::MAX))?));
         }
         r.set_flags(0);
+        // Prefetch depth: the same frame with fewer weight-ring slots.
+        let mut depths = Vec::new();
+        for slots in [2usize, 4, 6, 8, g.ring_slots] {
+            if slots > g.ring_slots {
+                continue;
+            }
+            r.set_ring_slots(slots)?;
+            depths.push(format!("{slots}: {:.0} µs", time(&mut r, 1, (0, usize::MAX))?));
+        }
+        r.set_ring_slots(g.ring_slots)?;
+        println!("  weight-ring slots (forced frame): {}", depths.join(", "));
+        summary.push(format!("| {label}: {}: weight-ring slots (forced frame) | {} | | | |", if path == LoadPath::Auto { "megakernel" } else { "megakernel, cp.async path" }, depths.join(", ")));
+        // Where a frame's time goes, op by op (MkArgs.trace).
+        r.enable_trace()?;
+        r.launch_range(1 + 3 * launches, 0, n_ops)?;
+        let trace = r.read_trace()?;
+        for line in trace_report(&trace, frames_program(&r), g.blocks as usize, dev.clock_khz()? as f64 * 1e-6) {
+            println!("  {line}");
+        }
         println!("  chain variants, whole frame with forced codes: {}", variants.join("; "));
         summary.push(format!("| {label}: {}: chain variants (forced frame) | {} | | | |", if path == LoadPath::Auto { "megakernel" } else { "megakernel, cp.async path" }, variants.join("; ")));
         let steps: Vec<String> = prefix.iter().map(|(n, us)| format!("{n}: {us:.1}")).collect();
@@ -617,6 +639,107 @@ fn megakernel_components(
         ));
     }
     Ok(())
+}
+
+fn frames_program<'r>(r: &'r qwentts::backend::cuda::megakernel::FrameRequest<'_>) -> &'r [qwentts::backend::cuda::megakernel::MkOp] {
+    &r.program().ops
+}
+
+/// A frame's time, op class by op class, from one traced launch (`MkArgs.trace`). For op i:
+/// its END is when its last block finished its work; its STEP the end minus the previous op's
+/// end (the ops' steps add up to the frame); WAKE the median block's release from its wait
+/// minus the end of the op it waited for (signal, fence, atomic, the poll that sees it);
+/// WORK the median block's time from release to done, of which PAGES waited for weight
+/// pages; TAIL the last block's end minus the median block's.
+fn trace_report(trace: &[u64], ops: &[qwentts::backend::cuda::megakernel::MkOp], grid: usize, clock_ghz: f64) -> Vec<String> {
+    use qwentts::backend::cuda::megakernel::TRACE_FIELDS;
+    use std::collections::BTreeMap;
+    let at = |i: usize, b: usize, f: usize| trace[(i * grid + b) * TRACE_FIELDS + f];
+    let med = |mut v: Vec<f64>| -> f64 {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let ends: Vec<u64> = (0..ops.len()).map(|i| (0..grid).map(|b| at(i, b, 2)).max().unwrap_or(0)).collect();
+    let start = (0..grid).map(|b| at(0, b, 0)).min().unwrap_or(0);
+    let mut resolution = u64::MAX;
+    #[derive(Default)]
+    struct Class {
+        n: usize,
+        step: f64,
+        wake: f64,
+        woken: usize,
+        work: f64,
+        pages: f64,
+        tail: f64,
+    }
+    let mut classes: BTreeMap<String, Class> = BTreeMap::new();
+    let mut order: Vec<String> = Vec::new();
+    let sample0 = ops.iter().position(|o| o.kind == 3).unwrap_or(ops.len());
+    for (i, op) in ops.iter().enumerate() {
+        let stack = if i < sample0 { "talker" } else { "cp" };
+        let name = match op.kind {
+            1 => {
+                let rows: i32 = op.seg[..op.nseg as usize].iter().map(|s| s.rows).sum();
+                let epi = ["", " +residual", " silu*up"][op.epilogue.clamp(0, 2) as usize];
+                let norm = if op.norm_w != 0 { " norm" } else { "" };
+                format!("{stack} matvec {rows}x{}{norm}{epi}{}", op.k, if op.rows > 1 { " (2 rows)" } else { "" })
+            }
+            2 => format!("{stack} attention{}", if op.rows > 1 { " (2 rows)" } else { "" }),
+            3 => format!("{stack} sample"),
+            4 => "embed frame".to_string(),
+            k => format!("kind {k}"),
+        };
+        let prev_end = if i == 0 { start } else { ends[i - 1] };
+        let step = ends[i].saturating_sub(prev_end) as f64 * 1e-3;
+        let wake = (op.wait >= 0).then(|| {
+            let dep = ends[op.wait as usize];
+            med((0..grid).map(|b| at(i, b, 1) as f64 - dep as f64).collect()) * 1e-3
+        });
+        let work = med((0..grid).map(|b| at(i, b, 2).saturating_sub(at(i, b, 1)) as f64).collect()) * 1e-3;
+        let pages = med((0..grid).map(|b| at(i, b, 3) as f64).collect()) / clock_ghz * 1e-3;
+        let median_end = med((0..grid).map(|b| at(i, b, 2) as f64).collect());
+        let tail = (ends[i] as f64 - median_end) * 1e-3;
+        for b in 0..grid {
+            let d = at(i, b, 1).saturating_sub(at(i, b, 0));
+            if d > 0 {
+                resolution = resolution.min(d);
+            }
+        }
+        if !classes.contains_key(&name) {
+            order.push(name.clone());
+        }
+        let c = classes.entry(name).or_default();
+        c.n += 1;
+        c.step += step;
+        if let Some(w) = wake {
+            c.wake += w;
+            c.woken += 1;
+        }
+        c.work += work;
+        c.pages += pages;
+        c.tail += tail;
+    }
+    let total = ends.last().copied().unwrap_or(start).saturating_sub(start) as f64 * 1e-3;
+    let mut out = vec![
+        format!("trace of one forced frame: {total:.0} µs from the first op's start to the last op's end ({} ops; timer steps of >= {resolution} ns)", ops.len()),
+        "| op class | ops | step µs (sum) | step µs (mean) | wake µs | work µs | of which pages µs | tail µs |".to_string(),
+        "|---|---|---|---|---|---|---|---|".to_string(),
+    ];
+    for name in order {
+        let c = &classes[&name];
+        let n = c.n as f64;
+        let wake = if c.woken > 0 { format!("{:.2}", c.wake / c.woken as f64) } else { "-".to_string() };
+        out.push(format!(
+            "| {name} | {} | {:.0} | {:.2} | {wake} | {:.2} | {:.2} | {:.2} |",
+            c.n,
+            c.step,
+            c.step / n,
+            c.work / n,
+            c.pages / n,
+            c.tail / n
+        ));
+    }
+    out
 }
 
 /// Whole frames through the public API on one engine: prompt, prefill, frames, sampling.

@@ -178,14 +178,25 @@ __device__ void frame(const MkArgs& a) {
     static_assert(sizeof(MkOp) % 16 == 0, "MkOp copies in 16-byte pieces");
     const bool global_fields = (a.flags & kFlagGlobalOpFields) != 0;
     const int sync_thread = (a.flags & kFlagSyncThread0) != 0 ? 0 : kSyncThread;
+    const bool relaxed_spin = (a.flags & kFlagRelaxedSpin) != 0;
+    const bool release_add = (a.flags & kFlagReleaseAdd) != 0;
+    // Trace record of the current op (benchmarks only): written by the sync thread.
+    uint64_t* trace = nullptr;
+    long long page_wait0 = 0;
 
     for (int i = a.first_op; i < a.n_ops; ++i) {
+        if (a.trace != nullptr && threadIdx.x == sync_thread) {
+            trace = a.trace + ((size_t)i * gridDim.x + blockIdx.x) * kTraceFields;
+            trace[0] = global_ns();
+            page_wait0 = ring.wait_cycles;
+        }
         // Every thread is past the previous op's signal (its barrier): op_raw is free.
         if (threadIdx.x < (int)(sizeof(MkOp) / 16))
             reinterpret_cast<uint4*>(op_raw)[threadIdx.x] = __ldg(reinterpret_cast<const uint4*>(a.ops + i) + threadIdx.x);
         __syncthreads();
         const MkOp& op = global_fields ? a.ops[i] : *reinterpret_cast<const MkOp*>(op_raw);
-        if (op.wait >= 0) wait_counter(a.counters + op.wait, target, sync_thread);
+        if (op.wait >= 0) wait_counter(a.counters + op.wait, target, sync_thread, relaxed_spin);
+        if (trace != nullptr) trace[1] = global_ns();
         if (op.check_stop && ld_cg_u32(&a.state->stop) != 0) {
             ring.drain();
             return;
@@ -219,7 +230,11 @@ __device__ void frame(const MkArgs& a) {
             default:
                 break;
         }
-        signal_counter(a.counters + i, sync_thread);
+        if (trace != nullptr) {
+            trace[2] = global_ns();
+            trace[3] = (uint64_t)(ring.wait_cycles - page_wait0);
+        }
+        signal_counter(a.counters + i, sync_thread, release_add);
     }
     ring.drain();
 }

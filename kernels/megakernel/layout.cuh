@@ -185,11 +185,19 @@ struct MkArgs {
     MkTalkerSampler talker;
     MkSampler cp;
     uint32_t flags;          // kFlag* (experiments on the dependency chain; 0 = the default)
+    uint64_t* trace;         // per (op, block) timestamps for the benchmarks (kTraceFields each), or null
 };
+
+// MkArgs.trace: for op i and block b, kTraceFields values at (i * gridDim.x + b) * kTraceFields:
+// globaltimer (ns) at the op's start, after its wait, after its work (before the signal), and
+// the SM clock cycles the block spent waiting for weight pages in the op.
+constexpr int kTraceFields = 4;
 
 // MkArgs.flags: variants of the chain, so one build can time them against each other.
 constexpr uint32_t kFlagSyncThread0 = 1u;     // signal/wait on thread 0 (which issues the copies)
 constexpr uint32_t kFlagGlobalOpFields = 2u;  // read op fields from the global op list
+constexpr uint32_t kFlagRelaxedSpin = 4u;     // wait: spin on relaxed loads, one acquire fence after
+constexpr uint32_t kFlagReleaseAdd = 8u;      // signal: one red.release.gpu instead of fence + atomicAdd
 
 static_assert(sizeof(MkSeg) == 24, "MkSeg layout");
 static_assert(sizeof(MkSrc) == 24, "MkSrc layout");
@@ -198,6 +206,6 @@ static_assert(sizeof(MkSampler) == 24, "MkSampler layout");
 static_assert(sizeof(MkTalkerSampler) == 48, "MkTalkerSampler layout");
 static_assert(sizeof(MkState) == 128, "MkState layout");
 static_assert(sizeof(MkRecord) == 80, "MkRecord layout");
-static_assert(sizeof(MkArgs) == 208, "MkArgs layout");
+static_assert(sizeof(MkArgs) == 216, "MkArgs layout");
 
 }  // namespace qt_mk

@@ -33,23 +33,50 @@ __device__ __forceinline__ int sync_thread_of(const MkArgs& a) {
     return (a.flags & kFlagSyncThread0) != 0 ? 0 : kSyncThread;
 }
 
-// Block-wide: returns once counter >= target (all threads).
-__device__ __forceinline__ void wait_counter(const uint32_t* counter, uint32_t target, int sync_thread) {
+__device__ __forceinline__ uint32_t ld_relaxed(const uint32_t* p) {
+    uint32_t v;
+    asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
+
+// Block-wide: returns once counter >= target (all threads). `relaxed` (kFlagRelaxedSpin)
+// spins on relaxed loads and orders with one fence after, instead of an acquire per poll.
+__device__ __forceinline__ void wait_counter(const uint32_t* counter, uint32_t target, int sync_thread,
+                                             bool relaxed = false) {
     if (threadIdx.x == sync_thread) {
-        while (ld_acquire(counter) < target) {
+        if (relaxed) {
+            while (ld_relaxed(counter) < target) {
+            }
+            asm volatile("fence.acq_rel.gpu;" ::: "memory");
+        } else {
+            while (ld_acquire(counter) < target) {
+            }
+            __threadfence();
         }
-        __threadfence();
     }
     __syncthreads();
 }
 
-// Block-wide: publishes this block's writes, then counts the block in.
-__device__ __forceinline__ void signal_counter(uint32_t* counter, int sync_thread) {
+// Block-wide: publishes this block's writes, then counts the block in. `release_add`
+// (kFlagReleaseAdd) does both in one red.release.gpu (the barrier makes the block's writes
+// the signalling thread's, and release is cumulative).
+__device__ __forceinline__ void signal_counter(uint32_t* counter, int sync_thread, bool release_add = false) {
     __syncthreads();
     if (threadIdx.x == sync_thread) {
-        __threadfence();
-        atomicAdd(counter, 1u);
+        if (release_add) {
+            asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(counter) : "memory");
+        } else {
+            __threadfence();
+            atomicAdd(counter, 1u);
+        }
     }
+}
+
+// Nanoseconds of the global timer (for MkArgs.trace).
+__device__ __forceinline__ uint64_t global_ns() {
+    uint64_t t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
 }
 
 __device__ __forceinline__ float ld_cg(const float* p) { return __ldcg(p); }

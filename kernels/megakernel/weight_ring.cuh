@@ -92,6 +92,8 @@ struct WeightRing {
     int cached_op;
     Runs cruns;
     int ck, crpp;
+    // SM clock cycles this thread has spent in wait_page (MkArgs.trace).
+    long long wait_cycles;
 
     __device__ void init(unsigned char* page_mem, uint64_t* bar_mem, int slots, const MkOp* op_list, int first_op,
                          int op_count) {
@@ -102,6 +104,7 @@ struct WeightRing {
         lop = first_op;
         lrun = lpage = 0;
         cached_op = -1;
+        wait_cycles = 0;
         ops = op_list;
         n_ops = op_count;
         block = blockIdx.x;
@@ -189,6 +192,7 @@ struct WeightRing {
 
     // Waits until the next page to consume has landed (all threads); returns its slot.
     __device__ const unsigned char* wait_page() {
+        const long long t0 = clock64();
         if constexpr (kTma) {
 #if __CUDA_ARCH__ >= 900
             const uint32_t bar = smem_addr(&bars[consumed % (uint32_t)nslot]);
@@ -227,6 +231,7 @@ struct WeightRing {
             }
             __syncthreads();  // every thread's pieces are in: the page is complete
         }
+        wait_cycles += clock64() - t0;
         return slot_ptr(consumed);
     }
 

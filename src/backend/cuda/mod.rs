@@ -303,6 +303,13 @@ impl CudaDevice {
         self.sm_count
     }
 
+    /// Peak SM clock in kHz (converts SM cycle counts to time in benchmarks).
+    pub fn clock_khz(&self) -> Result<i32> {
+        self.ctx
+            .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_CLOCK_RATE)
+            .map_err(|e| cuda_error("cuDeviceGetAttribute", e))
+    }
+
     /// Free and total device memory in bytes.
     pub fn memory_info(&self) -> Result<(usize, usize)> {
         self.ctx.bind_to_thread().map_err(|e| cuda_error("binding the context", e))?;

@@ -184,6 +184,25 @@ pub struct MkArgs {
     pub cp: MkSampler,
     /// `kFlag*` of layout.cuh: chain experiments for the benchmarks; 0 in production.
     pub flags: u32,
+    /// Per (op, block) timestamps ([`TRACE_FIELDS`] u64 each) for the benchmarks, or 0.
+    pub trace: u64,
+}
+
+/// u64 values per (op, block) in `MkArgs::trace` (`kTraceFields`): global-timer ns at the
+/// op's start, after its wait and after its work; SM cycles spent waiting for weight pages.
+pub const TRACE_FIELDS: usize = 4;
+
+/// `MkArgs::flags` (`kFlag*` of layout.cuh): variants of the dependency chain that one build
+/// times against each other. 0 is what production runs.
+pub mod flags {
+    /// Signal and wait on thread 0 (which also issues the weight copies).
+    pub const SYNC_THREAD0: u32 = 1;
+    /// Op fields read from the global op list, not a shared-memory copy.
+    pub const GLOBAL_OP_FIELDS: u32 = 2;
+    /// Spin on relaxed loads with one acquire fence after, not an acquire load per poll.
+    pub const RELAXED_SPIN: u32 = 4;
+    /// Signal with one `red.release.gpu`, not a fence and an atomic add.
+    pub const RELEASE_ADD: u32 = 8;
 }
 
 #[repr(C)]
@@ -211,7 +230,7 @@ const _: () = {
     assert!(size_of::<MkTalkerSampler>() == 48);
     assert!(size_of::<MkState>() == 128);
     assert!(size_of::<MkRecord>() == 80);
-    assert!(size_of::<MkArgs>() == 208);
+    assert!(size_of::<MkArgs>() == 216);
     assert!(size_of::<MkSampleCase>() == 120);
 };
 

@@ -10,4 +10,5 @@ pub mod layout;
 pub mod program;
 pub mod runtime;
 
+pub use layout::{MkOp, TRACE_FIELDS, flags};
 pub use runtime::{FrameKernel, FrameRecord, FrameRequest, KernelGeometry, LoadPath, RequestInputs};

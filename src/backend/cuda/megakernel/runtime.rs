@@ -328,6 +328,7 @@ impl FrameKernel {
             talker: inputs.talker,
             cp: inputs.cp,
             flags: 0,
+            trace: 0,
         };
         Ok(FrameRequest {
             kernel: self,
@@ -340,6 +341,7 @@ impl FrameKernel {
             frame_limit: inputs.frame_limit,
             forced: None,
             dump: None,
+            trace: None,
             launches: 0,
             pending: true,
             stuck: std::cell::Cell::new(false),
@@ -411,6 +413,7 @@ pub struct FrameRequest<'k> {
     frame_limit: usize,
     forced: Option<DeviceMemory<u32>>,
     dump: Option<DeviceMemory<f32>>,
+    trace: Option<DeviceMemory<u64>>,
     launches: u32,
     /// Work queued since the last wait.
     pending: bool,
@@ -568,6 +571,45 @@ impl FrameRequest<'_> {
     /// later launches. 0, the default, is what production runs.
     pub fn set_flags(&mut self, flags: u32) {
         self.args.flags = flags;
+    }
+
+    /// Weight-ring slots of later launches (benchmarks: how deep the prefetch must be), at
+    /// most the geometry's; the shared memory stays sized for the geometry's.
+    pub fn set_ring_slots(&mut self, slots: usize) -> Result<()> {
+        if !(2..=self.kernel.geometry.ring_slots).contains(&slots) {
+            return Err(Error::invalid_argument(format!(
+                "ring slots {slots}: 2..={} allowed",
+                self.kernel.geometry.ring_slots
+            )));
+        }
+        self.args.nslot = slots as i32;
+        Ok(())
+    }
+
+    /// Records per-(op, block) timestamps in later launches (see [`read_trace`]).
+    ///
+    /// [`read_trace`]: Self::read_trace
+    pub fn enable_trace(&mut self) -> Result<()> {
+        let len = self.program.ops.len() * self.kernel.geometry.blocks as usize * TRACE_FIELDS;
+        let mem = DeviceMemory::zeros(self.kernel.dev.pool(), len)?;
+        self.args.trace = mem.ptr();
+        self.trace = Some(mem);
+        Ok(())
+    }
+
+    /// Waits for the stream and returns the trace of the latest traced launch:
+    /// `[op][block][TRACE_FIELDS]` (ops outside that launch's range hold older values).
+    pub fn read_trace(&mut self) -> Result<Vec<u64>> {
+        let Some(src) = self.trace.as_ref().map(|t| (t.ptr(), t.len())) else {
+            return Err(Error::invalid_argument("trace not enabled"));
+        };
+        self.synchronize()?;
+        let mut out = vec![0u64; src.1];
+        // SAFETY: the trace holds src.1 values; the stream is idle.
+        unsafe { result::memcpy_dtoh_async(&mut out, src.0, self.stream.cu_stream()) }
+            .map_err(|e| cuda_error("reading the trace", e))?;
+        self.synchronize()?;
+        Ok(out)
     }
 
     /// Kernel launches so far.

@@ -214,3 +214,35 @@ fn oversized_or_out_of_range_references_are_refused_at_load() {
     let err = model.generate_codes(&bad, "Hello.", &options, None).unwrap_err();
     assert!(err.message().contains("outside the codebook"), "{err}");
 }
+
+/// The voice fuzzer's seeds (fuzz/corpus/voice_file) are voices this library loads, one of
+/// each kind, so that its mutations start from the real format. `QT_WRITE_FUZZ_SEEDS=1`
+/// rewrites them after a format change (fuzz/README.md).
+#[test]
+fn fuzz_voice_seeds_load() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/voice_file");
+    let (model, custom) = (base(), custom());
+    if std::env::var_os("QT_WRITE_FUZZ_SEEDS").is_some() {
+        let icl = icl_voice(&model);
+        let embedding = icl.embedding().unwrap().to_vec();
+        let seeds = [
+            ("icl", icl.clone()),
+            ("xvector", model.voice_from_embedding(embedding.clone()).unwrap()),
+            ("bare_xvector", Voice::from_embedding(embedding).unwrap()),
+            ("speaker", custom.voice_from_speaker("ryan").unwrap()),
+        ];
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, voice) in seeds {
+            std::fs::write(dir.join(name), voice.to_bytes().unwrap()).unwrap();
+        }
+    }
+    let load = |name: &str, model: &Model| {
+        let bytes = std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("seed {name}: {e}"));
+        model.voice_from_bytes(&bytes).unwrap_or_else(|e| panic!("seed {name} does not load: {e}"))
+    };
+    assert!(load("icl", &model).reference().is_some());
+    let xvector = load("xvector", &model);
+    assert!(xvector.reference().is_none() && xvector.origin().is_some());
+    assert!(load("bare_xvector", &model).origin().is_none());
+    assert!(matches!(load("speaker", &custom).kind(), qwentts::api::VoiceKind::Speaker { .. }));
+}

@@ -278,7 +278,9 @@ fn parse_voice(bytes: &[u8]) -> Result<Voice> {
         names.iter().map(|&n| (n, st.tensor(n).expect("listed by names()"))).collect();
     let stored = meta.get(CHECKSUM).ok_or_else(|| bad("checksum is missing"))?;
     let computed = checksum(&meta, views.iter().map(|(n, v)| (*n, v.dtype(), v.shape(), v.data())));
-    if *stored != computed {
+    // Fuzzing builds (`--cfg fuzzing`, as cargo-fuzz sets; fuzz/README.md) accept any checksum
+    // so that mutated voices reach the field checks below; no other build does.
+    if *stored != computed && !cfg!(fuzzing) {
         return Err(bad(format!("corrupt: checksum mismatch (stored {stored}, computed {computed})")));
     }
 

@@ -536,6 +536,11 @@ impl GenerationConfig {
         Ok(config)
     }
 
+    /// Parses `generation_config.json` text without validating it.
+    pub fn from_json_str(text: &str) -> Result<Self> {
+        parse_json(text.as_bytes())
+    }
+
     pub fn validate(&self) -> Result<()> {
         for (key, t) in [("temperature", self.temperature), ("subtalker_temperature", self.subtalker_temperature)] {
             if !(t.is_finite() && t > 0.0) {
@@ -767,6 +772,7 @@ impl SpeechTokenizerConfig {
         Ok(config)
     }
 
+    /// Parses `speech_tokenizer/config.json` text without validating it.
     pub fn from_json_str(text: &str) -> Result<Self> {
         parse_json(text.as_bytes())
     }

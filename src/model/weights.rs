@@ -1,4 +1,5 @@
-//! A memory-mapped safetensors file: the header parsed once, tensor bytes borrowed from the map.
+//! A safetensors file, memory-mapped (or already in memory): the header parsed once, tensor
+//! bytes borrowed from the mapping.
 //!
 //! Layout of the container: an 8-byte little-endian header length `n`, `n` bytes of JSON
 //! (`{name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {...}}`), then the
@@ -47,10 +48,27 @@ struct Entry {
     end: usize,
 }
 
+/// Where a file's bytes live: mapped from disk ([`SafeTensorsFile::open`]) or owned
+/// ([`SafeTensorsFile::from_bytes`]).
+enum Bytes {
+    Mapped(Mmap),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Mapped(map) => map,
+            Bytes::Owned(bytes) => bytes,
+        }
+    }
+}
+
 /// An opened, validated safetensors file. Immutable and shareable across threads.
 pub struct SafeTensorsFile {
     path: PathBuf,
-    map: Mmap,
+    map: Bytes,
     /// Sorted by name, so listings and error reports are deterministic.
     entries: BTreeMap<String, Entry>,
     /// Offset of the data section in the file.
@@ -88,6 +106,26 @@ impl SafeTensorsFile {
         // loader (llama.cpp, candle) we rely on the checkpoint not being modified or truncated
         // by another process while it is loaded; that would be undefined behaviour (SIGBUS).
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::from_io(&e, path))?;
+        Self::index(path.to_path_buf(), Bytes::Mapped(map))
+    }
+
+    /// The same validation as [`open`](Self::open) over bytes already in memory (a checkpoint
+    /// embedded in a program or unpacked from an archive); `name` stands for the file in
+    /// messages.
+    pub fn from_bytes(name: impl Into<PathBuf>, bytes: Vec<u8>) -> Result<Self> {
+        Self::index(name.into(), Bytes::Owned(bytes))
+    }
+
+    /// Parses and validates the header; the safetensors crate checks that the tensors' byte
+    /// ranges tile the data section exactly, so every range lies inside `map`.
+    fn index(path: PathBuf, map: Bytes) -> Result<Self> {
+        let bad = |msg: String| Error::bad_weights(format!("{}: {msg}", path.display()));
+        if map.len() < PREFIX_LEN {
+            return Err(bad(format!(
+                "file is {} bytes long, shorter than the 8-byte header-length prefix of a safetensors file",
+                map.len()
+            )));
+        }
         let header_len = u64::from_le_bytes(map[..PREFIX_LEN].try_into().expect("8 bytes"));
         let after_prefix = (map.len() - PREFIX_LEN) as u64;
         if header_len > after_prefix {
@@ -116,7 +154,7 @@ impl SafeTensorsFile {
                 Entry { dtype, shape: info.shape.clone(), start: data_start + begin, end: data_start + end },
             );
         }
-        Ok(SafeTensorsFile { path: path.to_path_buf(), map, entries, data_start })
+        Ok(SafeTensorsFile { path, map, entries, data_start })
     }
 
     /// The file this was opened from.

@@ -78,15 +78,34 @@ impl TextTokenizer {
         )
     }
 
+    /// Loads the three files from their paths (each at most [`MAX_TOKENIZER_FILE_BYTES`]).
     pub fn from_files(vocab: &Path, merges: &Path, tokenizer_config: &Path) -> Result<Self> {
         let vocab_text = read_text(vocab)?;
         let merges_text = read_text(merges)?;
         let config_text = read_text(tokenizer_config)?;
+        Self::build((vocab, &vocab_text), (merges, &merges_text), (tokenizer_config, &config_text))
+    }
 
-        let vocab_map: Vocab = serde_json::from_str(&vocab_text)
+    /// The same from the files' contents already in memory (messages name them `vocab.json`,
+    /// `merges.txt` and `tokenizer_config.json`).
+    pub fn from_texts(vocab_json: &str, merges_txt: &str, tokenizer_config_json: &str) -> Result<Self> {
+        Self::build(
+            (Path::new("vocab.json"), vocab_json),
+            (Path::new("merges.txt"), merges_txt),
+            (Path::new("tokenizer_config.json"), tokenizer_config_json),
+        )
+    }
+
+    /// Each argument is (the file's name for messages, its text).
+    fn build(
+        (vocab, vocab_text): (&Path, &str),
+        (merges, merges_text): (&Path, &str),
+        (tokenizer_config, config_text): (&Path, &str),
+    ) -> Result<Self> {
+        let vocab_map: Vocab = serde_json::from_str(vocab_text)
             .map_err(|e| bad(vocab, format!("expected a JSON object of token -> id: {e}")))?;
-        let merge_list = parse_merges(&merges_text, merges)?;
-        let added = parse_added_tokens(&config_text, tokenizer_config)?;
+        let merge_list = parse_merges(merges_text, merges)?;
+        let added = parse_added_tokens(config_text, tokenizer_config)?;
 
         let bpe = BPE::builder()
             .vocab_and_merges(vocab_map, merge_list)

@@ -71,6 +71,11 @@ for entry in ${QT_TESTS:-cuda_backend cuda_kernels cuda_model cuda_megakernel ff
 done
 # The README main command on the GPU (tiny checkpoint, cloned fixture voice, WAV out).
 run_step cli_tiny_cuda 60 "$bin/qwentts" --device 0 --out "$out/tiny_cuda.wav"
+if [ "${QT_RUN_BENCH:-1}" = 1 ]; then
+  run_step bench_cuda 300 "$bin/bench_cuda" "${models[@]}" ${QT_BENCH_ARGS:-}
+  sed -n '/^## summary/,$p' "$out/bench_cuda.log"
+fi
+# Soak and sanitizers after the measurements, which a deadline must not cut.
 # QT_SOAK=N: N load/clone/generate/free cycles on the GPU with device memory recorded.
 if [ "${QT_SOAK:-0}" -gt 0 ] && [ -x "$bin/soak" ]; then
   run_step soak 200 "$bin/soak" --device 0 --cycles "$QT_SOAK" --every $(( (QT_SOAK + 9) / 10 ))
@@ -78,15 +83,11 @@ fi
 if [ "${QT_SANITIZE:-0}" = 1 ]; then
   cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
   for tool in memcheck racecheck synccheck initcheck; do
-    run_step "sanitize_$tool" 150 "$cs" --tool "$tool" --error-exitcode 1 \
+    run_step "sanitize_$tool" 90 "$cs" --tool "$tool" --error-exitcode 1 \
       "$bin/cuda_megakernel" --include-ignored --test-threads 1 --exact greedy_codes_match_the_official_goldens
   done
-  run_step sanitize_memcheck_sampler 150 "$cs" --tool memcheck --error-exitcode 1 \
+  run_step sanitize_memcheck_sampler 90 "$cs" --tool memcheck --error-exitcode 1 \
     "$bin/cuda_megakernel" --include-ignored --test-threads 1 --exact device_sampler_matches_host_sampler
-fi
-if [ "${QT_RUN_BENCH:-1}" = 1 ]; then
-  run_step bench_cuda 300 "$bin/bench_cuda" "${models[@]}" ${QT_BENCH_ARGS:-}
-  sed -n '/^## summary/,$p' "$out/bench_cuda.log"
 fi
 # The reference bench gets what is left.
 left=$(( deadline - SECONDS - 15 ))

@@ -74,10 +74,12 @@ __device__ __forceinline__ SampleSmem sample_smem(float* work, int n) {
     return s;
 }
 
-// Writes one frame record to mapped host memory: codes first, status last.
-__device__ void write_record(const MkArgs& a, const uint32_t* codes, int ncodes, uint32_t status) {
+// Writes one frame record to mapped host memory: codes first (`code0`, then codes 1..ncodes
+// from the frame state, which this thread wrote), status last.
+__device__ void write_record(const MkArgs& a, uint32_t code0, int ncodes, uint32_t status) {
     volatile MkRecord* r = a.records + a.frame;
-    for (int i = 0; i < ncodes; ++i) r->codes[i] = codes[i];
+    r->codes[0] = code0;
+    for (int i = 1; i < ncodes; ++i) r->codes[i] = a.state->codes[i];
     __threadfence_system();
     r->status = status;
     __threadfence_system();
@@ -123,13 +125,10 @@ __device__ void run_sample(const MkOp& op, const MkArgs& a, float* work) {
             stop = kRecordBadCode;
         if (stop != 0) {
             a.state->stop = stop;
-            const uint32_t c = (uint32_t)code;
-            write_record(a, &c, 1, stop);
+            write_record(a, (uint32_t)code, 1, stop);
         }
     } else if (op.last_slot) {
-        uint32_t codes[kMaxGroups];
-        for (int g = 0; g < a.groups; ++g) codes[g] = a.state->codes[g];
-        write_record(a, codes, a.groups, kRecordFrame);
+        write_record(a, a.state->codes[0], a.groups, kRecordFrame);
     }
 }
 
@@ -138,8 +137,10 @@ __device__ void run_embed_frame(const MkOp& op, const MkArgs& a) {
     int lo, hi;
     block_slice(op.dim, blockIdx.x, gridDim.x, lo, hi);
     const float* text = a.frame < op.trailing ? op.text_rows + (size_t)a.frame * op.dim : op.pad_row;
-    uint32_t codes[kMaxGroups];
-    for (int g = 0; g < op.groups; ++g) codes[g] = ld_cg_u32(a.state->codes + g);
+    // In shared memory: a per-thread array indexed by a loop counter would be local memory.
+    __shared__ uint32_t codes[kMaxGroups];
+    if (threadIdx.x < op.groups) codes[threadIdx.x] = ld_cg_u32(a.state->codes + threadIdx.x);
+    __syncthreads();
     for (int i = lo + threadIdx.x; i < hi; i += kThreads) {
         float v = 0.0f;
         for (int g = 0; g < op.groups; ++g) v += __bfloat162float(op.tables[g][(size_t)codes[g] * op.dim + i]);

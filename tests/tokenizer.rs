@@ -145,3 +145,51 @@ fn tokenizer_is_send_and_sync() {
         }
     });
 }
+
+/// A small byte-level tokenizer's three files: the 256 byte symbols (ids 0..256), `extra`
+/// vocabulary entries, one merge, and two added tokens after the vocabulary.
+fn small_files(extra: &str) -> (String, String, String) {
+    // GPT-2's byte-to-symbol table: printable Latin-1 bytes stand for themselves, the rest
+    // are shifted to U+0100 and up.
+    let printable = |b: u32| (0x21..=0x7e).contains(&b) || (0xa1..=0xac).contains(&b) || (0xae..=0xff).contains(&b);
+    let mut shifted = 0;
+    let mut symbols = Vec::new();
+    for b in 0..256u32 {
+        if printable(b) {
+            symbols.push(char::from_u32(b).unwrap());
+        } else {
+            symbols.push(char::from_u32(256 + shifted).unwrap());
+            shifted += 1;
+        }
+    }
+    let mut entries: Vec<String> = symbols.iter().enumerate().map(|(i, c)| format!("{:?}: {i}", c.to_string())).collect();
+    entries.push("\"he\": 256".to_owned());
+    let vocab = format!("{{{}{extra}}}", entries.join(", "));
+    let added = |id: u32, content: &str| {
+        format!(r#""{id}": {{"content": "{content}", "lstrip": false, "normalized": false, "rstrip": false, "single_word": false, "special": true}}"#)
+    };
+    let config = format!(r#"{{"added_tokens_decoder": {{{}, {}}}, "eos_token": "<|im_end|>"}}"#, added(257, "<|im_start|>"), added(258, "<|im_end|>"));
+    (vocab, "#version: 0.2\nh e\n".to_owned(), config)
+}
+
+#[test]
+fn from_texts_builds_and_refuses_vocabularies_whose_ids_are_not_0_to_n() {
+    let (v, m, c) = small_files("");
+    let t = TextTokenizer::from_texts(&v, &m, &c).expect("a well-formed small tokenizer");
+    assert_eq!(t.vocab_size(), 259);
+    let ids = t.encode("hehe<|im_end|>").unwrap();
+    assert_eq!(ids, vec![256, 256, 258]);
+    assert_eq!(t.decode(&ids).unwrap(), "hehe<|im_end|>");
+
+    // Found by the tokenizer_files fuzzer: a repeated id built, and its encodings then held
+    // ids at or past vocab_size().
+    for (extra, want) in [
+        (r#", "hh": 256"#, "id 256 is given to more than one token"),
+        (r#", "hh": 300"#, "has id 300, past the 258 ids"),
+    ] {
+        let (v, m, c) = small_files(extra);
+        let err = TextTokenizer::from_texts(&v, &m, &c).expect_err(extra);
+        assert_eq!(err.kind(), qwentts::ErrorKind::BadTokenizer);
+        assert!(err.to_string().contains("vocab.json") && err.to_string().contains(want), "{err}");
+    }
+}

@@ -99,11 +99,11 @@ __device__ void run_matvec(const MkOp& op, const MkArgs& a, WeightRing<kTma>& ri
     Runs runs;
     block_runs(op, b, g, runs);
     int block_rows = 0;
-    for (int i = 0; i < runs.n; ++i) block_rows += runs.rows[i];
+    for (int i = 0; i < runs.n; ++i) block_rows += Runs::at(runs.rows, i);
 
     // 3. Pages, in the loader's order.
     for (int ri = 0; ri < runs.n; ++ri) {
-        const int run_rows = runs.rows[ri];
+        const int run_rows = Runs::at(runs.rows, ri), run_y = Runs::at(runs.y_off, ri);
         for (int p0 = 0; p0 < run_rows; p0 += rpp) {
             const int page_rows = min(rpp, run_rows - p0);
             const unsigned char* page = ring.wait_page();
@@ -130,7 +130,7 @@ __device__ void run_matvec(const MkOp& op, const MkArgs& a, WeightRing<kTma>& ri
                 for (int r = 0; r < kMaxRows; ++r) {
                     const float v = qt::warp_sum(acc[r]);
                     if (lane == 0 && r < rows) {
-                        const int yrow = runs.y_off[ri] + p0 + pr;
+                        const int yrow = run_y + p0 + pr;
                         sm.ypart[((size_t)yrow * parts + part) * rows + r] = v;
                     }
                 }
@@ -159,11 +159,11 @@ __device__ void run_matvec(const MkOp& op, const MkArgs& a, WeightRing<kTma>& ri
         for (int i = threadIdx.x; i < block_rows * rows; i += kThreads) {
             const int yrow = i % block_rows, r = i / block_rows;
             int ri = 0;
-            while (ri + 1 < runs.n && yrow >= runs.y_off[ri + 1]) ++ri;
+            while (ri + 1 < runs.n && yrow >= Runs::at(runs.y_off, ri + 1)) ++ri;
             float v = 0.0f;
             for (int p = 0; p < parts; ++p) v += sm.ypart[((size_t)yrow * parts + p) * rows + r];
-            const MkSeg& s = op.seg[runs.seg[ri]];
-            const int seg_row = runs.seg_row0[ri] + (yrow - runs.y_off[ri]);
+            const MkSeg& s = op.seg[Runs::at(runs.seg, ri)];
+            const int seg_row = Runs::at(runs.seg_row0, ri) + (yrow - Runs::at(runs.y_off, ri));
             if (s.bias != nullptr) v += __bfloat162float(s.bias[seg_row]);
             float* o = op.out + (size_t)r * op.out_stride + s.vrow0 + seg_row;
             if (op.epilogue == kEpiAdd)

@@ -334,7 +334,8 @@ struct SampleRequest {
 // Processes sm.s[0..n) in place and picks a code. Block-uniform; all threads return it.
 __device__ int sample_block(const SampleSmem& sm, const SampleRequest& q) {
     const int n = q.n;
-    const MkSampler& w = q.talker ? q.t.s : q.s;
+    // A copy, not a reference to one of two members: that would put q in local memory.
+    const MkSampler w = q.talker ? q.t.s : q.s;
     if (q.talker) {
         const float pen = q.t.penalty;
         const int eos = q.t.eos;

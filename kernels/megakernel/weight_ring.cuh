@@ -23,6 +23,10 @@
 
 namespace qt_mk {
 
+// A block's runs of one op. Every element is read and written through at() / push(), which
+// index the arrays with constants only: a dynamically indexed array would live in local
+// memory, and with 216 KB of shared memory the L1 left over cannot hold 256 threads' stacks,
+// so each access was an L2 round trip (the first traces: ~2 µs per weight page).
 struct Runs {
     int n;
     const bf16* w[3];  // first weight row of the run
@@ -30,6 +34,28 @@ struct Runs {
     int seg[3];        // segment index
     int seg_row0[3];   // first row of the run within its segment
     int y_off[3];      // first block-local output row of the run
+
+    template <typename T>
+    __device__ __forceinline__ static T at(const T (&a)[3], int i) {
+        return i == 0 ? a[0] : (i == 1 ? a[1] : a[2]);
+    }
+    template <typename T>
+    __device__ __forceinline__ static void put(T (&a)[3], int i, T v) {
+        if (i == 0)
+            a[0] = v;
+        else if (i == 1)
+            a[1] = v;
+        else
+            a[2] = v;
+    }
+    __device__ __forceinline__ void push(const bf16* w_, int rows_, int seg_, int seg_row0_, int y_off_) {
+        put(w, n, w_);
+        put(rows, n, rows_);
+        put(seg, n, seg_);
+        put(seg_row0, n, seg_row0_);
+        put(y_off, n, y_off_);
+        ++n;
+    }
 };
 
 // Largest power of two R with R * k * 2 <= kPageBytes (0 when one row does not fit).
@@ -45,14 +71,7 @@ __device__ __forceinline__ void block_runs(const MkOp& op, int b, int g, Runs& r
         const int n = op.seg[0].rows;
         const int lo = (int)(((long long)n * b) / g), hi = (int)(((long long)n * (b + 1)) / g);
         if (hi <= lo) return;
-        for (int s = 0; s < 2; ++s) {
-            r.w[r.n] = op.seg[s].w + (size_t)lo * op.k;
-            r.rows[r.n] = hi - lo;
-            r.seg[r.n] = s;
-            r.seg_row0[r.n] = lo;
-            r.y_off[r.n] = s * (hi - lo);
-            ++r.n;
-        }
+        for (int s = 0; s < 2; ++s) r.push(op.seg[s].w + (size_t)lo * op.k, hi - lo, s, lo, s * (hi - lo));
         return;
     }
     int total = 0;
@@ -62,13 +81,8 @@ __device__ __forceinline__ void block_runs(const MkOp& op, int b, int g, Runs& r
     for (int s = 0; s < op.nseg; ++s) {
         const int a = max(lo, base), e = min(hi, base + op.seg[s].rows);
         if (e > a) {
-            r.w[r.n] = op.seg[s].w + (size_t)(a - base) * op.k;
-            r.rows[r.n] = e - a;
-            r.seg[r.n] = s;
-            r.seg_row0[r.n] = a - base;
-            r.y_off[r.n] = y;
+            r.push(op.seg[s].w + (size_t)(a - base) * op.k, e - a, s, a - base, y);
             y += e - a;
-            ++r.n;
         }
         base += op.seg[s].rows;
     }
@@ -173,14 +187,15 @@ struct WeightRing {
                 lrun = lpage = 0;
                 continue;
             }
-            const int pages_in_run = (r.rows[lrun] + crpp - 1) / crpp;
+            const int run_rows = Runs::at(r.rows, lrun);
+            const int pages_in_run = (run_rows + crpp - 1) / crpp;
             if (lpage >= pages_in_run) {
                 ++lrun;
                 lpage = 0;
                 continue;
             }
-            const int rows = min(crpp, r.rows[lrun] - lpage * crpp);
-            issue(r.w[lrun] + (size_t)lpage * crpp * ck, rows * ck * 2);
+            const int rows = min(crpp, run_rows - lpage * crpp);
+            issue(Runs::at(r.w, lrun) + (size_t)lpage * crpp * ck, rows * ck * 2);
             ++lpage;
         }
     }

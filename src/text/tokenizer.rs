@@ -104,6 +104,7 @@ impl TextTokenizer {
     ) -> Result<Self> {
         let vocab_map: Vocab = serde_json::from_str(vocab_text)
             .map_err(|e| bad(vocab, format!("expected a JSON object of token -> id: {e}")))?;
+        check_dense_ids(&vocab_map).map_err(|what| bad(vocab, what))?;
         let merge_list = parse_merges(merges_text, merges)?;
         let added = parse_added_tokens(config_text, tokenizer_config)?;
 
@@ -209,6 +210,25 @@ fn read_text(path: &Path) -> Result<String> {
         bad(path, format!("{size} bytes is too large for a tokenizer file (at most {MAX_TOKENIZER_FILE_BYTES})"))
     })?;
     String::from_utf8(bytes).map_err(|e| bad(path, format!("not UTF-8: {e}")))
+}
+
+/// The vocabulary's ids must be 0..n, each once (as in every released vocab.json): a repeated
+/// id would decode ambiguously, and an id past n would fall outside the `vocab_size` the rest
+/// of the library sizes from.
+fn check_dense_ids(vocab: &Vocab) -> std::result::Result<(), String> {
+    let n = vocab.len();
+    let mut seen = vec![false; n];
+    // Sorted, so that of several bad entries the same one is reported every time.
+    let mut entries: Vec<(&String, &u32)> = vocab.iter().collect();
+    entries.sort_unstable_by_key(|&(token, &id)| (id, token));
+    for (token, &id) in entries {
+        match seen.get_mut(id as usize) {
+            None => return Err(format!("token {token:?} has id {id}, past the {n} ids of the vocabulary (0..{n})")),
+            Some(true) => return Err(format!("id {id} is given to more than one token (one of them {token:?})")),
+            Some(slot) => *slot = true,
+        }
+    }
+    Ok(())
 }
 
 /// `merges.txt` as `Qwen2Tokenizer` reads it: one "left right" pair per line, an optional

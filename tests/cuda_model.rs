@@ -44,6 +44,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{Diff, Golden, Tensor, cases, diff, fixtures_dir, json_str, json_usize};
 use qwentts::backend::Backend;
 use qwentts::backend::cpu::CpuBackend;
 use qwentts::model::Checkpoint;
@@ -53,7 +56,6 @@ use qwentts::model::sampling::{SamplerConfig, TalkerSamplerConfig, argmax, proce
 use qwentts::model::talker::Talker;
 use qwentts::text::TextTokenizer;
 use safetensors::{Dtype, SafeTensors};
-use serde_json::Value;
 
 /// Frames per prompt. Every prompt below runs at least this long in the golden greedy runs,
 /// so the oracle's codes are checked against the official ones on all of them.
@@ -89,49 +91,6 @@ const FIXTURES: &[(&str, &str, &[&str])] = &[
 // ---------------------------------------------------------------------------------------------
 // Fixture files
 // ---------------------------------------------------------------------------------------------
-
-fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-fn cases_json() -> Value {
-    let path = fixtures_dir().join("golden/cases.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
-}
-
-/// One tensor of `golden/<file>.safetensors`: shape and raw little-endian bytes of `dtype`.
-fn golden_tensor(file: &str, name: &str, dtype: Dtype) -> (Vec<usize>, Vec<u8>) {
-    let path = fixtures_dir().join(format!("golden/{file}.safetensors"));
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    let st = SafeTensors::deserialize(&bytes).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()));
-    let view = st.tensor(name).unwrap_or_else(|e| panic!("{}: `{name}`: {e}", path.display()));
-    assert_eq!(view.dtype(), dtype, "{}: `{name}`", path.display());
-    (view.shape().to_vec(), view.data().to_vec())
-}
-
-fn golden_f32(file: &str, name: &str) -> Vec<f32> {
-    let (_, bytes) = golden_tensor(file, name, Dtype::F32);
-    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
-}
-
-/// An I64 tensor of codes, with its shape.
-fn golden_codes(file: &str, name: &str) -> (Vec<usize>, Vec<u32>) {
-    let (shape, bytes) = golden_tensor(file, name, Dtype::I64);
-    let codes = bytes
-        .chunks_exact(8)
-        .map(|b| u32::try_from(i64::from_le_bytes(b.try_into().unwrap())).expect("code out of range"))
-        .collect();
-    (shape, codes)
-}
-
-fn json_str<'v>(v: &'v Value, what: &str) -> &'v str {
-    v.as_str().unwrap_or_else(|| panic!("cases.json: {what} is not a string: {v}"))
-}
-
-fn json_usize(v: &Value, what: &str) -> usize {
-    v.as_u64().unwrap_or_else(|| panic!("cases.json: {what} is not an integer: {v}")) as usize
-}
 
 /// Copies `fixture` under the test temp dir as `<fixture>-<tag>`, with every tensor of
 /// `model.safetensors` widened to F32 and passed through `edit(name, values)`.
@@ -243,7 +202,7 @@ fn build_cases(fixture: &str) -> Vec<Case> {
     let dir = fixtures_dir().join(fixture);
     let ckpt = Checkpoint::open(&dir).unwrap_or_else(|e| panic!("opening {}: {e}", dir.display()));
     let tokenizer = TextTokenizer::from_dir(&dir).unwrap();
-    let all = cases_json();
+    let all = cases();
     let ref_text = json_str(&all["speaker"]["ref_text"], "speaker.ref_text");
     names
         .iter()
@@ -275,14 +234,14 @@ fn build_cases(fixture: &str) -> Vec<Case> {
                 plan_request(&ckpt.config, &tokenizer, &req).unwrap_or_else(|e| panic!("{fixture} {name}: {e}"));
             assert_eq!(plan.len(), json_usize(&case["prompt_len"], &what("prompt_len")), "{name}: prompt length");
             let (speaker_vector, ref_codes) = match voice {
-                Voice::XVector => (Some(golden_f32("speaker_base", "spk_embedding")), None),
+                Voice::XVector => (Some(Golden::open("speaker_base").f32("spk_embedding").data), None),
                 Voice::Icl { .. } => (
-                    Some(golden_f32("speaker_base", "spk_embedding")),
-                    Some(golden_codes("speaker_base", "ref_codes").1),
+                    Some(Golden::open("speaker_base").f32("spk_embedding").data),
+                    Some(Golden::open("speaker_base").u32("ref_codes").data),
                 ),
                 _ => (None, None),
             };
-            let (shape, golden) = golden_codes(group, &format!("{name}.codes"));
+            let Tensor { shape, data: golden } = Golden::open(group).u32(&format!("{name}.codes"));
             Case { name: name.to_owned(), plan, speaker_vector, ref_codes, golden, golden_frames: shape[0] }
         })
         .collect()
@@ -488,19 +447,7 @@ impl Subject for Megakernel<'_, '_> {
 // Measures
 // ---------------------------------------------------------------------------------------------
 
-/// How far a vector is from the oracle's.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Diff {
-    /// Cosine similarity (NaN when either side holds a NaN or an infinity).
-    cosine: f64,
-    /// `max |actual − expected|`.
-    max_abs: f64,
-    /// `‖actual − expected‖₂ / ‖expected‖₂`.
-    rel: f64,
-    /// `max |expected|`: the logit scale.
-    scale: f64,
-}
-
+// `common::diff` measures; these are this comparison's bars.
 impl Diff {
     /// The cosine and error-size bars; NaN and Inf fail them.
     fn ok(&self) -> bool {
@@ -508,29 +455,6 @@ impl Diff {
     }
 }
 
-fn diff(actual: &[f32], expected: &[f32]) -> Diff {
-    assert_eq!(actual.len(), expected.len(), "compared vectors differ in length");
-    let nan = Diff { cosine: f64::NAN, max_abs: f64::NAN, rel: f64::NAN, scale: f64::NAN };
-    if actual.iter().chain(expected).any(|v| !v.is_finite()) {
-        return nan;
-    }
-    let (mut dot, mut aa, mut ee, mut dd, mut max_abs, mut scale) = (0f64, 0f64, 0f64, 0f64, 0f64, 0f64);
-    for (&a, &e) in actual.iter().zip(expected) {
-        let (a, e) = (f64::from(a), f64::from(e));
-        dot += a * e;
-        aa += a * a;
-        ee += e * e;
-        dd += (a - e) * (a - e);
-        max_abs = max_abs.max((a - e).abs());
-        scale = scale.max(e.abs());
-    }
-    let cosine = match (aa > 0.0, ee > 0.0) {
-        (false, false) => 1.0,
-        (true, true) => dot / (aa.sqrt() * ee.sqrt()),
-        _ => 0.0,
-    };
-    Diff { cosine, max_abs, rel: if ee > 0.0 { (dd / ee).sqrt() } else { dd.sqrt() }, scale }
-}
 
 /// The oracle's view of a pick that differs from its own.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -40,6 +40,16 @@ pub fn cases() -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
 }
 
+/// `value` as a string (panics naming `what` otherwise).
+pub fn json_str<'v>(value: &'v Value, what: &str) -> &'v str {
+    value.as_str().unwrap_or_else(|| panic!("cases.json: {what} is not a string: {value}"))
+}
+
+/// `value` as a non-negative integer (panics naming `what` otherwise).
+pub fn json_usize(value: &Value, what: &str) -> usize {
+    value.as_u64().unwrap_or_else(|| panic!("cases.json: {what} is not an integer: {value}")) as usize
+}
+
 /// `value` as a list of u32 ids (panics with the key path otherwise).
 pub fn json_ids(value: &Value, what: &str) -> Vec<u32> {
     value
@@ -146,35 +156,47 @@ pub struct Diff {
     pub max_abs: f64,
     /// Index of the largest absolute difference.
     pub argmax: usize,
+    /// Cosine similarity (1 when both are zero, 0 when only one is).
+    pub cosine: f64,
+    /// `max |expected|` (a logit vector's scale).
+    pub scale: f64,
 }
 
 impl fmt::Display for Diff {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "rel {:.3e}, max abs {:.3e} (at {})", self.rel, self.max_abs, self.argmax)
+        write!(f, "rel {:.3e}, max abs {:.3e} (at {}), cosine {:.7}", self.rel, self.max_abs, self.argmax, self.cosine)
     }
 }
 
-/// Compares two equally long slices in f64.
+/// Compares two equally long slices in f64. A NaN or an infinity on either side makes every
+/// measure NaN, so that it fails every tolerance.
 pub fn diff(actual: &[f32], expected: &[f32]) -> Diff {
     assert_eq!(actual.len(), expected.len(), "length mismatch: {} vs {}", actual.len(), expected.len());
-    let (mut num, mut den, mut max_abs, mut argmax, mut nan_at) = (0f64, 0f64, 0f64, 0, None);
+    if let Some(i) = actual.iter().zip(expected).position(|(a, e)| !a.is_finite() || !e.is_finite()) {
+        return Diff { rel: f64::NAN, max_abs: f64::NAN, argmax: i, cosine: f64::NAN, scale: f64::NAN };
+    }
+    let (mut num, mut den, mut max_abs, mut argmax) = (0f64, 0f64, 0f64, 0);
+    let (mut dot, mut aa, mut scale) = (0f64, 0f64, 0f64);
     for (i, (&a, &e)) in actual.iter().zip(expected).enumerate() {
-        let d = (a as f64 - e as f64).abs();
-        if !d.is_finite() {
-            nan_at.get_or_insert(i);
-        } else if d > max_abs {
+        let (a, e) = (f64::from(a), f64::from(e));
+        let d = (a - e).abs();
+        if d > max_abs {
             max_abs = d;
             argmax = i;
         }
         num += d * d;
-        den += e as f64 * e as f64;
-    }
-    if let Some(i) = nan_at {
-        // Any non-finite difference fails every tolerance.
-        return Diff { rel: f64::NAN, max_abs: f64::NAN, argmax: i };
+        den += e * e;
+        dot += a * e;
+        aa += a * a;
+        scale = scale.max(e.abs());
     }
     let rel = if den > 0.0 { (num / den).sqrt() } else { num.sqrt() };
-    Diff { rel, max_abs, argmax }
+    let cosine = match (aa > 0.0, den > 0.0) {
+        (false, false) => 1.0,
+        (true, true) => dot / (aa.sqrt() * den.sqrt()),
+        _ => 0.0,
+    };
+    Diff { rel, max_abs, argmax, cosine, scale }
 }
 
 /// Asserts `diff(actual, expected).rel <= tol` (NaN fails), returning the measurement.
@@ -204,8 +226,14 @@ pub struct Worst {
 impl Worst {
     pub fn record(&mut self, category: &str, d: Diff) {
         let e = self.entries.entry(category.to_owned()).or_insert(d);
-        if d.rel > e.rel || d.max_abs > e.max_abs {
-            *e = Diff { rel: e.rel.max(d.rel), max_abs: e.max_abs.max(d.max_abs), argmax: d.argmax };
+        if d.rel > e.rel || d.max_abs > e.max_abs || d.cosine < e.cosine {
+            *e = Diff {
+                rel: e.rel.max(d.rel),
+                max_abs: e.max_abs.max(d.max_abs),
+                argmax: d.argmax,
+                cosine: e.cosine.min(d.cosine),
+                scale: e.scale.max(d.scale),
+            };
         }
     }
 

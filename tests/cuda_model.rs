@@ -45,6 +45,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 mod common;
+mod support;
 
 use common::{Diff, Golden, Tensor, cases, diff, fixtures_dir, json_str, json_usize};
 use qwentts::backend::Backend;
@@ -95,21 +96,9 @@ const FIXTURES: &[(&str, &str, &[&str])] = &[
 /// Copies `fixture` under the test temp dir as `<fixture>-<tag>`, with every tensor of
 /// `model.safetensors` widened to F32 and passed through `edit(name, values)`.
 fn derived_checkpoint(fixture: &str, tag: &str, edit: impl Fn(&str, &mut [f32])) -> PathBuf {
-    fn copy_dir(src: &Path, dst: &Path) {
-        std::fs::create_dir_all(dst).unwrap();
-        for entry in std::fs::read_dir(src).unwrap() {
-            let entry = entry.unwrap();
-            let (from, to) = (entry.path(), dst.join(entry.file_name()));
-            if from.is_dir() {
-                copy_dir(&from, &to);
-            } else {
-                std::fs::copy(&from, &to).unwrap_or_else(|e| panic!("copying {}: {e}", from.display()));
-            }
-        }
-    }
     let src = fixtures_dir().join(fixture);
     let dst = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cuda_model-{fixture}-{tag}"));
-    copy_dir(&src, &dst);
+    support::copy_dir(&src, &dst);
 
     let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();

@@ -61,3 +61,11 @@ started=$(date +%s)
 cargo test --locked --features cuda --test cuda_backend --test cuda_kernels --test cuda_model --test cuda_megakernel --test megakernel_program --test ffi
 cargo build --locked --features cuda --example bench_cuda
 echo "CUDA feature build + tests: $(( $(date +%s) - started )) s"
+
+# --- fuzzing: every target briefly from its committed corpus (fuzz/README.md) ------------------
+# Replays the seeds and mutates for a few seconds; a crash, a hang or an allocation over 256 MB
+# fails the run. The long runs (10 M executions each) are recorded in the issue notes.
+log "fuzz targets (tools/fuzz.sh, ${QT_FUZZ_SECONDS:-10} s each)"
+started=$(date +%s)
+./tools/fuzz.sh "${QT_FUZZ_SECONDS:-10}"
+echo "fuzz build + runs: $(( $(date +%s) - started )) s"

@@ -657,8 +657,8 @@ typedef struct qt_audio_info {
 } qt_audio_info;
 
 /**
- * Asked between codec frames (every 80 ms of audio) whether to stop (see
- * `qt_gen_params.abort_cb`).
+ * Asked once before the prompt's prefill and then after every codec frame (every 80 ms of
+ * audio) whether to stop (see `qt_gen_params.abort_cb`).
  *
  * Return `QT_CONTINUE` to go on or `QT_STOP` to end generation (`qt_generate` then returns
  * `QT_STATUS_ABORTED`); any other value ends it with `QT_STATUS_INVALID_ARGUMENT`.
@@ -758,8 +758,8 @@ typedef struct qt_gen_params {
    */
   int32_t non_streaming_mode;
   /**
-   * Polled between codec frames; returning `QT_STOP` ends generation with
-   * `QT_STATUS_ABORTED`. NULL (the default) for none. See `qt_abort_cb`.
+   * Polled before the prefill and after every codec frame; returning `QT_STOP` ends
+   * generation with `QT_STATUS_ABORTED`. NULL (the default) for none. See `qt_abort_cb`.
    */
   qt_abort_cb abort_cb;
   /**
@@ -1287,11 +1287,11 @@ qt_status qt_gen_params_default(const struct qt_model *model,
  *   NULL to only collect the result. `user_data` is passed to it untouched.
  * - `out_audio`: receives the whole utterance; NULL when only streaming.
  *
- * Stopping: `on_chunk` returning `QT_STOP`, or `params->abort_cb` (polled between frames)
- * returning `QT_STOP`, ends generation within a frame; the call then returns
- * `QT_STATUS_ABORTED` and `*out_audio` holds the audio made until then (its finish is
- * `QT_FINISH_ABORTED`): with `on_chunk`, exactly the chunks delivered; without, every frame
- * made before the stop. Without a seed (`QT_SEED_RANDOM`) every call sounds a little
+ * Stopping: `on_chunk` returning `QT_STOP`, or `params->abort_cb` (polled before the
+ * prefill and after every frame) returning `QT_STOP`, ends generation within a frame; the
+ * call then returns `QT_STATUS_ABORTED` and `*out_audio` holds the audio made until then (its
+ * finish is `QT_FINISH_ABORTED`): with `on_chunk`, exactly the chunks delivered; without,
+ * every frame made before the stop (none when the first poll says stop). Without a seed (`QT_SEED_RANDOM`) every call sounds a little
  * different; with one, the result is reproducible.
  *
  * Ownership: on `QT_STATUS_OK` or `QT_STATUS_ABORTED` the caller owns `*out_audio` (release it

@@ -196,11 +196,12 @@ fn the_abort_poll_stops_between_frames_and_keeps_their_audio() {
     let case = case("xvec_en");
     let text = case["text"].as_str().unwrap();
     let full = model.generate(&golden_voice(false), text, &options(&model, &case), None).unwrap();
-    // Without a chunk callback: every frame made before the stop, decoded.
+    // Without a chunk callback: every frame made before the stop, decoded. Poll 1 comes
+    // before the prefill, poll n + 1 after frame n.
     let mut polls = 0;
     let mut should_abort = || {
         polls += 1;
-        polls == 3
+        polls == 4
     };
     let hooks = GenerateHooks { on_chunk: None, should_abort: Some(&mut should_abort) };
     let audio = model.generate_with(&golden_voice(false), text, &options(&model, &case), hooks).unwrap();
@@ -218,7 +219,8 @@ fn an_aborted_stream_returns_exactly_the_delivered_chunks() {
     let case = case("xvec_en");
     let text = case["text"].as_str().unwrap();
     let full = model.generate(&golden_voice(false), text, &options(&model, &case), None).unwrap();
-    for (stop_at_poll, want_frames) in [(3, 0), (6, 4), (8, 4), (9, 8)] {
+    // Poll 1 comes before the prefill, poll n + 1 after frame n; chunks are 4 frames.
+    for (stop_at_poll, want_frames) in [(1, 0), (4, 0), (7, 4), (9, 4), (10, 8)] {
         let mut polls = 0;
         let mut should_abort = || {
             polls += 1;

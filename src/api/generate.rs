@@ -9,7 +9,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::model::frame_budget::default_frame_budget;
 use crate::engine::{FrameEngine, FrameRequest, UnfusedEngine};
 use crate::model::generate::{FrameLoopConfig, FrameSink, GeneratedCodes};
-use crate::model::prompt::{self, PromptRequest, SpecialIds, VoiceData};
+use crate::model::prompt::{self, PromptPlan, PromptRequest, SpecialIds, VoiceData};
 use crate::model::sampling::{SamplerConfig, TalkerSamplerConfig};
 
 /// Most bytes of text one call speaks (checked before tokenizing); also the bound for an
@@ -97,6 +97,13 @@ impl GenerateOptions {
     }
 }
 
+/// A request checked and planned, not yet run ([`Model::prepare_request`]).
+pub(super) struct PreparedRequest<'v> {
+    plan: PromptPlan,
+    voice: VoiceData<'v>,
+    config: FrameLoopConfig,
+}
+
 /// A seed for requests that did not ask for one: time and a process counter, mixed.
 fn fresh_seed() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -119,6 +126,19 @@ impl Model {
         options: &GenerateOptions,
         on_frame: Option<&mut FrameSink<'_>>,
     ) -> Result<GeneratedCodes> {
+        let prepared = self.prepare_request(voice, text, options)?;
+        self.run_request(&prepared, on_frame)
+    }
+
+    /// Everything of [`generate_codes`](Self::generate_codes) before the prefill: checks the
+    /// request, plans the prompt, fixes the limits and the seed. Cheap (no network runs), so
+    /// a caller can still decline the work after it (`generate_with` polls its abort hook).
+    pub(super) fn prepare_request<'v>(
+        &self,
+        voice: &'v Voice,
+        text: &str,
+        options: &GenerateOptions,
+    ) -> Result<PreparedRequest<'v>> {
         let config = &self.checkpoint().config;
         let groups = config.talker_config.num_code_groups;
         // Nothing to say is refused, not spoken as seconds of babble (the official code would).
@@ -232,9 +252,18 @@ impl Model {
             seed: options.seed.unwrap_or_else(fresh_seed),
         };
 
-        // 3. The frame loop on this model's engine.
-        let ids = SpecialIds::from_config(config);
-        let request = FrameRequest { ids: &ids, plan: &plan, voice: voice_data, config: &cfg };
+        Ok(PreparedRequest { plan, voice: voice_data, config: cfg })
+    }
+
+    /// The frame loop of a prepared request on this model's engine.
+    pub(super) fn run_request(
+        &self,
+        prepared: &PreparedRequest<'_>,
+        on_frame: Option<&mut FrameSink<'_>>,
+    ) -> Result<GeneratedCodes> {
+        let ids = SpecialIds::from_config(&self.checkpoint().config);
+        let voice = VoiceData { speaker_vector: prepared.voice.speaker_vector, ref_codes: prepared.voice.ref_codes };
+        let request = FrameRequest { ids: &ids, plan: &prepared.plan, voice, config: &prepared.config };
         match &self.networks().decoders {
             DecoderSet::Cpu(d) => {
                 UnfusedEngine { backend: &d.backend, talker: &d.talker, predictor: &d.predictor }.generate(request, on_frame)

@@ -30,8 +30,9 @@ pub type ChunkSink<'a> = dyn FnMut(&AudioChunk<'_>) -> bool + 'a;
 pub struct GenerateHooks<'a> {
     /// Receives every chunk; `false` stops generation.
     pub on_chunk: Option<&'a mut ChunkSink<'a>>,
-    /// Polled after every frame (80 ms of audio, so abort latency is one frame of compute);
-    /// `true` stops generation. Independent of chunking.
+    /// Polled once before the prompt's prefill (`true` there: no work, an empty
+    /// `Aborted` result) and after every frame (80 ms of audio, so abort latency is one frame
+    /// of compute); `true` stops generation. Independent of chunking.
     pub should_abort: Option<&'a mut (dyn FnMut() -> bool + 'a)>,
 }
 
@@ -62,7 +63,8 @@ impl Model {
     }
 
     /// [`generate`](Self::generate) with every hook: the chunk callback and an abort poll
-    /// that runs after each frame (what `qt_gen_params.abort_cb` maps to).
+    /// that runs before the prefill and after each frame (what `qt_gen_params.abort_cb` maps
+    /// to).
     pub fn generate_with(
         &self,
         voice: &Voice,
@@ -81,6 +83,22 @@ impl Model {
             return Err(Error::invalid_argument(format!(
                 "output_sample_rate {rate} Hz is outside 1..={MAX_SAMPLE_RATE} Hz"
             )));
+        }
+        let prepared = self.prepare_request(voice, text, options)?;
+        let mut should_abort = hooks.should_abort;
+        // The first poll comes before the prefill, the longest stretch without one (up to
+        // MAX_PROMPT_ROWS rows): a call cancelled while it was queued does none of the work.
+        if should_abort.as_deref_mut().is_some_and(|abort| abort()) {
+            let total_ms = started.elapsed().as_secs_f64() * 1e3;
+            return Ok(Audio {
+                samples: Vec::new(),
+                sample_rate: rate,
+                frames: 0,
+                codes: Vec::new(),
+                chunk_offset: 0,
+                finish: FinishReason::Aborted,
+                timings: Timings { total_ms, ..Timings::default() },
+            });
         }
         let reference = voice.reference().map(|r| r.codes.as_slice());
         let streaming = hooks.on_chunk.is_some();
@@ -102,7 +120,6 @@ impl Model {
             callbacks: Duration::ZERO,
             first_chunk: None,
         };
-        let mut should_abort = hooks.should_abort;
 
         // 1. The frame loop. Inside the sink, time is decode and callbacks; between sink
         //    calls it is the talker and code predictor (`prefill` ends at the first frame).
@@ -131,7 +148,7 @@ impl Model {
             in_sink += entered.elapsed();
             go_on
         };
-        let mut codes = self.generate_codes(voice, text, options, Some(&mut sink))?;
+        let mut codes = self.run_request(&prepared, Some(&mut sink))?;
         let generation = started.elapsed().saturating_sub(in_sink);
         if let Some(e) = failure {
             return Err(e);

@@ -285,8 +285,8 @@ pub struct qt_chunk {
 /// model or voice in use.
 pub type qt_chunk_cb = Option<unsafe extern "C" fn(chunk: *const qt_chunk, user_data: *mut c_void) -> i32>;
 
-/// Asked between codec frames (every 80 ms of audio) whether to stop (see
-/// `qt_gen_params.abort_cb`).
+/// Asked once before the prompt's prefill and then after every codec frame (every 80 ms of
+/// audio) whether to stop (see `qt_gen_params.abort_cb`).
 ///
 /// Return `QT_CONTINUE` to go on or `QT_STOP` to end generation (`qt_generate` then returns
 /// `QT_STATUS_ABORTED`); any other value ends it with `QT_STATUS_INVALID_ARGUMENT`.
@@ -354,8 +354,8 @@ pub struct qt_gen_params {
     /// How the text is fed: `QT_TEXT_FEED_DEFAULT` (-1, the default), `QT_TEXT_FEED_STREAMING`
     /// (0) or `QT_TEXT_FEED_FULL` (1). The official `non_streaming_mode`.
     pub non_streaming_mode: i32,
-    /// Polled between codec frames; returning `QT_STOP` ends generation with
-    /// `QT_STATUS_ABORTED`. NULL (the default) for none. See `qt_abort_cb`.
+    /// Polled before the prefill and after every codec frame; returning `QT_STOP` ends
+    /// generation with `QT_STATUS_ABORTED`. NULL (the default) for none. See `qt_abort_cb`.
     pub abort_cb: qt_abort_cb,
     /// Passed to `abort_cb`; the library never dereferences it.
     pub abort_user_data: *mut c_void,

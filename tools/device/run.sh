@@ -7,7 +7,7 @@
 #   QT_RUN_BENCH=0 skips the benchmarks; QT_MODELS="0.6B" limits the checkpoints;
 #   QT_TESTS="cuda_megakernel cuda_model:megakernel" limits the test binaries (NAME:FILTER or
 #   QT_TEST_FILTER filters inside them); QT_SANITIZE=1 runs the megakernel tests under compute-sanitizer (memcheck,
-#   racecheck, synccheck, initcheck; QT_SANITIZE_TOOLS picks); QT_REFBENCH=1 runs faster-qwen3-tts (../shared/tools/reference-bench,
+#   racecheck, synccheck, initcheck; QT_SANITIZE_TOOLS picks, QT_SANITIZE_TIMEOUT bounds each); QT_REFBENCH=1 runs faster-qwen3-tts (../shared/tools/reference-bench,
 #   carried as .refbench with its wheels in .whl) in the same call; QT_SOAK=N runs N
 #   load/clone/generate/free cycles on the GPU (examples/soak.rs).
 set -uo pipefail
@@ -83,7 +83,7 @@ fi
 if [ "${QT_SANITIZE:-0}" = 1 ]; then
   cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
   for tool in ${QT_SANITIZE_TOOLS:-memcheck racecheck synccheck initcheck}; do
-    run_step "sanitize_$tool" 90 "$cs" --tool "$tool" --error-exitcode 1 \
+    run_step "sanitize_$tool" "${QT_SANITIZE_TIMEOUT:-90}" "$cs" --tool "$tool" --error-exitcode 1 \
       "$bin/cuda_megakernel" --include-ignored --test-threads 1 --exact greedy_codes_match_the_official_goldens
   done
   run_step sanitize_memcheck_sampler 90 "$cs" --tool memcheck --error-exitcode 1 \

@@ -562,6 +562,7 @@ fn megakernel_components(
             (mkf::RELAXED_SPIN, "relaxed spin + one fence"),
             (mkf::RELEASE_ADD, "red.release signal"),
             (mkf::RELAXED_SPIN | mkf::RELEASE_ADD, "relaxed spin + red.release"),
+            (mkf::SKIP_MATH, "matvec arithmetic skipped (timing only)"),
         ] {
             r.set_flags(flags);
             variants.push(format!("{what} {:.0} µs", time(&mut r, 1, (0, usize::MAX))?));
@@ -581,11 +582,16 @@ fn megakernel_components(
         summary.push(format!("| {label}: {}: weight-ring slots (forced frame) | {} | | | |", if path == LoadPath::Auto { "megakernel" } else { "megakernel, cp.async path" }, depths.join(", ")));
         // Where a frame's time goes, op by op (MkArgs.trace).
         r.enable_trace()?;
-        r.launch_range(1 + 3 * launches, 0, n_ops)?;
-        let trace = r.read_trace()?;
-        for line in trace_report(&trace, frames_program(&r), g.blocks as usize, dev.clock_khz()? as f64 * 1e-6) {
-            println!("  {line}");
+        for (flags, what) in [(0u32, ""), (mkf::SKIP_MATH, " (matvec arithmetic skipped)")] {
+            r.set_flags(flags);
+            r.launch_range(1 + 3 * launches, 0, n_ops)?;
+            let trace = r.read_trace()?;
+            println!("  trace{what}:");
+            for line in trace_report(&trace, frames_program(&r), g.blocks as usize, dev.clock_khz()? as f64 * 1e-6) {
+                println!("  {line}");
+            }
         }
+        r.set_flags(0);
         println!("  chain variants, whole frame with forced codes: {}", variants.join("; "));
         summary.push(format!("| {label}: {}: chain variants (forced frame) | {} | | | |", if path == LoadPath::Auto { "megakernel" } else { "megakernel, cp.async path" }, variants.join("; ")));
         let steps: Vec<String> = prefix.iter().map(|(n, us)| format!("{n}: {us:.1}")).collect();
@@ -649,18 +655,27 @@ fn frames_program<'r>(r: &'r qwentts::backend::cuda::megakernel::FrameRequest<'_
 /// its END is when its last block finished its work; its STEP the end minus the previous op's
 /// end (the ops' steps add up to the frame); WAKE the median block's release from its wait
 /// minus the end of the op it waited for (signal, fence, atomic, the poll that sees it);
-/// WORK the median block's time from release to done, of which PAGES waited for weight
-/// pages; TAIL the last block's end minus the median block's.
+/// WORK the median block's time from release to done, split (SM clock, median blocks) into a
+/// matvec's PROLOGUE (inputs, norm), LOOP (weight pages: wait, arithmetic, barrier, refill; of
+/// which PAGE WAITS) and EPILOGUE (sums, bias, stores); TAIL the last block's end minus the
+/// median block's.
 fn trace_report(trace: &[u64], ops: &[qwentts::backend::cuda::megakernel::MkOp], grid: usize, clock_ghz: f64) -> Vec<String> {
-    use qwentts::backend::cuda::megakernel::TRACE_FIELDS;
+    use qwentts::backend::cuda::megakernel::{
+        TRACE_DONE_CLK, TRACE_DONE_NS, TRACE_FIELDS, TRACE_LOOP_END_CLK, TRACE_LOOP_START_CLK, TRACE_PAGE_WAIT_CYCLES,
+        TRACE_RELEASED_CLK, TRACE_RELEASED_NS, TRACE_START_NS,
+    };
     use std::collections::BTreeMap;
     let at = |i: usize, b: usize, f: usize| trace[(i * grid + b) * TRACE_FIELDS + f];
     let med = |mut v: Vec<f64>| -> f64 {
         v.sort_by(|a, b| a.total_cmp(b));
         v[v.len() / 2]
     };
-    let ends: Vec<u64> = (0..ops.len()).map(|i| (0..grid).map(|b| at(i, b, 2)).max().unwrap_or(0)).collect();
-    let start = (0..grid).map(|b| at(0, b, 0)).min().unwrap_or(0);
+    // Median over blocks of a clock-cycle difference, in µs.
+    let cycles_us = |i: usize, to: usize, from: usize| -> f64 {
+        med((0..grid).map(|b| at(i, b, to).saturating_sub(at(i, b, from)) as f64).collect()) / clock_ghz * 1e-3
+    };
+    let ends: Vec<u64> = (0..ops.len()).map(|i| (0..grid).map(|b| at(i, b, TRACE_DONE_NS)).max().unwrap_or(0)).collect();
+    let start = (0..grid).map(|b| at(0, b, TRACE_START_NS)).min().unwrap_or(0);
     let mut resolution = u64::MAX;
     #[derive(Default)]
     struct Class {
@@ -669,6 +684,9 @@ fn trace_report(trace: &[u64], ops: &[qwentts::backend::cuda::megakernel::MkOp],
         wake: f64,
         woken: usize,
         work: f64,
+        prologue: f64,
+        looped: f64,
+        epilogue: f64,
         pages: f64,
         tail: f64,
     }
@@ -693,14 +711,23 @@ fn trace_report(trace: &[u64], ops: &[qwentts::backend::cuda::megakernel::MkOp],
         let step = ends[i].saturating_sub(prev_end) as f64 * 1e-3;
         let wake = (op.wait >= 0).then(|| {
             let dep = ends[op.wait as usize];
-            med((0..grid).map(|b| at(i, b, 1) as f64 - dep as f64).collect()) * 1e-3
+            med((0..grid).map(|b| at(i, b, TRACE_RELEASED_NS) as f64 - dep as f64).collect()) * 1e-3
         });
-        let work = med((0..grid).map(|b| at(i, b, 2).saturating_sub(at(i, b, 1)) as f64).collect()) * 1e-3;
-        let pages = med((0..grid).map(|b| at(i, b, 3) as f64).collect()) / clock_ghz * 1e-3;
-        let median_end = med((0..grid).map(|b| at(i, b, 2) as f64).collect());
+        let work = cycles_us(i, TRACE_DONE_CLK, TRACE_RELEASED_CLK);
+        let (prologue, looped, epilogue) = if op.kind == 1 {
+            (
+                cycles_us(i, TRACE_LOOP_START_CLK, TRACE_RELEASED_CLK),
+                cycles_us(i, TRACE_LOOP_END_CLK, TRACE_LOOP_START_CLK),
+                cycles_us(i, TRACE_DONE_CLK, TRACE_LOOP_END_CLK),
+            )
+        } else {
+            (0.0, 0.0, 0.0)
+        };
+        let pages = med((0..grid).map(|b| at(i, b, TRACE_PAGE_WAIT_CYCLES) as f64).collect()) / clock_ghz * 1e-3;
+        let median_end = med((0..grid).map(|b| at(i, b, TRACE_DONE_NS) as f64).collect());
         let tail = (ends[i] as f64 - median_end) * 1e-3;
         for b in 0..grid {
-            let d = at(i, b, 1).saturating_sub(at(i, b, 0));
+            let d = at(i, b, TRACE_RELEASED_NS).saturating_sub(at(i, b, TRACE_START_NS));
             if d > 0 {
                 resolution = resolution.min(d);
             }
@@ -716,26 +743,32 @@ fn trace_report(trace: &[u64], ops: &[qwentts::backend::cuda::megakernel::MkOp],
             c.woken += 1;
         }
         c.work += work;
+        c.prologue += prologue;
+        c.looped += looped;
+        c.epilogue += epilogue;
         c.pages += pages;
         c.tail += tail;
     }
     let total = ends.last().copied().unwrap_or(start).saturating_sub(start) as f64 * 1e-3;
     let mut out = vec![
-        format!("trace of one forced frame: {total:.0} µs from the first op's start to the last op's end ({} ops; timer steps of >= {resolution} ns)", ops.len()),
-        "| op class | ops | step µs (sum) | step µs (mean) | wake µs | work µs | of which pages µs | tail µs |".to_string(),
-        "|---|---|---|---|---|---|---|---|".to_string(),
+        format!("trace of one forced frame: {total:.0} µs from the first op's start to the last op's end ({} ops; timer steps of >= {resolution} ns; phases in SM cycles at {clock_ghz:.2} GHz)", ops.len()),
+        "| op class | ops | step µs (sum) | step µs (mean) | wake µs | work µs | prologue µs | page loop µs | of which page waits µs | epilogue µs | tail µs |".to_string(),
+        "|---|---|---|---|---|---|---|---|---|---|---|".to_string(),
     ];
     for name in order {
         let c = &classes[&name];
         let n = c.n as f64;
         let wake = if c.woken > 0 { format!("{:.2}", c.wake / c.woken as f64) } else { "-".to_string() };
         out.push(format!(
-            "| {name} | {} | {:.0} | {:.2} | {wake} | {:.2} | {:.2} | {:.2} |",
+            "| {name} | {} | {:.0} | {:.2} | {wake} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
             c.n,
             c.step,
             c.step / n,
             c.work / n,
+            c.prologue / n,
+            c.looped / n,
             c.pages / n,
+            c.epilogue / n,
             c.tail / n
         ));
     }

@@ -188,7 +188,8 @@ __device__ void frame(const MkArgs& a) {
     for (int i = a.first_op; i < a.n_ops; ++i) {
         if (a.trace != nullptr && threadIdx.x == sync_thread) {
             trace = a.trace + ((size_t)i * gridDim.x + blockIdx.x) * kTraceFields;
-            trace[0] = global_ns();
+            trace[kTraceStartNs] = global_ns();
+            trace[kTraceLoopStartClk] = trace[kTraceLoopEndClk] = 0;
             page_wait0 = ring.wait_cycles;
         }
         // Every thread is past the previous op's signal (its barrier): op_raw is free.
@@ -197,7 +198,10 @@ __device__ void frame(const MkArgs& a) {
         __syncthreads();
         const MkOp& op = global_fields ? a.ops[i] : *reinterpret_cast<const MkOp*>(op_raw);
         if (op.wait >= 0) wait_counter(a.counters + op.wait, target, sync_thread, relaxed_spin);
-        if (trace != nullptr) trace[1] = global_ns();
+        if (trace != nullptr) {
+            trace[kTraceReleasedNs] = global_ns();
+            trace[kTraceReleasedClk] = (uint64_t)clock64();
+        }
         if (op.check_stop && ld_cg_u32(&a.state->stop) != 0) {
             ring.drain();
             return;
@@ -208,7 +212,7 @@ __device__ void frame(const MkArgs& a) {
                 ms.xs = sm.work;
                 ms.ypart = sm.ypart;
                 ms.scratch = sm.scratch;
-                run_matvec<kTma>(op, a, ring, ms);
+                run_matvec<kTma>(op, a, ring, ms, trace);
                 break;
             }
             case kOpAttention: {
@@ -232,8 +236,9 @@ __device__ void frame(const MkArgs& a) {
                 break;
         }
         if (trace != nullptr) {
-            trace[2] = global_ns();
-            trace[3] = (uint64_t)(ring.wait_cycles - page_wait0);
+            trace[kTraceDoneNs] = global_ns();
+            trace[kTraceDoneClk] = (uint64_t)clock64();
+            trace[kTracePageWaitCycles] = (uint64_t)(ring.wait_cycles - page_wait0);
         }
         signal_counter(a.counters + i, sync_thread, release_add);
     }

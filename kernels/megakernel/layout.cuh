@@ -188,16 +188,29 @@ struct MkArgs {
     uint64_t* trace;         // per (op, block) timestamps for the benchmarks (kTraceFields each), or null
 };
 
-// MkArgs.trace: for op i and block b, kTraceFields values at (i * gridDim.x + b) * kTraceFields:
-// globaltimer (ns) at the op's start, after its wait, after its work (before the signal), and
-// the SM clock cycles the block spent waiting for weight pages in the op.
-constexpr int kTraceFields = 4;
+// MkArgs.trace: for op i and block b, kTraceFields values at (i * gridDim.x + b) * kTraceFields,
+// written by the block's sync thread: globaltimer ns at the op's start, after its wait and
+// after its work (before the signal); the SM clock cycles the block waited for weight pages in
+// the op; and SM clock stamps (cycles) after the wait, at the start and the end of a matvec's
+// page loop (0 for other ops), and after the work: the phases of one block at clock resolution.
+constexpr int kTraceFields = 8;
+enum TraceField : int {
+    kTraceStartNs = 0,
+    kTraceReleasedNs = 1,
+    kTraceDoneNs = 2,
+    kTracePageWaitCycles = 3,
+    kTraceReleasedClk = 4,
+    kTraceLoopStartClk = 5,
+    kTraceLoopEndClk = 6,
+    kTraceDoneClk = 7,
+};
 
 // MkArgs.flags: variants of the chain, so one build can time them against each other.
 constexpr uint32_t kFlagSyncThread0 = 1u;     // signal/wait on thread 0 (which issues the copies)
 constexpr uint32_t kFlagGlobalOpFields = 2u;  // read op fields from the global op list
 constexpr uint32_t kFlagRelaxedSpin = 4u;     // wait: spin on relaxed loads, one acquire fence after
 constexpr uint32_t kFlagReleaseAdd = 8u;      // signal: one red.release.gpu instead of fence + atomicAdd
+constexpr uint32_t kFlagSkipMath = 16u;       // matvec: wait for and release every page, skip its arithmetic (timing only: wrong results)
 
 static_assert(sizeof(MkSeg) == 24, "MkSeg layout");
 static_assert(sizeof(MkSrc) == 24, "MkSrc layout");

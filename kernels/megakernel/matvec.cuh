@@ -58,7 +58,10 @@ struct MatvecSmem {
 };
 
 template <bool kTma>
-__device__ void run_matvec(const MkOp& op, const MkArgs& a, WeightRing<kTma>& ring, const MatvecSmem& sm) {
+// `trace`: this op's MkArgs.trace record on the sync thread while tracing, else null.
+__device__ void run_matvec(const MkOp& op, const MkArgs& a, WeightRing<kTma>& ring, const MatvecSmem& sm,
+                           uint64_t* trace) {
+    const bool skip_math = (a.flags & kFlagSkipMath) != 0;
     const int k = op.k, rows = op.rows, b = blockIdx.x, g = gridDim.x;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 
@@ -102,13 +105,14 @@ __device__ void run_matvec(const MkOp& op, const MkArgs& a, WeightRing<kTma>& ri
     for (int i = 0; i < runs.n; ++i) block_rows += Runs::at(runs.rows, i);
 
     // 3. Pages, in the loader's order.
+    if (trace != nullptr) trace[kTraceLoopStartClk] = (uint64_t)clock64();
     for (int ri = 0; ri < runs.n; ++ri) {
         const int run_rows = Runs::at(runs.rows, ri), run_y = Runs::at(runs.y_off, ri);
         for (int p0 = 0; p0 < run_rows; p0 += rpp) {
             const int page_rows = min(rpp, run_rows - p0);
             const unsigned char* page = ring.wait_page();
             // Rows of this page handled by this warp: (warp / parts) + m * (kWarps / parts).
-            for (int pr = warp / parts; pr < page_rows; pr += kWarps / parts) {
+            for (int pr = warp / parts; pr < page_rows && !skip_math; pr += kWarps / parts) {
                 const uint4* wrow = reinterpret_cast<const uint4*>(page + (size_t)pr * k * 2);
                 float acc[kMaxRows];
 #pragma unroll
@@ -139,6 +143,7 @@ __device__ void run_matvec(const MkOp& op, const MkArgs& a, WeightRing<kTma>& ri
         }
     }
     __syncthreads();
+    if (trace != nullptr) trace[kTraceLoopEndClk] = (uint64_t)clock64();
 
     // 4. Epilogue: parts in order, bias, write.
     if (op.paired) {

@@ -188,9 +188,25 @@ pub struct MkArgs {
     pub trace: u64,
 }
 
-/// u64 values per (op, block) in `MkArgs::trace` (`kTraceFields`): global-timer ns at the
-/// op's start, after its wait and after its work; SM cycles spent waiting for weight pages.
-pub const TRACE_FIELDS: usize = 4;
+/// u64 values per (op, block) in `MkArgs::trace` (`kTraceFields`), indexed by the `TRACE_*`
+/// constants.
+pub const TRACE_FIELDS: usize = 8;
+/// Global-timer ns at the op's start.
+pub const TRACE_START_NS: usize = 0;
+/// Global-timer ns after the op's wait.
+pub const TRACE_RELEASED_NS: usize = 1;
+/// Global-timer ns after the op's work (before its signal).
+pub const TRACE_DONE_NS: usize = 2;
+/// SM cycles the block waited for weight pages in the op.
+pub const TRACE_PAGE_WAIT_CYCLES: usize = 3;
+/// SM clock after the wait.
+pub const TRACE_RELEASED_CLK: usize = 4;
+/// SM clock at the start of a matvec's page loop (0 for other ops).
+pub const TRACE_LOOP_START_CLK: usize = 5;
+/// SM clock at the end of a matvec's page loop (0 for other ops).
+pub const TRACE_LOOP_END_CLK: usize = 6;
+/// SM clock after the work.
+pub const TRACE_DONE_CLK: usize = 7;
 
 /// `MkArgs::flags` (`kFlag*` of layout.cuh): variants of the dependency chain that one build
 /// times against each other. 0 is what production runs.
@@ -203,6 +219,9 @@ pub mod flags {
     pub const RELAXED_SPIN: u32 = 4;
     /// Signal with one `red.release.gpu`, not a fence and an atomic add.
     pub const RELEASE_ADD: u32 = 8;
+    /// Matvec: wait for and release every weight page but skip its arithmetic (timing only;
+    /// the results are wrong).
+    pub const SKIP_MATH: u32 = 16;
 }
 
 #[repr(C)]

@@ -192,8 +192,10 @@ struct MkArgs {
 // written by the block's sync thread: globaltimer ns at the op's start, after its wait and
 // after its work (before the signal); the SM clock cycles the block waited for weight pages in
 // the op; and SM clock stamps (cycles) after the wait, at the start and the end of a matvec's
-// page loop (0 for other ops), and after the work: the phases of one block at clock resolution.
-constexpr int kTraceFields = 8;
+// page loop (0 for other ops), and after the work: the phases of one block at clock resolution;
+// and the cycles thread 0 spent issuing weight copies in the op (a copy whose issue stalls
+// shows here, not as a page wait).
+constexpr int kTraceFields = 9;
 enum TraceField : int {
     kTraceStartNs = 0,
     kTraceReleasedNs = 1,
@@ -203,6 +205,7 @@ enum TraceField : int {
     kTraceLoopStartClk = 5,
     kTraceLoopEndClk = 6,
     kTraceDoneClk = 7,
+    kTraceIssueCycles = 8,
 };
 
 // MkArgs.flags: variants of the chain, so one build can time them against each other.

@@ -106,8 +106,8 @@ struct WeightRing {
     int cached_op;
     Runs cruns;
     int ck, crpp;
-    // SM clock cycles this thread has spent in wait_page (MkArgs.trace).
-    long long wait_cycles;
+    // SM clock cycles this thread has spent in wait_page and issuing copies (MkArgs.trace).
+    long long wait_cycles, issue_cycles;
 
     __device__ void init(unsigned char* page_mem, uint64_t* bar_mem, int slots, const MkOp* op_list, int first_op,
                          int op_count) {
@@ -118,7 +118,7 @@ struct WeightRing {
         lop = first_op;
         lrun = lpage = 0;
         cached_op = -1;
-        wait_cycles = 0;
+        wait_cycles = issue_cycles = 0;
         ops = op_list;
         n_ops = op_count;
         block = blockIdx.x;
@@ -140,6 +140,7 @@ struct WeightRing {
     }
 
     __device__ void issue(const bf16* src, int bytes) {
+        const long long t0 = clock64();
         unsigned char* dst = slot_ptr(issued);
         if constexpr (kTma) {
 #if __CUDA_ARCH__ >= 900
@@ -165,6 +166,7 @@ struct WeightRing {
             asm volatile("cp.async.commit_group;" ::: "memory");
         }
         ++issued;
+        issue_cycles += clock64() - t0;
     }
 
     // Issues pages of the ops ahead until the ring is full or the program ends. Block-uniform.

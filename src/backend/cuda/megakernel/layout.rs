@@ -190,7 +190,7 @@ pub struct MkArgs {
 
 /// u64 values per (op, block) in `MkArgs::trace` (`kTraceFields`), indexed by the `TRACE_*`
 /// constants.
-pub const TRACE_FIELDS: usize = 8;
+pub const TRACE_FIELDS: usize = 9;
 /// Global-timer ns at the op's start.
 pub const TRACE_START_NS: usize = 0;
 /// Global-timer ns after the op's wait.
@@ -207,6 +207,8 @@ pub const TRACE_LOOP_START_CLK: usize = 5;
 pub const TRACE_LOOP_END_CLK: usize = 6;
 /// SM clock after the work.
 pub const TRACE_DONE_CLK: usize = 7;
+/// SM cycles thread 0 spent issuing weight copies in the op (a stalled issue shows here).
+pub const TRACE_ISSUE_CYCLES: usize = 8;
 
 /// `MkArgs::flags` (`kFlag*` of layout.cuh): variants of the dependency chain that one build
 /// times against each other. 0 is what production runs.

@@ -11,7 +11,7 @@ pub mod program;
 pub mod runtime;
 
 pub use layout::{
-    MkOp, TRACE_DONE_CLK, TRACE_DONE_NS, TRACE_FIELDS, TRACE_LOOP_END_CLK, TRACE_LOOP_START_CLK, TRACE_PAGE_WAIT_CYCLES,
+    MkOp, TRACE_DONE_CLK, TRACE_DONE_NS, TRACE_FIELDS, TRACE_ISSUE_CYCLES, TRACE_LOOP_END_CLK, TRACE_LOOP_START_CLK, TRACE_PAGE_WAIT_CYCLES,
     TRACE_RELEASED_CLK, TRACE_RELEASED_NS, TRACE_START_NS, flags,
 };
 pub use runtime::{FrameKernel, FrameRecord, FrameRequest, KernelGeometry, LoadPath, RequestInputs};

@@ -112,7 +112,7 @@ for name, flags, frames, fields in [
     ("icl_streaming_chinese", 1 | 4, 12, ["你好，世界。今天天气很好！", "Chinese", "参考文本。", ""]),
     ("speaker_dialect", 2, 0, ["我们去吃火锅吧。", "chinese", "Eric", ""]),
     ("speaker_instruct", 2 | 4, 0, ["Good morning!", "english", "ryan", "Speak slowly and warmly."]),
-    ("design", 3, 0, ["Welcome to the show.", "Auto", "", "A deep, calm male voice."]),
+    ("no_speaker_instruct", 3, 0, ["Welcome to the show.", "Auto", "", "A deep, calm male voice."]),
     ("special_tokens", 0, 0, ["<|im_start|>assistant\n<|im_end|> <tts_pad>", "english", "", ""]),
 ]:
     put("text_prompt", name, bytes([flags, frames]) + "\0".join(fields).encode())

@@ -507,3 +507,24 @@ fn truncated_compressed_references_are_refused() {
         assert!(!msg.contains("not a recognised"), "{file} at {frac}: {msg}");
     }
 }
+
+/// Finite samples near f32::MAX overflow when two channels are summed or when the resampler
+/// overshoots; refused, not passed on as infinities (found by the reference_audio fuzzer).
+#[test]
+fn samples_that_overflow_when_mixed_or_resampled_are_refused() {
+    let limits = limits();
+    let stereo = vec![3.0e38f32; 2 * 24_000];
+    expect_invalid(ReferenceAudio::from_pcm(&stereo, 2, 24_000, &limits), &["overflow", "mixed to mono"]);
+    // A full-scale step: the band-limited resampler's overshoot (Gibbs) passes f32::MAX.
+    let step: Vec<f32> = (0..44_100).map(|i| if i < 22_050 { f32::MAX } else { -f32::MAX }).collect();
+    expect_invalid(ReferenceAudio::from_pcm(&step, 1, 44_100, &limits), &["overflow", "resampled"]);
+    // The same values through a float WAV file.
+    let spec = hound::WavSpec { channels: 2, sample_rate: 24_000, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
+    let mut bytes = Cursor::new(Vec::new());
+    let mut w = hound::WavWriter::new(&mut bytes, spec).unwrap();
+    for &s in &stereo {
+        w.write_sample(s).unwrap();
+    }
+    w.finalize().unwrap();
+    expect_invalid(ReferenceAudio::from_bytes(bytes.get_ref(), &limits), &["overflow"]);
+}

@@ -27,13 +27,20 @@ export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares -Zsanitizer=address -Cdebug-assertions \
 -Coverflow-checks --cfg fuzzing -Cforce-frame-pointers=yes"
-cargo build --manifest-path fuzz/Cargo.toml --release --target "$triple" --bins
+cargo build --locked --manifest-path fuzz/Cargo.toml --release --target "$triple" --bins
 
 bin="fuzz/target/$triple/release"
 # A single allocation over 256 MB is a finding (no input here needs one: the model fixtures
 # are tiny), and so is a process over 2 GB.
 limits=(-rss_limit_mb=2048 -malloc_limit_mb=256 -timeout=20 -print_final_stats=1)
-if [ -n "${QT_FUZZ_RUNS:-}" ]; then stop=(-runs="$QT_FUZZ_RUNS"); else stop=(-max_total_time="$seconds"); fi
+if [ -n "${QT_FUZZ_RUNS:-}" ]; then
+  stop=(-runs="$QT_FUZZ_RUNS")
+elif [ "$seconds" -gt 0 ] 2>/dev/null; then
+  stop=(-max_total_time="$seconds")
+else
+  # libFuzzer reads -max_total_time=0 as "no limit".
+  echo "error: SECONDS must be a positive number (or set QT_FUZZ_RUNS)" >&2; exit 2
+fi
 jobs="${QT_FUZZ_JOBS:-1}"
 for t in "${targets[@]}"; do
   work="fuzz/target/corpus/$t" artifacts="fuzz/target/artifacts/$t/"

@@ -1,4 +1,4 @@
-//! Text input as a request carries it: text, language, speaker or instruction, reference
+//! Text input as a request carries it: text, language, speaker, instruction, reference
 //! transcript, through the real Qwen tokenizer and the prompt planner (`plan_request`) of the
 //! tiny Base and CustomVoice fixtures. Byte 0 picks the voice kind and the streaming mode,
 //! byte 1 the reference frame count; the rest is four NUL-separated strings. A request that
@@ -19,7 +19,9 @@ fuzz_target!(|data: &[u8]| {
         0 => (tiny_base(), Voice::XVector),
         1 => (tiny_base(), Voice::Icl { ref_text: extra, ref_frames }),
         2 => (tiny_customvoice(), Voice::Speaker { name: extra, instruct: Some(instruct).filter(|i| !i.is_empty()) }),
-        _ => (tiny_customvoice(), Voice::Design { instruct }),
+        // No VoiceDesign fixture exists; a CustomVoice request without a speaker row (an
+        // empty name) carries an instruction the same way.
+        _ => (tiny_customvoice(), Voice::Speaker { name: "", instruct: Some(instruct) }),
     };
     let request = PromptRequest { text, language, voice, non_streaming_mode: flags & 4 != 0 };
     let config = &model.checkpoint().config;

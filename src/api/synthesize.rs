@@ -25,7 +25,8 @@ use crate::model::generate::FinishReason;
 pub type ChunkSink<'a> = dyn FnMut(&AudioChunk<'_>) -> bool + 'a;
 
 /// The caller's hooks into one [`Model::generate_with`] call. Both run on the calling
-/// thread, between frames.
+/// thread: the chunk callback between frames, the abort poll before the prefill and between
+/// frames.
 #[derive(Default)]
 pub struct GenerateHooks<'a> {
     /// Receives every chunk; `false` stops generation.
@@ -85,6 +86,8 @@ impl Model {
             )));
         }
         let prepared = self.prepare_request(voice, text, options)?;
+        // Everything that can refuse the request comes before the first abort poll.
+        let resampler = StreamResampler::new(decoder.sample_rate(), rate)?;
         let mut should_abort = hooks.should_abort;
         // The first poll comes before the prefill, the longest stretch without one (up to
         // MAX_PROMPT_ROWS rows): a call cancelled while it was queued does none of the work.
@@ -108,7 +111,7 @@ impl Model {
             chunk_frames: options.chunk_frames,
             reference,
             reference_tail: Vec::new(),
-            resampler: StreamResampler::new(decoder.sample_rate(), rate)?,
+            resampler,
             rate,
             pending: Vec::new(),
             frames: 0,

@@ -119,6 +119,15 @@ impl ReferenceAudio {
         let mono = downmix(interleaved, channels);
         check_not_silent(what, &mono, limits)?;
         let samples = resample(&mono, sample_rate, TARGET_SAMPLE_RATE)?;
+        // Finite input can still overflow here: channels near f32::MAX summed by the mix, or
+        // the resampler's overshoot on such values (found by the reference_audio fuzzer).
+        if let Some(i) = samples.iter().position(|x| !x.is_finite()) {
+            return Err(Error::invalid_argument(format!(
+                "{what}: sample values near the f32 limit overflow when mixed to mono or resampled to \
+                 {TARGET_SAMPLE_RATE} Hz (output sample {i} is {}); audio is expected within [-1, 1]",
+                samples[i]
+            )));
+        }
         Ok(ReferenceAudio { samples, source_sample_rate: sample_rate, source_channels: channels })
     }
 

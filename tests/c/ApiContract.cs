@@ -145,7 +145,8 @@ static class ApiContract
             hooked.Native.MaxFrames = 12;
             hooked.ShouldAbort = () => ++polls >= 2;
             using (Audio stopped = model.Generate(voice, "Hello there.", hooked, null))
-                Check(stopped.Aborted && stopped.Frames == 2 && polls == 2, "ShouldAbort stops after its second poll: " + stopped.Frames);
+                // Poll 1 comes before the prefill, poll n + 1 after frame n.
+                Check(stopped.Aborted && stopped.Frames == 1 && polls == 2, "ShouldAbort stops at its second poll: " + stopped.Frames);
             bool rethrown = false;
             try { model.Generate(voice, "Hello there.", p, c => { throw new InvalidTimeZoneException("from the handler"); }); }
             catch (InvalidTimeZoneException e) { rethrown = e.Message == "from the handler"; }

@@ -562,6 +562,7 @@ fn megakernel_components(
             (mkf::RELAXED_SPIN, "relaxed spin + one fence"),
             (mkf::RELEASE_ADD, "red.release signal"),
             (mkf::RELAXED_SPIN | mkf::RELEASE_ADD, "relaxed spin + red.release"),
+            (mkf::ATTN_PARAMS_SHARED, "attention norm weights and frequencies in shared memory"),
             (mkf::SKIP_MATH, "matvec arithmetic skipped (timing only)"),
         ] {
             r.set_flags(flags);

@@ -223,6 +223,7 @@ __device__ void frame(const MkArgs& a) {
                 as.k = as.q + (size_t)op.rows * grp * op.head_dim;
                 as.v = as.k + (size_t)op.rows * op.head_dim;
                 as.merge = as.v + (size_t)op.rows * op.head_dim;
+                as.params = as.merge + (size_t)kWarps * kPairsPerPass * (op.head_dim + 2);
                 as.flag = sm.flag;
                 run_attention(op, a, as);
                 break;

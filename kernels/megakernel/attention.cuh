@@ -97,6 +97,9 @@ struct AttentionSmem {
     float* k;      // [rows][hd]
     float* v;      // [rows][hd]
     float* merge;  // [kWarps][kPairsPerPass][hd + 2]
+    // kFlagAttnParamsShared: rotary frequencies [hd / 2] floats, then the q and k norm
+    // weights [hd] bf16 each (hd / 2 + hd floats in all).
+    float* params;
     int* flag;
 };
 
@@ -113,7 +116,24 @@ __device__ void run_attention(const MkOp& op, const MkArgs& a, const AttentionSm
     const int width = (hq + 2 * hkv) * hd;
     const int kvw = hkv * hd;
 
-    // 1. New rows of this KV head's group: q heads, k, v.
+    // 1. New rows of this KV head's group: q heads, k, v; with kFlagAttnParamsShared also the
+    //    QK-norm weights and rotary frequencies, so that step 2 reads shared memory instead of
+    //    making two more dependent L2 round trips (the wait's acquire emptied L1).
+    const float* inv_freq = op.inv_freq;
+    const bf16 *q_norm = op.q_norm, *k_norm = op.k_norm;
+    if ((a.flags & kFlagAttnParamsShared) != 0) {
+        float* freq = sm.params;
+        bf16* qn = reinterpret_cast<bf16*>(sm.params + hd / 2);
+        bf16* kn = qn + hd;
+        for (int i = threadIdx.x; i < hd / 2; i += kThreads) freq[i] = inv_freq[i];
+        for (int i = threadIdx.x; i < hd; i += kThreads) {
+            if (q_norm != nullptr) qn[i] = q_norm[i];
+            if (k_norm != nullptr) kn[i] = k_norm[i];
+        }
+        inv_freq = freq;
+        q_norm = q_norm != nullptr ? qn : nullptr;
+        k_norm = k_norm != nullptr ? kn : nullptr;
+    }
     for (int r = 0; r < rows; ++r) {
         const float* row = op.qkv + (size_t)r * width;
         for (int i = threadIdx.x; i < grp * hd; i += kThreads) sm.q[((size_t)r * grp) * hd + i] = ld_cg(row + (size_t)j * grp * hd + i);
@@ -127,7 +147,7 @@ __device__ void run_attention(const MkOp& op, const MkArgs& a, const AttentionSm
     for (int item = warp; item < rows * (grp + 1); item += kWarps) {
         const int r = item / (grp + 1), h = item % (grp + 1);
         float* vec = h < grp ? sm.q + ((size_t)r * grp + h) * hd : sm.k + (size_t)r * hd;
-        norm_rope_warp(vec, h < grp ? op.q_norm : op.k_norm, op.eps, hd, op.inv_freq, (float)(p0 + r));
+        norm_rope_warp(vec, h < grp ? q_norm : k_norm, op.eps, hd, inv_freq, (float)(p0 + r));
     }
     __syncthreads();
     // 3. The last chunk's unit appends the new keys and values.

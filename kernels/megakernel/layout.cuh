@@ -214,6 +214,7 @@ constexpr uint32_t kFlagGlobalOpFields = 2u;  // read op fields from the global 
 constexpr uint32_t kFlagRelaxedSpin = 4u;     // wait: spin on relaxed loads, one acquire fence after
 constexpr uint32_t kFlagReleaseAdd = 8u;      // signal: one red.release.gpu instead of fence + atomicAdd
 constexpr uint32_t kFlagSkipMath = 16u;       // matvec: wait for and release every page, skip its arithmetic (timing only: wrong results)
+constexpr uint32_t kFlagAttnParamsShared = 32u;  // attention: QK-norm weights and rotary frequencies loaded with the rows (same results)
 
 static_assert(sizeof(MkSeg) == 24, "MkSeg layout");
 static_assert(sizeof(MkSrc) == 24, "MkSrc layout");

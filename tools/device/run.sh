@@ -9,7 +9,9 @@
 #   QT_TEST_FILTER filters inside them); QT_SANITIZE=1 runs the megakernel tests under compute-sanitizer (memcheck,
 #   racecheck, synccheck, initcheck; QT_SANITIZE_TOOLS picks, QT_SANITIZE_TIMEOUT bounds each); QT_REFBENCH=1 runs faster-qwen3-tts (../shared/tools/reference-bench,
 #   carried as .refbench with its wheels in .whl) in the same call; QT_SOAK=N runs N
-#   load/clone/generate/free cycles on the GPU (examples/soak.rs).
+#   load/clone/generate/free cycles on the GPU (examples/soak.rs). QT_MEGAKERNEL_FLAGS=N (the
+#   library reads it) runs every megakernel request with chain variant N (MkArgs.flags), so a
+#   variant goes through the tests before it becomes the default.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 # Logs are gathered in one place and packed into $OUT/logs.tgz at the end (the device tool

@@ -224,6 +224,9 @@ pub mod flags {
     /// Matvec: wait for and release every weight page but skip its arithmetic (timing only;
     /// the results are wrong).
     pub const SKIP_MATH: u32 = 16;
+    /// Attention: the QK-norm weights and rotary frequencies loaded into shared memory with
+    /// the new rows (the same results, fewer dependent loads).
+    pub const ATTN_PARAMS_SHARED: u32 = 32;
 }
 
 #[repr(C)]

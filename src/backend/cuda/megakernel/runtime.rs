@@ -327,7 +327,7 @@ impl FrameKernel {
             ypart_floats: self.ypart_floats as i32,
             talker: inputs.talker,
             cp: inputs.cp,
-            flags: 0,
+            flags: env_flags(),
             trace: 0,
         };
         Ok(FrameRequest {
@@ -399,6 +399,26 @@ fn ops_as_bytes<T: Copy>(v: &[T]) -> &[u8] {
     // SAFETY: T is a #[repr(C)] plain-old-data struct here (MkOp, MkSampleCase): every byte
     // pattern of its fields is a valid u8, and the slice covers exactly its memory.
     unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
+}
+
+/// `QT_MEGAKERNEL_FLAGS` (a number, `MkArgs.flags`): runs every request with a chain variant,
+/// so that the device runner can put a variant through the whole test suite before it becomes
+/// the default. Unset (production): 0.
+fn env_flags() -> u32 {
+    static FLAGS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *FLAGS.get_or_init(|| {
+        let Some(text) = std::env::var_os("QT_MEGAKERNEL_FLAGS") else { return 0 };
+        let text = text.to_string_lossy();
+        let flags = text.trim().parse().unwrap_or_else(|_| {
+            log::warn!("QT_MEGAKERNEL_FLAGS={text:?} is not a number; ignored");
+            0
+        });
+        if flags & flags::SKIP_MATH != 0 {
+            log::warn!("QT_MEGAKERNEL_FLAGS includes SKIP_MATH (timing only): ignored");
+            return flags & !flags::SKIP_MATH;
+        }
+        flags
+    })
 }
 
 /// One generation's state on the device.

@@ -528,3 +528,21 @@ fn samples_that_overflow_when_mixed_or_resampled_are_refused() {
     w.finalize().unwrap();
     expect_invalid(ReferenceAudio::from_bytes(bytes.get_ref(), &limits), &["overflow"]);
 }
+
+/// A WAV header declaring 65535 channels (the reference_audio fuzzer's input, kept in
+/// tests/fixtures/fuzz/) is refused from its header, before a parser multiplies the count into a
+/// 16-bit block size; so are 0 channels.
+#[test]
+fn wav_headers_with_impossible_channel_counts_are_refused_up_front() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz");
+    let found = std::fs::read(dir.join("wav_65535_channels.wav")).unwrap();
+    let err = decode(&found, 30.0).expect_err("65535 channels");
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert!(err.message().contains("65535 channels") && err.message().contains("1..=64"), "{}", err.message());
+    // The channel count is bytes 22..24 of a canonical header.
+    let mut wav = read("ref_24k.wav");
+    wav[22..24].copy_from_slice(&0u16.to_le_bytes());
+    assert!(decode(&wav, 30.0).expect_err("0 channels").message().contains("declares 0 channels"));
+    wav[22..24].copy_from_slice(&65u16.to_le_bytes());
+    assert!(decode(&wav, 30.0).expect_err("65 channels").message().contains("declares 65 channels"));
+}

@@ -27,6 +27,9 @@ use symphonia::core::meta::MetadataOptions;
 
 use crate::error::{Error, Result};
 
+/// Most channels accepted from a file or a caller (7.1 surround and far beyond).
+pub const MAX_CHANNELS: usize = 64;
+
 /// Decoded PCM: interleaved f32 frames at the stream's native rate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecodedAudio {
@@ -71,6 +74,16 @@ pub fn decode(bytes: &[u8], max_seconds: f64) -> Result<DecodedAudio> {
         return Err(Error::invalid_argument("audio data is empty (0 bytes)"));
     }
     if is_riff_wave(bytes) {
+        // Checked before any parser sees the header: symphonia's WAV reader multiplies the
+        // channel count into a 16-bit block size, which overflows (a panic in builds with
+        // overflow checks; found by the reference_audio fuzzer with 65535 channels).
+        if let Some(channels) = wav_chunks(bytes).find(|c| &c.id == b"fmt ").and_then(|c| c.u16_at(2)) {
+            if channels == 0 || usize::from(channels) > MAX_CHANNELS {
+                return Err(Error::invalid_argument(format!(
+                    "WAV header declares {channels} channels; 1..={MAX_CHANNELS} are accepted"
+                )));
+            }
+        }
         let repaired = repair_streamed_wav(bytes);
         let bytes = repaired.as_deref().unwrap_or(bytes);
         match decode_wav(bytes, max_seconds) {
@@ -96,16 +109,11 @@ fn is_riff_wave(bytes: &[u8]) -> bool {
 /// Returns a copy with both sizes set to what the file holds (whole frames of the `fmt `
 /// block alignment), or `None` when the header is consistent (or too broken to tell).
 fn repair_streamed_wav(bytes: &[u8]) -> Option<Vec<u8>> {
-    let u32_at = |at: usize| bytes.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
     let mut block_align = None;
-    let mut pos = 12;
-    while pos + 8 <= bytes.len() {
-        let size = u32_at(pos + 4)?;
-        let body = pos + 8;
-        match &bytes[pos..pos + 4] {
-            b"fmt " => {
-                block_align = bytes.get(body + 12..body + 14).map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
-            }
+    for chunk in wav_chunks(bytes) {
+        let (pos, body, size) = (chunk.pos, chunk.pos + 8, chunk.size);
+        match &chunk.id {
+            b"fmt " => block_align = chunk.u16_at(12).map(usize::from),
             b"data" => {
                 let available = bytes.len() - body;
                 if size != 0 && size <= available {
@@ -125,9 +133,38 @@ fn repair_streamed_wav(bytes: &[u8]) -> Option<Vec<u8>> {
             }
             _ => {}
         }
-        pos = body.checked_add(size)?.checked_add(size & 1)?;
     }
     None
+}
+
+/// One chunk of a RIFF/WAVE file: its id, where its 8-byte header starts and its declared
+/// size (which may run past the end of the file).
+struct WavChunk<'a> {
+    id: [u8; 4],
+    pos: usize,
+    size: usize,
+    bytes: &'a [u8],
+}
+
+impl WavChunk<'_> {
+    /// The little-endian u16 at `offset` into the chunk's body, if the file holds it.
+    fn u16_at(&self, offset: usize) -> Option<u16> {
+        let at = self.pos + 8 + offset;
+        self.bytes.get(at..at + 2).map(|b| u16::from_le_bytes([b[0], b[1]]))
+    }
+}
+
+/// The chunks after `RIFF....WAVE`, in order, until one's header does not fit or its
+/// declared size would move past any representable position.
+fn wav_chunks(bytes: &[u8]) -> impl Iterator<Item = WavChunk<'_>> {
+    let mut pos = Some(12usize);
+    std::iter::from_fn(move || {
+        let at = pos?;
+        let header = bytes.get(at..at + 8)?;
+        let size = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        pos = (at + 8).checked_add(size).and_then(|end| end.checked_add(size & 1));
+        Some(WavChunk { id: [header[0], header[1], header[2], header[3]], pos: at, size, bytes })
+    })
 }
 
 enum WavError {

@@ -39,8 +39,7 @@ fn check_sample_rate(what: &str, sample_rate: u32) -> Result<()> {
 /// 192 kHz 32-bit PCM.
 pub const MAX_FILE_BYTES: u64 = 256 << 20;
 
-/// Most channels accepted from a caller or a file (7.1 surround and far beyond).
-pub const MAX_CHANNELS: usize = 64;
+pub use super::decode::MAX_CHANNELS;
 
 /// A validated reference recording: mono, 24 kHz, finite, not silent, within the duration
 /// limits. Immutable.

@@ -659,11 +659,11 @@ fn frames_program<'r>(r: &'r qwentts::backend::cuda::megakernel::FrameRequest<'_
 /// WORK the median block's time from release to done, split (SM clock, median blocks) into a
 /// matvec's PROLOGUE (inputs, norm), LOOP (weight pages: wait, arithmetic, barrier, refill; of
 /// which PAGE WAITS; COPY ISSUE is thread 0's time issuing the refills, which a stalled copy
-/// queue lengthens) and EPILOGUE (sums, bias, stores); TAIL the last block's end minus the
+/// queue lengthens, and LOADER DECODE its time reading the next ops' descriptors) and EPILOGUE (sums, bias, stores); TAIL the last block's end minus the
 /// median block's.
 fn trace_report(trace: &[u64], ops: &[qwentts::backend::cuda::megakernel::MkOp], grid: usize, clock_ghz: f64) -> Vec<String> {
     use qwentts::backend::cuda::megakernel::{
-        TRACE_DONE_CLK, TRACE_DONE_NS, TRACE_FIELDS, TRACE_ISSUE_CYCLES, TRACE_LOOP_END_CLK, TRACE_LOOP_START_CLK, TRACE_PAGE_WAIT_CYCLES,
+        TRACE_DECODE_CYCLES, TRACE_DONE_CLK, TRACE_DONE_NS, TRACE_FIELDS, TRACE_ISSUE_CYCLES, TRACE_LOOP_END_CLK, TRACE_LOOP_START_CLK, TRACE_PAGE_WAIT_CYCLES,
         TRACE_RELEASED_CLK, TRACE_RELEASED_NS, TRACE_START_NS,
     };
     use std::collections::BTreeMap;
@@ -691,6 +691,7 @@ fn trace_report(trace: &[u64], ops: &[qwentts::backend::cuda::megakernel::MkOp],
         epilogue: f64,
         pages: f64,
         issue: f64,
+        decode: f64,
         tail: f64,
     }
     let mut classes: BTreeMap<String, Class> = BTreeMap::new();
@@ -728,6 +729,7 @@ fn trace_report(trace: &[u64], ops: &[qwentts::backend::cuda::megakernel::MkOp],
         };
         let pages = med((0..grid).map(|b| at(i, b, TRACE_PAGE_WAIT_CYCLES) as f64).collect()) / clock_ghz * 1e-3;
         let issue = med((0..grid).map(|b| at(i, b, TRACE_ISSUE_CYCLES) as f64).collect()) / clock_ghz * 1e-3;
+        let decode = med((0..grid).map(|b| at(i, b, TRACE_DECODE_CYCLES) as f64).collect()) / clock_ghz * 1e-3;
         let median_end = med((0..grid).map(|b| at(i, b, TRACE_DONE_NS) as f64).collect());
         let tail = (ends[i] as f64 - median_end) * 1e-3;
         for b in 0..grid {
@@ -752,20 +754,21 @@ fn trace_report(trace: &[u64], ops: &[qwentts::backend::cuda::megakernel::MkOp],
         c.epilogue += epilogue;
         c.pages += pages;
         c.issue += issue;
+        c.decode += decode;
         c.tail += tail;
     }
     let total = ends.last().copied().unwrap_or(start).saturating_sub(start) as f64 * 1e-3;
     let mut out = vec![
         format!("trace of one forced frame: {total:.0} µs from the first op's start to the last op's end ({} ops; timer steps of >= {resolution} ns; phases in SM cycles at {clock_ghz:.2} GHz)", ops.len()),
-        "| op class | ops | step µs (sum) | step µs (mean) | wake µs | work µs | prologue µs | page loop µs | of which page waits µs | copy issue µs (thread 0) | epilogue µs | tail µs |".to_string(),
-        "|---|---|---|---|---|---|---|---|---|---|---|---|".to_string(),
+        "| op class | ops | step µs (sum) | step µs (mean) | wake µs | work µs | prologue µs | page loop µs | of which page waits µs | copy issue µs (thread 0) | loader decode µs (thread 0) | epilogue µs | tail µs |".to_string(),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|".to_string(),
     ];
     for name in order {
         let c = &classes[&name];
         let n = c.n as f64;
         let wake = if c.woken > 0 { format!("{:.2}", c.wake / c.woken as f64) } else { "-".to_string() };
         out.push(format!(
-            "| {name} | {} | {:.0} | {:.2} | {wake} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            "| {name} | {} | {:.0} | {:.2} | {wake} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
             c.n,
             c.step,
             c.step / n,
@@ -774,6 +777,7 @@ fn trace_report(trace: &[u64], ops: &[qwentts::backend::cuda::megakernel::MkOp],
             c.looped / n,
             c.pages / n,
             c.issue / n,
+            c.decode / n,
             c.epilogue / n,
             c.tail / n
         ));

@@ -183,10 +183,13 @@ __device__ void frame(const MkArgs& a) {
     const bool release_add = (a.flags & kFlagReleaseAdd) != 0;
     // Trace record of the current op (benchmarks only): written by the sync thread.
     uint64_t* trace = nullptr;
-    long long page_wait0 = 0, issue0 = 0;
+    long long page_wait0 = 0, issue0 = 0, decode0 = 0;
 
     for (int i = a.first_op; i < a.n_ops; ++i) {
-        if (a.trace != nullptr && threadIdx.x == 0) issue0 = ring.issue_cycles;
+        if (a.trace != nullptr && threadIdx.x == 0) {
+            issue0 = ring.issue_cycles;
+            decode0 = ring.decode_cycles;
+        }
         if (a.trace != nullptr && threadIdx.x == sync_thread) {
             trace = a.trace + ((size_t)i * gridDim.x + blockIdx.x) * kTraceFields;
             trace[kTraceStartNs] = global_ns();
@@ -242,9 +245,11 @@ __device__ void frame(const MkArgs& a) {
             trace[kTraceDoneClk] = (uint64_t)clock64();
             trace[kTracePageWaitCycles] = (uint64_t)(ring.wait_cycles - page_wait0);
         }
-        if (a.trace != nullptr && threadIdx.x == 0)
-            a.trace[((size_t)i * gridDim.x + blockIdx.x) * kTraceFields + kTraceIssueCycles] =
-                (uint64_t)(ring.issue_cycles - issue0);
+        if (a.trace != nullptr && threadIdx.x == 0) {
+            uint64_t* rec = a.trace + ((size_t)i * gridDim.x + blockIdx.x) * kTraceFields;
+            rec[kTraceIssueCycles] = (uint64_t)(ring.issue_cycles - issue0);
+            rec[kTraceDecodeCycles] = (uint64_t)(ring.decode_cycles - decode0);
+        }
         signal_counter(a.counters + i, sync_thread, release_add);
     }
     ring.drain();

@@ -194,8 +194,9 @@ struct MkArgs {
 // the op; and SM clock stamps (cycles) after the wait, at the start and the end of a matvec's
 // page loop (0 for other ops), and after the work: the phases of one block at clock resolution;
 // and the cycles thread 0 spent issuing weight copies in the op (a copy whose issue stalls
-// shows here, not as a page wait).
-constexpr int kTraceFields = 9;
+// shows here, not as a page wait), and the cycles thread 0 spent decoding the loader's next
+// op descriptors (global loads of a program that the weight stream keeps evicting from L2).
+constexpr int kTraceFields = 10;
 enum TraceField : int {
     kTraceStartNs = 0,
     kTraceReleasedNs = 1,
@@ -206,6 +207,7 @@ enum TraceField : int {
     kTraceLoopEndClk = 6,
     kTraceDoneClk = 7,
     kTraceIssueCycles = 8,
+    kTraceDecodeCycles = 9,
 };
 
 // MkArgs.flags: variants of the chain, so one build can time them against each other.

@@ -106,8 +106,9 @@ struct WeightRing {
     int cached_op;
     Runs cruns;
     int ck, crpp;
-    // SM clock cycles this thread has spent in wait_page and issuing copies (MkArgs.trace).
-    long long wait_cycles, issue_cycles;
+    // SM clock cycles this thread has spent in wait_page, issuing copies and decoding the
+    // loader's next op (MkArgs.trace).
+    long long wait_cycles, issue_cycles, decode_cycles;
 
     __device__ void init(unsigned char* page_mem, uint64_t* bar_mem, int slots, const MkOp* op_list, int first_op,
                          int op_count) {
@@ -118,7 +119,7 @@ struct WeightRing {
         lop = first_op;
         lrun = lpage = 0;
         cached_op = -1;
-        wait_cycles = issue_cycles = 0;
+        wait_cycles = issue_cycles = decode_cycles = 0;
         ops = op_list;
         n_ops = op_count;
         block = blockIdx.x;
@@ -173,6 +174,7 @@ struct WeightRing {
     __device__ void top_up() {
         while (issued - consumed < (uint32_t)nslot && lop < n_ops) {
             if (cached_op != lop) {
+                const long long t0 = clock64();
                 const MkOp& op = ops[lop];
                 cached_op = lop;
                 if (op.kind == kOpMatvec) {
@@ -182,6 +184,7 @@ struct WeightRing {
                 } else {
                     cruns.n = 0;
                 }
+                decode_cycles += clock64() - t0;
             }
             const Runs& r = cruns;
             if (lrun >= r.n) {

@@ -190,7 +190,7 @@ pub struct MkArgs {
 
 /// u64 values per (op, block) in `MkArgs::trace` (`kTraceFields`), indexed by the `TRACE_*`
 /// constants.
-pub const TRACE_FIELDS: usize = 9;
+pub const TRACE_FIELDS: usize = 10;
 /// Global-timer ns at the op's start.
 pub const TRACE_START_NS: usize = 0;
 /// Global-timer ns after the op's wait.
@@ -209,6 +209,8 @@ pub const TRACE_LOOP_END_CLK: usize = 6;
 pub const TRACE_DONE_CLK: usize = 7;
 /// SM cycles thread 0 spent issuing weight copies in the op (a stalled issue shows here).
 pub const TRACE_ISSUE_CYCLES: usize = 8;
+/// SM cycles thread 0 spent decoding the weight loader's next op descriptors in the op.
+pub const TRACE_DECODE_CYCLES: usize = 9;
 
 /// `MkArgs::flags` (`kFlag*` of layout.cuh): variants of the dependency chain that one build
 /// times against each other. 0 is what production runs.

@@ -545,4 +545,12 @@ fn wav_headers_with_impossible_channel_counts_are_refused_up_front() {
     assert!(decode(&wav, 30.0).expect_err("0 channels").message().contains("declares 0 channels"));
     wav[22..24].copy_from_slice(&65u16.to_le_bytes());
     assert!(decode(&wav, 30.0).expect_err("65 channels").message().contains("declares 65 channels"));
+    // The decoder's probe finds a RIFF header anywhere in the data: one after 19 bytes of
+    // other data, declaring 64513 channels (also the fuzzer's), is checked too.
+    let embedded = std::fs::read(dir.join("embedded_wav_64513_channels.bin")).unwrap();
+    let err = decode(&embedded, 30.0).expect_err("embedded header");
+    assert!(err.message().contains("64513 channels"), "{}", err.message());
+    let mut bits = read("ref_24k.wav");
+    bits[34..36].copy_from_slice(&65u16.to_le_bytes());
+    assert!(decode(&bits, 30.0).expect_err("65 bits").message().contains("65 bits per sample"));
 }

@@ -73,17 +73,8 @@ pub fn decode(bytes: &[u8], max_seconds: f64) -> Result<DecodedAudio> {
     if bytes.is_empty() {
         return Err(Error::invalid_argument("audio data is empty (0 bytes)"));
     }
+    check_wav_formats(bytes)?;
     if is_riff_wave(bytes) {
-        // Checked before any parser sees the header: symphonia's WAV reader multiplies the
-        // channel count into a 16-bit block size, which overflows (a panic in builds with
-        // overflow checks; found by the reference_audio fuzzer with 65535 channels).
-        if let Some(channels) = wav_chunks(bytes).find(|c| &c.id == b"fmt ").and_then(|c| c.u16_at(2)) {
-            if channels == 0 || usize::from(channels) > MAX_CHANNELS {
-                return Err(Error::invalid_argument(format!(
-                    "WAV header declares {channels} channels; 1..={MAX_CHANNELS} are accepted"
-                )));
-            }
-        }
         let repaired = repair_streamed_wav(bytes);
         let bytes = repaired.as_deref().unwrap_or(bytes);
         match decode_wav(bytes, max_seconds) {
@@ -95,6 +86,32 @@ pub fn decode(bytes: &[u8], max_seconds: f64) -> Result<DecodedAudio> {
         }
     }
     decode_symphonia(bytes, max_seconds, None)
+}
+
+/// Checks every WAV `fmt ` chunk a decoder could read before any decoder reads it: 1..=
+/// [`MAX_CHANNELS`] channels and at most 64 bits per sample. symphonia's WAV reader multiplies
+/// the two into a 16-bit block size, which overflows for absurd values (a panic in builds with
+/// overflow checks); and its probe looks for a `RIFF` marker anywhere in the data, not only at
+/// the start, so every embedded `RIFF....WAVE` header is checked (both found by the
+/// reference_audio fuzzer).
+fn check_wav_formats(bytes: &[u8]) -> Result<()> {
+    let headers = bytes.windows(12).enumerate().filter(|(_, w)| &w[0..4] == b"RIFF" && &w[8..12] == b"WAVE");
+    for (start, _) in headers {
+        for fmt in wav_chunks(&bytes[start..]).filter(|c| &c.id == b"fmt ") {
+            let (Some(channels), Some(bits)) = (fmt.u16_at(2), fmt.u16_at(14)) else { continue };
+            if channels == 0 || usize::from(channels) > MAX_CHANNELS {
+                return Err(Error::invalid_argument(format!(
+                    "WAV header declares {channels} channels; 1..={MAX_CHANNELS} are accepted"
+                )));
+            }
+            if bits > 64 {
+                return Err(Error::invalid_argument(format!(
+                    "WAV header declares {bits} bits per sample; at most 64 are accepted"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `RIFF....WAVE` (little-endian RIFF; RIFX and RF64 are left to symphonia).

@@ -316,31 +316,21 @@ fn callbacks_abort_with_the_aborted_status_and_keep_the_audio() {
     assert!(info.n_frames >= 2 && info.n_frames < 18, "{info:?}");
     assert_eq!(&samples(audio.0)[..rec.chunks[0].1.len()], &rec.chunks[0].1[..], "the audio starts with the chunk");
 
-    // The abort hook, polled before the prefill and after every frame, says stop at its
-    // fourth poll: after frame 3.
-    let mut hook = AbortAfter { polls: 0, stop_at: 4, value: QT_STOP };
-    let mut p = greedy(model.0, c"English");
-    p.abort_cb = Some(abort_after);
-    p.abort_user_data = (&raw mut hook).cast();
-    let mut audio = ptr::null_mut();
-    let status = unsafe { qt_generate(model.0, voice.0, text.as_ptr(), &p, None, ptr::null_mut(), &mut audio) };
-    expect(status, QT_STATUS_ABORTED, &[]);
-    let audio = Owned(audio);
-    let info = audio_info(audio.0);
-    assert_eq!((info.finish, info.n_frames, hook.polls), (QT_FINISH_ABORTED, 3, 4));
-    assert_eq!(info.n_samples, 3 * 1920, "the frames made before the stop are decoded");
-
-    // Stop at the first poll, before the prefill: no frame, no audio, status ABORTED.
-    let mut hook = AbortAfter { polls: 0, stop_at: 1, value: QT_STOP };
-    let mut p = greedy(model.0, c"English");
-    p.abort_cb = Some(abort_after);
-    p.abort_user_data = (&raw mut hook).cast();
-    let mut audio = ptr::null_mut();
-    let status = unsafe { qt_generate(model.0, voice.0, text.as_ptr(), &p, None, ptr::null_mut(), &mut audio) };
-    expect(status, QT_STATUS_ABORTED, &[]);
-    let audio = Owned(audio);
-    let info = audio_info(audio.0);
-    assert_eq!((info.finish, info.n_frames, info.n_samples, hook.polls), (QT_FINISH_ABORTED, 0, 0, 1));
+    // The abort hook, polled before the prefill and after every frame: stopping at poll 4
+    // keeps frames 1..3; stopping at poll 1, before the prefill, keeps none.
+    for (stop_at, frames) in [(4usize, 3usize), (1, 0)] {
+        let mut hook = AbortAfter { polls: 0, stop_at, value: QT_STOP };
+        let mut p = greedy(model.0, c"English");
+        p.abort_cb = Some(abort_after);
+        p.abort_user_data = (&raw mut hook).cast();
+        let mut audio = ptr::null_mut();
+        let status = unsafe { qt_generate(model.0, voice.0, text.as_ptr(), &p, None, ptr::null_mut(), &mut audio) };
+        expect(status, QT_STATUS_ABORTED, &[]);
+        let audio = Owned(audio);
+        let info = audio_info(audio.0);
+        assert_eq!((info.finish, info.n_frames, hook.polls), (QT_FINISH_ABORTED, frames as i32, stop_at), "stop at poll {stop_at}");
+        assert_eq!(info.n_samples, frames * 1920, "the frames made before the stop are decoded");
+    }
 
     // A callback that returns neither constant: an error, and no audio.
     let sentinel = ptr::dangling_mut::<qt_audio>();

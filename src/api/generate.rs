@@ -262,8 +262,7 @@ impl Model {
         on_frame: Option<&mut FrameSink<'_>>,
     ) -> Result<GeneratedCodes> {
         let ids = SpecialIds::from_config(&self.checkpoint().config);
-        let voice = VoiceData { speaker_vector: prepared.voice.speaker_vector, ref_codes: prepared.voice.ref_codes };
-        let request = FrameRequest { ids: &ids, plan: &prepared.plan, voice, config: &prepared.config };
+        let request = FrameRequest { ids: &ids, plan: &prepared.plan, voice: prepared.voice, config: &prepared.config };
         match &self.networks().decoders {
             DecoderSet::Cpu(d) => {
                 UnfusedEngine { backend: &d.backend, talker: &d.talker, predictor: &d.predictor }.generate(request, on_frame)

@@ -409,15 +409,15 @@ fn env_flags() -> u32 {
     *FLAGS.get_or_init(|| {
         let Some(text) = std::env::var_os("QT_MEGAKERNEL_FLAGS") else { return 0 };
         let text = text.to_string_lossy();
-        let flags = text.trim().parse().unwrap_or_else(|_| {
+        let value: u32 = text.trim().parse().unwrap_or_else(|_| {
             log::warn!("QT_MEGAKERNEL_FLAGS={text:?} is not a number; ignored");
             0
         });
-        if flags & flags::SKIP_MATH != 0 {
+        if value & flags::SKIP_MATH != 0 {
             log::warn!("QT_MEGAKERNEL_FLAGS includes SKIP_MATH (timing only): ignored");
-            return flags & !flags::SKIP_MATH;
+            return value & !flags::SKIP_MATH;
         }
-        flags
+        value
     })
 }
 

@@ -556,13 +556,14 @@ fn megakernel_components(
         use qwentts::backend::cuda::megakernel::flags as mkf;
         let mut variants = Vec::new();
         for (flags, what) in [
-            (0u32, "default (sync thread 32, op fields in shared memory)"),
+            (0u32, "default (sync thread 32, op fields in shared memory, constants staged, evict_first)"),
             (mkf::SYNC_THREAD0, "sync on thread 0"),
             (mkf::GLOBAL_OP_FIELDS, "op fields from global memory"),
             (mkf::RELAXED_SPIN, "relaxed spin + one fence"),
             (mkf::RELEASE_ADD, "red.release signal"),
             (mkf::RELAXED_SPIN | mkf::RELEASE_ADD, "relaxed spin + red.release"),
-            (mkf::ATTN_PARAMS_SHARED, "attention norm weights and frequencies in shared memory"),
+            (mkf::NO_STAGING, "op constants read after the wait (not staged)"),
+            (mkf::NO_EVICT_FIRST, "weight copies without the L2 evict_first hint"),
             (mkf::SKIP_MATH, "matvec arithmetic skipped (timing only)"),
         ] {
             r.set_flags(flags);
@@ -583,8 +584,15 @@ fn megakernel_components(
         summary.push(format!("| {label}: {}: weight-ring slots (forced frame) | {} | | | |", if path == LoadPath::Auto { "megakernel" } else { "megakernel, cp.async path" }, depths.join(", ")));
         // Where a frame's time goes, op by op (MkArgs.trace).
         r.enable_trace()?;
-        for (flags, what) in [(0u32, ""), (mkf::SKIP_MATH, " (matvec arithmetic skipped)")] {
+        // The same frame with a 2-page ring: whether the pages in flight delay the small
+        // dependent loads (inputs, wake-ups) that share the SM's memory path with them.
+        for (flags, slots, what) in [
+            (0u32, g.ring_slots, String::new()),
+            (mkf::SKIP_MATH, g.ring_slots, " (matvec arithmetic skipped)".to_string()),
+            (0u32, 2, " (2 ring slots)".to_string()),
+        ] {
             r.set_flags(flags);
+            r.set_ring_slots(slots)?;
             r.launch_range(1 + 3 * launches, 0, n_ops)?;
             let trace = r.read_trace()?;
             println!("  trace{what}:");
@@ -593,6 +601,7 @@ fn megakernel_components(
             }
         }
         r.set_flags(0);
+        r.set_ring_slots(g.ring_slots)?;
         println!("  chain variants, whole frame with forced codes: {}", variants.join("; "));
         summary.push(format!("| {label}: {}: chain variants (forced frame) | {} | | | |", if path == LoadPath::Auto { "megakernel" } else { "megakernel, cp.async path" }, variants.join("; ")));
         let steps: Vec<String> = prefix.iter().map(|(n, us)| format!("{n}: {us:.1}")).collect();
@@ -663,7 +672,7 @@ fn frames_program<'r>(r: &'r qwentts::backend::cuda::megakernel::FrameRequest<'_
 /// median block's.
 fn trace_report(trace: &[u64], ops: &[qwentts::backend::cuda::megakernel::MkOp], grid: usize, clock_ghz: f64) -> Vec<String> {
     use qwentts::backend::cuda::megakernel::{
-        TRACE_DECODE_CYCLES, TRACE_DONE_CLK, TRACE_DONE_NS, TRACE_FIELDS, TRACE_ISSUE_CYCLES, TRACE_LOOP_END_CLK, TRACE_LOOP_START_CLK, TRACE_PAGE_WAIT_CYCLES,
+        TRACE_DECODE_CYCLES, TRACE_DONE_CLK, TRACE_DONE_NS, TRACE_FIELDS, TRACE_INPUTS_CLK, TRACE_ISSUE_CYCLES, TRACE_LOOP_END_CLK, TRACE_LOOP_START_CLK, TRACE_PAGE_WAIT_CYCLES,
         TRACE_RELEASED_CLK, TRACE_RELEASED_NS, TRACE_START_NS,
     };
     use std::collections::BTreeMap;
@@ -686,6 +695,7 @@ fn trace_report(trace: &[u64], ops: &[qwentts::backend::cuda::megakernel::MkOp],
         wake: f64,
         woken: usize,
         work: f64,
+        inputs: f64,
         prologue: f64,
         looped: f64,
         epilogue: f64,
@@ -718,14 +728,15 @@ fn trace_report(trace: &[u64], ops: &[qwentts::backend::cuda::megakernel::MkOp],
             med((0..grid).map(|b| at(i, b, TRACE_RELEASED_NS) as f64 - dep as f64).collect()) * 1e-3
         });
         let work = cycles_us(i, TRACE_DONE_CLK, TRACE_RELEASED_CLK);
-        let (prologue, looped, epilogue) = if op.kind == 1 {
+        let (inputs, prologue, looped, epilogue) = if op.kind == 1 {
             (
+                cycles_us(i, TRACE_INPUTS_CLK, TRACE_RELEASED_CLK),
                 cycles_us(i, TRACE_LOOP_START_CLK, TRACE_RELEASED_CLK),
                 cycles_us(i, TRACE_LOOP_END_CLK, TRACE_LOOP_START_CLK),
                 cycles_us(i, TRACE_DONE_CLK, TRACE_LOOP_END_CLK),
             )
         } else {
-            (0.0, 0.0, 0.0)
+            (0.0, 0.0, 0.0, 0.0)
         };
         let pages = med((0..grid).map(|b| at(i, b, TRACE_PAGE_WAIT_CYCLES) as f64).collect()) / clock_ghz * 1e-3;
         let issue = med((0..grid).map(|b| at(i, b, TRACE_ISSUE_CYCLES) as f64).collect()) / clock_ghz * 1e-3;
@@ -749,6 +760,7 @@ fn trace_report(trace: &[u64], ops: &[qwentts::backend::cuda::megakernel::MkOp],
             c.woken += 1;
         }
         c.work += work;
+        c.inputs += inputs;
         c.prologue += prologue;
         c.looped += looped;
         c.epilogue += epilogue;
@@ -760,20 +772,21 @@ fn trace_report(trace: &[u64], ops: &[qwentts::backend::cuda::megakernel::MkOp],
     let total = ends.last().copied().unwrap_or(start).saturating_sub(start) as f64 * 1e-3;
     let mut out = vec![
         format!("trace of one forced frame: {total:.0} µs from the first op's start to the last op's end ({} ops; timer steps of >= {resolution} ns; phases in SM cycles at {clock_ghz:.2} GHz)", ops.len()),
-        "| op class | ops | step µs (sum) | step µs (mean) | wake µs | work µs | prologue µs | page loop µs | of which page waits µs | copy issue µs (thread 0) | loader decode µs (thread 0) | epilogue µs | tail µs |".to_string(),
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|".to_string(),
+        "| op class | ops | step µs (sum) | step µs (mean) | wake µs | work µs | prologue µs | of which inputs µs | page loop µs | of which page waits µs | copy issue µs (thread 0) | plan refill µs (thread 0) | epilogue µs | tail µs |".to_string(),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|".to_string(),
     ];
     for name in order {
         let c = &classes[&name];
         let n = c.n as f64;
         let wake = if c.woken > 0 { format!("{:.2}", c.wake / c.woken as f64) } else { "-".to_string() };
         out.push(format!(
-            "| {name} | {} | {:.0} | {:.2} | {wake} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            "| {name} | {} | {:.0} | {:.2} | {wake} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
             c.n,
             c.step,
             c.step / n,
             c.work / n,
             c.prologue / n,
+            c.inputs / n,
             c.looped / n,
             c.pages / n,
             c.issue / n,

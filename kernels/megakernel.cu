@@ -25,6 +25,7 @@
 #include "megakernel/layout.cuh"
 #include "megakernel/matvec.cuh"
 #include "megakernel/sampling.cuh"
+#include "megakernel/stage.cuh"
 #include "megakernel/sync.cuh"
 #include "megakernel/weight_ring.cuh"
 
@@ -165,9 +166,13 @@ __device__ void frame(const MkArgs& a) {
         for (int i = a.n_ops; i < a.total_ops; ++i) atomicAdd(a.counters + i, 1u);
     }
     const Smem sm = carve(smem_raw, a);
+    __shared__ __align__(16) MkPage plan_chunk[kPlanChunk];
     WeightRing<kTma> ring;
-    ring.init(sm.pages, sm.bars, a.nslot, a.ops, a.first_op, a.n_ops);
+    ring.init(sm.pages, sm.bars, plan_chunk, a.nslot, a);
     ring.top_up();
+    // The op's constants (norm weights, rotary frequencies), staged ahead of its wait.
+    __shared__ __align__(16) uint32_t consts[kStageWords];
+    const bool staging = (a.flags & kFlagNoStaging) == 0;
     const uint32_t target = a.epoch * gridDim.x;
 
     // The op being run, copied to shared memory. The waits' acquire loads invalidate L1, so
@@ -193,7 +198,7 @@ __device__ void frame(const MkArgs& a) {
         if (a.trace != nullptr && threadIdx.x == sync_thread) {
             trace = a.trace + ((size_t)i * gridDim.x + blockIdx.x) * kTraceFields;
             trace[kTraceStartNs] = global_ns();
-            trace[kTraceLoopStartClk] = trace[kTraceLoopEndClk] = 0;
+            trace[kTraceLoopStartClk] = trace[kTraceLoopEndClk] = trace[kTraceInputsClk] = 0;
             page_wait0 = ring.wait_cycles;
         }
         // Every thread is past the previous op's signal (its barrier): op_raw is free.
@@ -201,7 +206,14 @@ __device__ void frame(const MkArgs& a) {
             reinterpret_cast<uint4*>(op_raw)[threadIdx.x] = __ldg(reinterpret_cast<const uint4*>(a.ops + i) + threadIdx.x);
         __syncthreads();
         const MkOp& op = global_fields ? a.ops[i] : *reinterpret_cast<const MkOp*>(op_raw);
+        // Constant loads issued before the wait land during it; they are stored to shared
+        // memory after it (consts is free: every thread is past the previous op) and the op's
+        // first barrier publishes them.
+        const Stage stage = staging ? stage_of(op) : Stage{};
+        uint32_t staged[kStagePerThread];
+        stage_load(stage, staged);
         if (op.wait >= 0) wait_counter(a.counters + op.wait, target, sync_thread, relaxed_spin);
+        stage_store(stage, staged, consts);
         if (trace != nullptr) {
             trace[kTraceReleasedNs] = global_ns();
             trace[kTraceReleasedClk] = (uint64_t)clock64();
@@ -216,6 +228,7 @@ __device__ void frame(const MkArgs& a) {
                 ms.xs = sm.work;
                 ms.ypart = sm.ypart;
                 ms.scratch = sm.scratch;
+                ms.norm_w = stage.total > 0 ? reinterpret_cast<const bf16*>(consts) : op.norm_w;
                 run_matvec<kTma>(op, a, ring, ms, trace);
                 break;
             }
@@ -226,8 +239,17 @@ __device__ void frame(const MkArgs& a) {
                 as.k = as.q + (size_t)op.rows * grp * op.head_dim;
                 as.v = as.k + (size_t)op.rows * op.head_dim;
                 as.merge = as.v + (size_t)op.rows * op.head_dim;
-                as.params = as.merge + (size_t)kWarps * kPairsPerPass * (op.head_dim + 2);
                 as.flag = sm.flag;
+                as.inv_freq = op.inv_freq;
+                as.q_norm = op.q_norm;
+                as.k_norm = op.k_norm;
+                if (stage.total > 0) {
+                    // stage_of's layout: frequencies, then the q and k norm weights.
+                    const int hd = op.head_dim;
+                    as.inv_freq = reinterpret_cast<const float*>(consts);
+                    if (op.q_norm != nullptr) as.q_norm = reinterpret_cast<const bf16*>(consts + hd / 2);
+                    if (op.k_norm != nullptr) as.k_norm = reinterpret_cast<const bf16*>(consts + hd);
+                }
                 run_attention(op, a, as);
                 break;
             }

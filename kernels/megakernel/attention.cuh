@@ -11,8 +11,9 @@
  *          context is read by many blocks at once. Every unit normalises and rotates its own
  *          copy of the new rows (cheap) and uses those values for the new positions, so no
  *          unit reads a cache row another block is writing; unit (j, C - 1) writes them to the
- *          cache. Warps take positions round-robin, lanes hold 4 consecutive dims (float4
- *          loads of K and V rows) per 128 dims, online softmax per (row, query head).
+ *          cache. Warps take positions round-robin (kPosBatch loaded at once), lanes hold 4
+ *          consecutive dims (float4 loads of K and V rows) per 128 dims, online softmax per
+ *          (row, query head).
  *          C = 1: the unit writes out directly. C > 1: partial (acc, max, sum) per chunk to
  *          scratch; the last unit of head j to arrive (atomic counter, reset by it) merges the
  *          C partials in chunk order and writes out: no extra grid-wide dependency.
@@ -27,6 +28,7 @@ namespace qt_mk {
 
 constexpr int kPairsPerPass = 4;  // (row, query head) pairs whose state a warp keeps at once
 constexpr int kDimsPerLane = kMaxHeadDim / 32;  // 8 (two float4 groups)
+constexpr int kPosBatch = 3;  // positions a warp loads before it uses them
 
 __device__ __forceinline__ int attention_chunks(const MkOp& op, int total, int g) {
     const int cmax = max(1, min(op.max_chunks, g / op.kv_heads));
@@ -97,10 +99,11 @@ struct AttentionSmem {
     float* k;      // [rows][hd]
     float* v;      // [rows][hd]
     float* merge;  // [kWarps][kPairsPerPass][hd + 2]
-    // kFlagAttnParamsShared: rotary frequencies [hd / 2] floats, then the q and k norm
-    // weights [hd] bf16 each (hd / 2 + hd floats in all).
-    float* params;
     int* flag;
+    // The op's constants: global memory, or their copies staged in shared memory (stage.cuh).
+    const float* inv_freq;
+    const bf16* q_norm;
+    const bf16* k_norm;
 };
 
 __device__ void run_attention(const MkOp& op, const MkArgs& a, const AttentionSmem& sm) {
@@ -116,24 +119,9 @@ __device__ void run_attention(const MkOp& op, const MkArgs& a, const AttentionSm
     const int width = (hq + 2 * hkv) * hd;
     const int kvw = hkv * hd;
 
-    // 1. New rows of this KV head's group: q heads, k, v; with kFlagAttnParamsShared also the
-    //    QK-norm weights and rotary frequencies, so that step 2 reads shared memory instead of
-    //    making two more dependent L2 round trips (the wait's acquire emptied L1).
-    const float* inv_freq = op.inv_freq;
-    const bf16 *q_norm = op.q_norm, *k_norm = op.k_norm;
-    if ((a.flags & kFlagAttnParamsShared) != 0) {
-        float* freq = sm.params;
-        bf16* qn = reinterpret_cast<bf16*>(sm.params + hd / 2);
-        bf16* kn = qn + hd;
-        for (int i = threadIdx.x; i < hd / 2; i += kThreads) freq[i] = inv_freq[i];
-        for (int i = threadIdx.x; i < hd; i += kThreads) {
-            if (q_norm != nullptr) qn[i] = q_norm[i];
-            if (k_norm != nullptr) kn[i] = k_norm[i];
-        }
-        inv_freq = freq;
-        q_norm = q_norm != nullptr ? qn : nullptr;
-        k_norm = k_norm != nullptr ? kn : nullptr;
-    }
+    // 1. New rows of this KV head's group: q heads, k, v.
+    const float* inv_freq = sm.inv_freq;
+    const bf16 *q_norm = sm.q_norm, *k_norm = sm.k_norm;
     for (int r = 0; r < rows; ++r) {
         const float* row = op.qkv + (size_t)r * width;
         for (int i = threadIdx.x; i < grp * hd; i += kThreads) sm.q[((size_t)r * grp) * hd + i] = ld_cg(row + (size_t)j * grp * hd + i);
@@ -180,30 +168,45 @@ __device__ void run_attention(const MkOp& op, const MkArgs& a, const AttentionSm
 #pragma unroll
             for (int t = 0; t < kDimsPerLane; ++t) acc[q][t] = 0.0f;
         }
-        for (int p = cs + warp; p < ce; p += kWarps) {
-            float kv[kDimsPerLane], vv[kDimsPerLane];
-            if (p >= p0) {
-                load_head4(sm.k + (size_t)(p - p0) * hd, hd, false, kv);
-                load_head4(sm.v + (size_t)(p - p0) * hd, hd, false, vv);
-            } else {
-                load_head4(op.k_cache + (size_t)p * kvw + (size_t)j * hd, hd, true, kv);
-                load_head4(op.v_cache + (size_t)p * kvw + (size_t)j * hd, hd, true, vv);
+        // A warp takes positions warp, warp + kWarps, ...; it loads kPosBatch of them before
+        // using any, so a chunk of up to kPosBatch * kWarps positions costs one round trip to
+        // L2 rather than one per position.
+        for (int pb = cs + warp; pb < ce; pb += kPosBatch * kWarps) {
+            float kv[kPosBatch][kDimsPerLane], vv[kPosBatch][kDimsPerLane];
+#pragma unroll
+            for (int i = 0; i < kPosBatch; ++i) {
+                const int p = pb + i * kWarps;
+                if (p >= ce) {
+#pragma unroll
+                    for (int t = 0; t < kDimsPerLane; ++t) kv[i][t] = vv[i][t] = 0.0f;
+                } else if (p >= p0) {
+                    load_head4(sm.k + (size_t)(p - p0) * hd, hd, false, kv[i]);
+                    load_head4(sm.v + (size_t)(p - p0) * hd, hd, false, vv[i]);
+                } else {
+                    load_head4(op.k_cache + (size_t)p * kvw + (size_t)j * hd, hd, true, kv[i]);
+                    load_head4(op.v_cache + (size_t)p * kvw + (size_t)j * hd, hd, true, vv[i]);
+                }
             }
 #pragma unroll
-            for (int q = 0; q < kPairsPerPass; ++q) {
-                float d = 0.0f;
+            for (int i = 0; i < kPosBatch; ++i) {
+                const int p = pb + i * kWarps;
+                if (p >= ce) break;
 #pragma unroll
-                for (int t = 0; t < kDimsPerLane; ++t) d = fmaf(qv[q][t], kv[t], d);
-                d = qt::warp_sum(d);
-                if (p <= limit[q]) {
-                    const float s = d * scale;
-                    const float mn = fmaxf(m[q], s);
-                    const float corr = expf(m[q] - mn);  // m = -inf: 0
-                    const float e = expf(s - mn);
-                    l[q] = l[q] * corr + e;
+                for (int q = 0; q < kPairsPerPass; ++q) {
+                    float d = 0.0f;
 #pragma unroll
-                    for (int t = 0; t < kDimsPerLane; ++t) acc[q][t] = acc[q][t] * corr + e * vv[t];
-                    m[q] = mn;
+                    for (int t = 0; t < kDimsPerLane; ++t) d = fmaf(qv[q][t], kv[i][t], d);
+                    d = qt::warp_sum(d);
+                    if (p <= limit[q]) {
+                        const float s = d * scale;
+                        const float mn = fmaxf(m[q], s);
+                        const float corr = expf(m[q] - mn);  // m = -inf: 0
+                        const float e = expf(s - mn);
+                        l[q] = l[q] * corr + e;
+#pragma unroll
+                        for (int t = 0; t < kDimsPerLane; ++t) acc[q][t] = acc[q][t] * corr + e * vv[i][t];
+                        m[q] = mn;
+                    }
                 }
             }
         }

@@ -157,6 +157,16 @@ struct MkRecord {
     uint32_t pad[3];
 };
 
+// One weight page of a block's load plan (built on the host, load_plan.rs): one contiguous
+// copy of whole rows of one matrix, in the order the block's matvecs consume them.
+struct MkPage {
+    const bf16* src;
+    uint32_t bytes;
+    uint32_t pad;
+};
+constexpr int kPlanChunk = 32;    // plan entries staged in shared memory at a time
+constexpr int kPlanPadding = 64;  // zero entries after a block's last page (the prefetch reads ahead)
+
 struct MkArgs {
     const MkOp* ops;
     uint32_t* counters;      // [n_ops], monotone
@@ -186,6 +196,10 @@ struct MkArgs {
     MkSampler cp;
     uint32_t flags;          // kFlag* (experiments on the dependency chain; 0 = the default)
     uint64_t* trace;         // per (op, block) timestamps for the benchmarks (kTraceFields each), or null
+    const MkPage* plan;           // the weight loader's plan: [gridDim.x][plan_stride] pages
+    const uint32_t* plan_op0;    // [gridDim.x][total_ops + 1]: index of each op's first page in the block's plan
+    int32_t plan_stride;         // pages per block row of plan (>= its pages + kPlanPadding)
+    int32_t pad;
 };
 
 // MkArgs.trace: for op i and block b, kTraceFields values at (i * gridDim.x + b) * kTraceFields,
@@ -194,9 +208,9 @@ struct MkArgs {
 // the op; and SM clock stamps (cycles) after the wait, at the start and the end of a matvec's
 // page loop (0 for other ops), and after the work: the phases of one block at clock resolution;
 // and the cycles thread 0 spent issuing weight copies in the op (a copy whose issue stalls
-// shows here, not as a page wait), and the cycles thread 0 spent decoding the loader's next
-// op descriptors (global loads of a program that the weight stream keeps evicting from L2).
-constexpr int kTraceFields = 10;
+// shows here, not as a page wait), and the cycles thread 0 spent refilling the loader's staged
+// plan entries; and the SM clock once a matvec's input rows are in shared memory.
+constexpr int kTraceFields = 11;
 enum TraceField : int {
     kTraceStartNs = 0,
     kTraceReleasedNs = 1,
@@ -208,6 +222,7 @@ enum TraceField : int {
     kTraceDoneClk = 7,
     kTraceIssueCycles = 8,
     kTraceDecodeCycles = 9,
+    kTraceInputsClk = 10,
 };
 
 // MkArgs.flags: variants of the chain, so one build can time them against each other.
@@ -216,7 +231,8 @@ constexpr uint32_t kFlagGlobalOpFields = 2u;  // read op fields from the global 
 constexpr uint32_t kFlagRelaxedSpin = 4u;     // wait: spin on relaxed loads, one acquire fence after
 constexpr uint32_t kFlagReleaseAdd = 8u;      // signal: one red.release.gpu instead of fence + atomicAdd
 constexpr uint32_t kFlagSkipMath = 16u;       // matvec: wait for and release every page, skip its arithmetic (timing only: wrong results)
-constexpr uint32_t kFlagAttnParamsShared = 32u;  // attention: QK-norm weights and rotary frequencies loaded with the rows (same results)
+constexpr uint32_t kFlagNoStaging = 32u;      // op constants (norm weights, rotary frequencies) read after the wait, not staged before it (same results)
+constexpr uint32_t kFlagNoEvictFirst = 64u;   // weight copies without the L2 evict_first hint (same results)
 
 static_assert(sizeof(MkSeg) == 24, "MkSeg layout");
 static_assert(sizeof(MkSrc) == 24, "MkSrc layout");
@@ -225,6 +241,7 @@ static_assert(sizeof(MkSampler) == 24, "MkSampler layout");
 static_assert(sizeof(MkTalkerSampler) == 48, "MkTalkerSampler layout");
 static_assert(sizeof(MkState) == 128, "MkState layout");
 static_assert(sizeof(MkRecord) == 80, "MkRecord layout");
-static_assert(sizeof(MkArgs) == 216, "MkArgs layout");
+static_assert(sizeof(MkArgs) == 240, "MkArgs layout");
+static_assert(sizeof(MkPage) == 16, "MkPage layout");
 
 }  // namespace qt_mk

@@ -13,8 +13,9 @@
  *          part is the same on every page of the op, so its x values (at most 4 chunks of
  *          8 per input row, since a part spans <= 2 KB) are loaded into registers once per op.
  *          Weight chunks are read from shared memory 16 bytes per lane, conflict-free.
- * Precision bf16 weights, f32 activations, fmaf accumulation in chunk order, fixed shuffle
- *          tree, parts added in order: the same inputs give the same bits on every run.
+ * Precision bf16 weights, f32 activations, fmaf accumulation per chunk, chunks added in
+ *          order, fixed shuffle tree, parts added in order: the same inputs give the same bits
+ *          on every run.
  */
 #pragma once
 #include "common.cuh"
@@ -25,11 +26,27 @@ namespace qt_mk {
 
 constexpr int kMaxChunksPerLane = 4;
 
-// Loads input row `src` (k values) into xs as f32.
+// Loads input row `src` (k values) into xs as f32. The loads of a batch are all issued
+// before any is stored: one L2 round trip per batch of kInputBatch float4 per thread, not
+// one per element (the loop would otherwise wait for each load before the next store).
+constexpr int kInputBatch = 4;
 __device__ __forceinline__ void load_input_row(const MkSrc& src, const uint32_t* codes, int k, float* xs) {
     if (src.f32 != nullptr) {
         if ((k & 3) == 0) {
-            for (int i = threadIdx.x; i < k / 4; i += kThreads) reinterpret_cast<float4*>(xs)[i] = ld_cg4(src.f32 + 4 * i);
+            const int n4 = k / 4;
+            for (int base = 0; base < n4; base += kInputBatch * kThreads) {
+                float4 v[kInputBatch];
+#pragma unroll
+                for (int t = 0; t < kInputBatch; ++t) {
+                    const int i = base + threadIdx.x + t * kThreads;
+                    if (i < n4) v[t] = ld_cg4(src.f32 + 4 * i);
+                }
+#pragma unroll
+                for (int t = 0; t < kInputBatch; ++t) {
+                    const int i = base + threadIdx.x + t * kThreads;
+                    if (i < n4) reinterpret_cast<float4*>(xs)[i] = v[t];
+                }
+            }
         } else {
             for (int i = threadIdx.x; i < k; i += kThreads) xs[i] = ld_cg(src.f32 + i);
         }
@@ -55,6 +72,7 @@ struct MatvecSmem {
     float* xs;       // [kMaxRows][k]
     float* ypart;    // [block rows][parts][rows]
     float* scratch;  // kWarps floats
+    const bf16* norm_w;  // op.norm_w, or its copy staged in shared memory (stage.cuh)
 };
 
 template <bool kTma>
@@ -68,6 +86,7 @@ __device__ void run_matvec(const MkOp& op, const MkArgs& a, WeightRing<kTma>& ri
     // 1. Inputs (raw), their side copy, the norm, the normed side copy.
     for (int r = 0; r < rows; ++r) load_input_row(op.src[r], a.state->codes, k, sm.xs + (size_t)r * k);
     __syncthreads();
+    if (trace != nullptr) trace[kTraceInputsClk] = (uint64_t)clock64();
     if (op.raw_copy != nullptr) {
         int lo, hi;
         block_slice(k, b, g, lo, hi);
@@ -75,7 +94,7 @@ __device__ void run_matvec(const MkOp& op, const MkArgs& a, WeightRing<kTma>& ri
             for (int i = lo + threadIdx.x; i < hi; i += kThreads) op.raw_copy[(size_t)r * k + i] = sm.xs[(size_t)r * k + i];
     }
     if (op.norm_w != nullptr)
-        for (int r = 0; r < rows; ++r) rms_norm_row(sm.xs + (size_t)r * k, op.norm_w, k, op.eps, sm.scratch);
+        for (int r = 0; r < rows; ++r) rms_norm_row(sm.xs + (size_t)r * k, sm.norm_w, k, op.eps, sm.scratch);
     if (op.norm_copy != nullptr) {
         int lo, hi;
         block_slice(k, b, g, lo, hi);
@@ -114,9 +133,13 @@ __device__ void run_matvec(const MkOp& op, const MkArgs& a, WeightRing<kTma>& ri
             // Rows of this page handled by this warp: (warp / parts) + m * (kWarps / parts).
             for (int pr = warp / parts; pr < page_rows && !skip_math; pr += kWarps / parts) {
                 const uint4* wrow = reinterpret_cast<const uint4*>(page + (size_t)pr * k * 2);
-                float acc[kMaxRows];
+                // One accumulator per chunk: four independent FMA chains of 8 rather than one
+                // of 32 (the page is latency-bound), added in chunk order.
+                float acc[kMaxRows][kMaxChunksPerLane];
 #pragma unroll
-                for (int r = 0; r < kMaxRows; ++r) acc[r] = 0.0f;
+                for (int r = 0; r < kMaxRows; ++r)
+#pragma unroll
+                    for (int j = 0; j < kMaxChunksPerLane; ++j) acc[r][j] = 0.0f;
 #pragma unroll
                 for (int j = 0; j < kMaxChunksPerLane; ++j) {
                     const int c = ps + lane + 32 * j;
@@ -127,12 +150,15 @@ __device__ void run_matvec(const MkOp& op, const MkArgs& a, WeightRing<kTma>& ri
 #pragma unroll
                         for (int r = 0; r < kMaxRows; ++r)
 #pragma unroll
-                            for (int e = 0; e < 8; ++e) acc[r] = fmaf(w8[e], xr[r][j][e], acc[r]);
+                            for (int e = 0; e < 8; ++e) acc[r][j] = fmaf(w8[e], xr[r][j][e], acc[r][j]);
                     }
                 }
 #pragma unroll
                 for (int r = 0; r < kMaxRows; ++r) {
-                    const float v = qt::warp_sum(acc[r]);
+                    float sum = acc[r][0];
+#pragma unroll
+                    for (int j = 1; j < kMaxChunksPerLane; ++j) sum += acc[r][j];
+                    const float v = qt::warp_sum(sum);
                     if (lane == 0 && r < rows) {
                         const int yrow = run_y + p0 + pr;
                         sm.ypart[((size_t)yrow * parts + part) * rows + r] = v;

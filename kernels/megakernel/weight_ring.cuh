@@ -15,8 +15,14 @@
  *  * portable (sm_80+): every thread copies its 16-byte pieces with cp.async and commits one
  *    group per page; consumers wait until at most (issued - consumed - 1) groups are pending.
  * Both keep up to nslot pages in flight while the block waits for activations (sync.cuh).
- * The loader walks the same op list and the same runs as the consumer, so pages arrive in use
- * order. A slot is refilled only after every thread has finished with it (block barrier).
+ * The loader follows the block's PLAN (MkArgs.plan, built on the host by load_plan.rs with the
+ * same split as block_runs below), so pages arrive in use order. The plan is read as a stream:
+ * kPlanChunk entries staged in shared memory, the next chunk already loaded into warp 0's
+ * registers, so the loader never waits on a global load (decoding the next op's descriptor
+ * from global memory at each op crossing cost 1.3-3.4 us per matvec op). Copies carry the L2
+ * evict_first hint: the weights are read once per frame and should not push the activations,
+ * the KV cache and the program out of L2. A slot is refilled only after every thread has
+ * finished with it (block barrier).
  */
 #pragma once
 #include "megakernel/layout.cuh"
@@ -94,36 +100,40 @@ template <bool kTma>
 struct WeightRing {
     unsigned char* pages;  // nslot * kPageBytes, 128-byte aligned
     uint64_t* bars;        // nslot mbarriers (kTma)
+    MkPage* chunk;         // kPlanChunk staged plan entries (shared memory)
     int nslot;
     uint32_t issued, consumed;
-    // Loader cursor: op, run, page within the run.
-    int lop, lrun, lpage;
-    int n_ops;
-    const MkOp* ops;
-    int block, grid;
-    // The loader's current op, decoded once (not at every page: each decode is a chain of
-    // global reads that L1 cannot keep across the waits' acquires).
-    int cached_op;
-    Runs cruns;
-    int ck, crpp;
-    // SM clock cycles this thread has spent in wait_page, issuing copies and decoding the
-    // loader's next op (MkArgs.trace).
+    // Plan cursor: the block's plan row, the next page to issue, the end of this launch's
+    // pages, and the plan index of chunk[0].
+    const MkPage* plan;
+    uint32_t next, end, chunk_base;
+    // Warp 0: lane l holds plan entry chunk_base + kPlanChunk + l (the next chunk, in flight).
+    uint4 ahead;
+    uint64_t policy;  // L2 evict_first cache policy of the weight copies
+    bool hint;
+    // SM clock cycles this thread has spent in wait_page, issuing copies and refilling the
+    // staged plan (MkArgs.trace).
     long long wait_cycles, issue_cycles, decode_cycles;
 
-    __device__ void init(unsigned char* page_mem, uint64_t* bar_mem, int slots, const MkOp* op_list, int first_op,
-                         int op_count) {
+    __device__ void init(unsigned char* page_mem, uint64_t* bar_mem, MkPage* chunk_mem, int slots, const MkArgs& a) {
         pages = page_mem;
         bars = bar_mem;
+        chunk = chunk_mem;
         nslot = slots;
         issued = consumed = 0;
-        lop = first_op;
-        lrun = lpage = 0;
-        cached_op = -1;
         wait_cycles = issue_cycles = decode_cycles = 0;
-        ops = op_list;
-        n_ops = op_count;
-        block = blockIdx.x;
-        grid = gridDim.x;
+        plan = a.plan + (size_t)blockIdx.x * a.plan_stride;
+        const uint32_t* op0 = a.plan_op0 + (size_t)blockIdx.x * (a.total_ops + 1);
+        next = __ldg(op0 + a.first_op);
+        end = __ldg(op0 + a.n_ops);
+        chunk_base = next;
+        hint = (a.flags & kFlagNoEvictFirst) == 0;
+        asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+        if (threadIdx.x < kPlanChunk) {
+            const uint4* src = reinterpret_cast<const uint4*>(plan);
+            reinterpret_cast<uint4*>(chunk)[threadIdx.x] = __ldg(src + next + threadIdx.x);
+            ahead = __ldg(src + next + kPlanChunk + threadIdx.x);
+        }
         if constexpr (kTma) {
 #if __CUDA_ARCH__ >= 900
             if (threadIdx.x == 0) {
@@ -149,59 +159,63 @@ struct WeightRing {
                 const uint32_t bar = smem_addr(&bars[issued % (uint32_t)nslot]);
                 asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes)
                              : "memory");
-                asm volatile(
-                    "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-                        smem_addr(dst)),
-                    "l"(src), "r"(bytes), "r"(bar)
-                    : "memory");
+                if (hint)
+                    asm volatile(
+                        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1], "
+                        "%2, [%3], %4;" ::"r"(smem_addr(dst)),
+                        "l"(src), "r"(bytes), "r"(bar), "l"(policy)
+                        : "memory");
+                else
+                    asm volatile(
+                        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                            smem_addr(dst)),
+                        "l"(src), "r"(bytes), "r"(bar)
+                        : "memory");
             }
 #else
             __trap();
 #endif
         } else {
             const char* s = reinterpret_cast<const char*>(src);
-            for (int c = threadIdx.x; c < bytes / 16; c += kThreads)
-                asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_addr(dst + 16 * c)),
-                             "l"(s + 16 * c)
-                             : "memory");
+            for (int c = threadIdx.x; c < bytes / 16; c += kThreads) {
+                if (hint)
+                    asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;" ::"r"(
+                                     smem_addr(dst + 16 * c)),
+                                 "l"(s + 16 * c), "l"(policy)
+                                 : "memory");
+                else
+                    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_addr(dst + 16 * c)),
+                                 "l"(s + 16 * c)
+                                 : "memory");
+            }
             asm volatile("cp.async.commit_group;" ::: "memory");
         }
         ++issued;
         issue_cycles += clock64() - t0;
     }
 
-    // Issues pages of the ops ahead until the ring is full or the program ends. Block-uniform.
+    // Moves the staged plan on by one chunk: the chunk warp 0 holds in registers goes to
+    // shared memory, and the one after it is loaded into the registers. Block-uniform.
+    __device__ void next_chunk() {
+        const long long t0 = clock64();
+        __syncthreads();  // every thread is done reading the old chunk
+        chunk_base += kPlanChunk;
+        if (threadIdx.x < kPlanChunk) {
+            reinterpret_cast<uint4*>(chunk)[threadIdx.x] = ahead;
+            ahead = __ldg(reinterpret_cast<const uint4*>(plan) + chunk_base + kPlanChunk + threadIdx.x);
+        }
+        __syncthreads();
+        decode_cycles += clock64() - t0;
+    }
+
+    // Issues the block's next pages until the ring is full or this launch's pages are all
+    // issued. Block-uniform.
     __device__ void top_up() {
-        while (issued - consumed < (uint32_t)nslot && lop < n_ops) {
-            if (cached_op != lop) {
-                const long long t0 = clock64();
-                const MkOp& op = ops[lop];
-                cached_op = lop;
-                if (op.kind == kOpMatvec) {
-                    block_runs(op, block, grid, cruns);
-                    ck = op.k;
-                    crpp = rows_per_page(op.k);
-                } else {
-                    cruns.n = 0;
-                }
-                decode_cycles += clock64() - t0;
-            }
-            const Runs& r = cruns;
-            if (lrun >= r.n) {
-                ++lop;
-                lrun = lpage = 0;
-                continue;
-            }
-            const int run_rows = Runs::at(r.rows, lrun);
-            const int pages_in_run = (run_rows + crpp - 1) / crpp;
-            if (lpage >= pages_in_run) {
-                ++lrun;
-                lpage = 0;
-                continue;
-            }
-            const int rows = min(crpp, run_rows - lpage * crpp);
-            issue(Runs::at(r.w, lrun) + (size_t)lpage * crpp * ck, rows * ck * 2);
-            ++lpage;
+        while (issued - consumed < (uint32_t)nslot && next < end) {
+            if (next - chunk_base >= (uint32_t)kPlanChunk) next_chunk();
+            const MkPage& p = chunk[next - chunk_base];
+            issue(p.src, (int)p.bytes);
+            ++next;
         }
     }
 

@@ -186,11 +186,28 @@ pub struct MkArgs {
     pub flags: u32,
     /// Per (op, block) timestamps ([`TRACE_FIELDS`] u64 each) for the benchmarks, or 0.
     pub trace: u64,
+    /// The weight loader's plan ([`LoadPlan`]): `[grid][plan_stride]` pages.
+    pub plan: u64,
+    /// `[grid][total_ops + 1]` u32: index in the block's plan of each op's first page.
+    pub plan_op0: u64,
+    /// Pages per block in `plan` (padding included).
+    pub plan_stride: i32,
+    pub pad: i32,
+}
+
+/// One weight page of a block's load plan (`MkPage`): one contiguous copy.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MkPage {
+    /// Device address of the page's first byte.
+    pub src: u64,
+    pub bytes: u32,
+    pub pad: u32,
 }
 
 /// u64 values per (op, block) in `MkArgs::trace` (`kTraceFields`), indexed by the `TRACE_*`
 /// constants.
-pub const TRACE_FIELDS: usize = 10;
+pub const TRACE_FIELDS: usize = 11;
 /// Global-timer ns at the op's start.
 pub const TRACE_START_NS: usize = 0;
 /// Global-timer ns after the op's wait.
@@ -209,8 +226,10 @@ pub const TRACE_LOOP_END_CLK: usize = 6;
 pub const TRACE_DONE_CLK: usize = 7;
 /// SM cycles thread 0 spent issuing weight copies in the op (a stalled issue shows here).
 pub const TRACE_ISSUE_CYCLES: usize = 8;
-/// SM cycles thread 0 spent decoding the weight loader's next op descriptors in the op.
+/// SM cycles thread 0 spent refilling the weight loader's staged plan entries in the op.
 pub const TRACE_DECODE_CYCLES: usize = 9;
+/// SM clock once a matvec's input rows are in shared memory (0 for other ops).
+pub const TRACE_INPUTS_CLK: usize = 10;
 
 /// `MkArgs::flags` (`kFlag*` of layout.cuh): variants of the dependency chain that one build
 /// times against each other. 0 is what production runs.
@@ -226,9 +245,11 @@ pub mod flags {
     /// Matvec: wait for and release every weight page but skip its arithmetic (timing only;
     /// the results are wrong).
     pub const SKIP_MATH: u32 = 16;
-    /// Attention: the QK-norm weights and rotary frequencies loaded into shared memory with
-    /// the new rows (the same results, fewer dependent loads).
-    pub const ATTN_PARAMS_SHARED: u32 = 32;
+    /// Op constants (RMSNorm weights, QK-norm weights, rotary frequencies) read from global
+    /// memory after the op's wait, as before they were staged ahead of it (same results).
+    pub const NO_STAGING: u32 = 32;
+    /// Weight copies without the L2 `evict_first` hint (same results).
+    pub const NO_EVICT_FIRST: u32 = 64;
 }
 
 #[repr(C)]
@@ -256,9 +277,12 @@ const _: () = {
     assert!(size_of::<MkTalkerSampler>() == 48);
     assert!(size_of::<MkState>() == 128);
     assert!(size_of::<MkRecord>() == 80);
-    assert!(size_of::<MkArgs>() == 216);
+    assert!(size_of::<MkArgs>() == 240);
+    assert!(size_of::<MkPage>() == 16);
     assert!(size_of::<MkSampleCase>() == 120);
 };
 
 // SAFETY: plain-old-data with the layout of the kernels' structs (asserted above).
 unsafe impl DeviceRepr for MkArgs {}
+// SAFETY: as above.
+unsafe impl DeviceRepr for MkPage {}

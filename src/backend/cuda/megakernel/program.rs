@@ -511,9 +511,8 @@ pub fn work_floats(w: &FrameWeights) -> usize {
         .unwrap_or(0);
     let attention = |s: &StackShape, rows: usize| {
         let grp = s.heads / s.kv_heads.max(1);
-        // q, k, v rows; the warps' merge slots; the rotary frequencies and norm weights
-        // (kFlagAttnParamsShared: hd / 2 floats and 2 hd bf16).
-        rows * grp * s.head_dim + 2 * rows * s.head_dim + 8 * 4 * (s.head_dim + 2) + s.head_dim / 2 + s.head_dim
+        // q, k, v rows; the warps' merge slots.
+        rows * grp * s.head_dim + 2 * rows * s.head_dim + 8 * 4 * (s.head_dim + 2)
     };
     let sample = |n: usize| 4 * n.next_multiple_of(4) + SAMPLE_EXTRA_FLOATS;
     [matvec, attention(t, 1), attention(c, MAX_ROWS), sample(w.talker_vocab), sample(w.cp_vocab)]

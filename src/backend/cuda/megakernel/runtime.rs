@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use cudarc::driver::{CudaContext, CudaFunction, CudaStream, LaunchConfig, PushKernelArg, result, sys};
 
 use super::layout::*;
+use super::load_plan::LoadPlan;
 use super::program::{self, ArenaLayout, FrameWeights, Program, RequestAddrs};
 use crate::backend::cuda::memory::DeviceMemory;
 use crate::backend::cuda::{CudaDevice, cuda_error, guarded};
@@ -61,6 +62,10 @@ pub struct FrameKernel {
     layout: ArenaLayout,
     inv_freq_talker: Vec<f32>,
     inv_freq_cp: Vec<f32>,
+    /// Each block's weight pages in use order (load_plan.rs), read by the kernel's loader.
+    plan_pages: DeviceMemory<MkPage>,
+    plan_op_first: DeviceMemory<u32>,
+    plan_stride: usize,
     /// Frames a request may run (records per request).
     max_frames: usize,
     pool: Mutex<Vec<RequestBuffers>>,
@@ -163,7 +168,8 @@ impl FrameKernel {
         // give each block fewer rows.
         let layout = ArenaLayout::new(&weights);
         let probe = RequestAddrs { arena: 0, talker_kv: vec![(0, 0); weights.talker.layers.len()], text_rows: 0, trailing: 0, pad_row: 0 };
-        let ypart_floats = program::ypart_floats(&program::build(&weights, &layout, &probe).ops, sms);
+        let probe_ops = program::build(&weights, &layout, &probe).ops;
+        let ypart_floats = program::ypart_floats(&probe_ops, sms);
         let budget = optin.saturating_sub(static_bytes + 256);
         let fixed = shared_bytes(0, work_floats, ypart_floats);
         let nslot = (budget.saturating_sub(fixed) / (PAGE_BYTES + 8)).min(MAX_SLOTS);
@@ -197,6 +203,11 @@ impl FrameKernel {
             ring_slots: nslot,
             bulk_copies: bulk,
         };
+        // The loader's plan depends on the weight addresses and the grid only (the probe
+        // program has the real weight addresses), so it is made once per kernel.
+        let plan = LoadPlan::new(&probe_ops, geometry.blocks as usize);
+        let plan_pages = DeviceMemory::from_host(dev.pool(), &plan.pages)?;
+        let plan_op_first = DeviceMemory::from_host(dev.pool(), &plan.op_first)?;
         let (inv_freq_talker, inv_freq_cp) = inv_freq;
         Ok(FrameKernel {
             dev,
@@ -208,6 +219,9 @@ impl FrameKernel {
             layout,
             inv_freq_talker,
             inv_freq_cp,
+            plan_pages,
+            plan_op_first,
+            plan_stride: plan.stride,
             max_frames,
             pool: Mutex::new(Vec::new()),
         })
@@ -329,6 +343,10 @@ impl FrameKernel {
             cp: inputs.cp,
             flags: env_flags(),
             trace: 0,
+            plan: self.plan_pages.ptr(),
+            plan_op0: self.plan_op_first.ptr(),
+            plan_stride: self.plan_stride as i32,
+            pad: 0,
         };
         Ok(FrameRequest {
             kernel: self,

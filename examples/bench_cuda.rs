@@ -564,6 +564,8 @@ fn megakernel_components(
             (mkf::RELAXED_SPIN | mkf::RELEASE_ADD, "relaxed spin + red.release"),
             (mkf::NO_STAGING, "op constants read after the wait (not staged)"),
             (mkf::NO_EVICT_FIRST, "weight copies without the L2 evict_first hint"),
+            (mkf::BLOCK_FLAGS, "per-block flags instead of atomic counters"),
+            (mkf::BLOCK_FLAGS | mkf::NO_EVICT_FIRST, "per-block flags, no evict_first"),
             (mkf::SKIP_MATH, "matvec arithmetic skipped (timing only)"),
         ] {
             r.set_flags(flags);
@@ -590,6 +592,7 @@ fn megakernel_components(
             (0u32, g.ring_slots, String::new()),
             (mkf::SKIP_MATH, g.ring_slots, " (matvec arithmetic skipped)".to_string()),
             (0u32, 2, " (2 ring slots)".to_string()),
+            (mkf::BLOCK_FLAGS, g.ring_slots, " (per-block flags)".to_string()),
         ] {
             r.set_flags(flags);
             r.set_ring_slots(slots)?;

@@ -161,9 +161,15 @@ __device__ void frame(const MkArgs& a) {
     if (stopped) return;
     // Ops this launch skips still count as done, so every counter advances by gridDim.x per
     // launch and the targets epoch * gridDim.x hold for every op in every launch.
+    const bool block_flags = (a.flags & kFlagBlockFlags) != 0;
     if (threadIdx.x == 0) {
         for (int i = 0; i < a.first_op; ++i) atomicAdd(a.counters + i, 1u);
         for (int i = a.n_ops; i < a.total_ops; ++i) atomicAdd(a.counters + i, 1u);
+        if (block_flags) {
+            for (int i = 0; i < a.first_op; ++i) a.block_flags[(size_t)i * gridDim.x + blockIdx.x] = a.epoch;
+            for (int i = a.n_ops; i < a.total_ops; ++i) a.block_flags[(size_t)i * gridDim.x + blockIdx.x] = a.epoch;
+            __threadfence();
+        }
     }
     const Smem sm = carve(smem_raw, a);
     __shared__ __align__(16) MkPage plan_chunk[kPlanChunk];
@@ -212,7 +218,12 @@ __device__ void frame(const MkArgs& a) {
         const Stage stage = staging ? stage_of(op) : Stage{};
         uint32_t staged[kStagePerThread];
         stage_load(stage, staged);
-        if (op.wait >= 0) wait_counter(a.counters + op.wait, target, sync_thread, relaxed_spin);
+        if (op.wait >= 0) {
+            if (block_flags)
+                wait_flags(a.block_flags + (size_t)op.wait * gridDim.x, a.epoch, sync_thread);
+            else
+                wait_counter(a.counters + op.wait, target, sync_thread, relaxed_spin);
+        }
         stage_store(stage, staged, consts);
         if (trace != nullptr) {
             trace[kTraceReleasedNs] = global_ns();
@@ -272,7 +283,10 @@ __device__ void frame(const MkArgs& a) {
             rec[kTraceIssueCycles] = (uint64_t)(ring.issue_cycles - issue0);
             rec[kTraceDecodeCycles] = (uint64_t)(ring.decode_cycles - decode0);
         }
-        signal_counter(a.counters + i, sync_thread, release_add);
+        if (block_flags)
+            signal_flag(a.block_flags + (size_t)i * gridDim.x, a.epoch, sync_thread);
+        else
+            signal_counter(a.counters + i, sync_thread, release_add);
     }
     ring.drain();
 }

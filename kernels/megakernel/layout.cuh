@@ -200,6 +200,7 @@ struct MkArgs {
     const uint32_t* plan_op0;    // [gridDim.x][total_ops + 1]: index of each op's first page in the block's plan
     int32_t plan_stride;         // pages per block row of plan (>= its pages + kPlanPadding)
     int32_t pad;
+    uint32_t* block_flags;       // kFlagBlockFlags: [total_ops][gridDim.x], block b's epoch of op i
 };
 
 // MkArgs.trace: for op i and block b, kTraceFields values at (i * gridDim.x + b) * kTraceFields,
@@ -233,6 +234,7 @@ constexpr uint32_t kFlagReleaseAdd = 8u;      // signal: one red.release.gpu ins
 constexpr uint32_t kFlagSkipMath = 16u;       // matvec: wait for and release every page, skip its arithmetic (timing only: wrong results)
 constexpr uint32_t kFlagNoStaging = 32u;      // op constants (norm weights, rotary frequencies) read after the wait, not staged before it (same results)
 constexpr uint32_t kFlagNoEvictFirst = 64u;   // weight copies without the L2 evict_first hint (same results)
+constexpr uint32_t kFlagBlockFlags = 128u;    // dependencies: one flag per (op, block) stored with release, a warp polls them all (no atomics)
 
 static_assert(sizeof(MkSeg) == 24, "MkSeg layout");
 static_assert(sizeof(MkSrc) == 24, "MkSrc layout");
@@ -241,7 +243,7 @@ static_assert(sizeof(MkSampler) == 24, "MkSampler layout");
 static_assert(sizeof(MkTalkerSampler) == 48, "MkTalkerSampler layout");
 static_assert(sizeof(MkState) == 128, "MkState layout");
 static_assert(sizeof(MkRecord) == 80, "MkRecord layout");
-static_assert(sizeof(MkArgs) == 240, "MkArgs layout");
+static_assert(sizeof(MkArgs) == 248, "MkArgs layout");
 static_assert(sizeof(MkPage) == 16, "MkPage layout");
 
 }  // namespace qt_mk

@@ -72,6 +72,30 @@ __device__ __forceinline__ void signal_counter(uint32_t* counter, int sync_threa
     }
 }
 
+// kFlagBlockFlags: the same dependency as one flag per block. signal_flag stores the launch's
+// epoch to flags[b] with release semantics (after the block barrier, which makes the block's
+// writes the storing thread's); wait_flags has the sync thread's warp poll all g flags (each
+// lane g / 32 of them, one round trip per poll) with acquire loads until every one has
+// reached the epoch. No atomics: the counter version serialises g increments on one L2 line.
+__device__ __forceinline__ void signal_flag(uint32_t* flags, uint32_t epoch, int sync_thread) {
+    __syncthreads();
+    if (threadIdx.x == sync_thread)
+        asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(flags + blockIdx.x), "r"(epoch) : "memory");
+}
+
+__device__ __forceinline__ void wait_flags(const uint32_t* flags, uint32_t epoch, int sync_thread) {
+    if ((threadIdx.x >> 5) == (sync_thread >> 5)) {
+        const int lane = threadIdx.x & 31;
+        bool done = false;
+        while (!done) {
+            bool mine = true;
+            for (int b = lane; b < (int)gridDim.x; b += 32) mine = mine && ld_acquire(flags + b) >= epoch;
+            done = __all_sync(0xffffffffu, mine);
+        }
+    }
+    __syncthreads();
+}
+
 // Nanoseconds of the global timer (for MkArgs.trace).
 __device__ __forceinline__ uint64_t global_ns() {
     uint64_t t;

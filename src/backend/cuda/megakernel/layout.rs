@@ -193,6 +193,8 @@ pub struct MkArgs {
     /// Pages per block in `plan` (padding included).
     pub plan_stride: i32,
     pub pad: i32,
+    /// [`flags::BLOCK_FLAGS`]: `[total_ops][grid]` u32, the epoch at which block b finished op i.
+    pub block_flags: u64,
 }
 
 /// One weight page of a block's load plan (`MkPage`): one contiguous copy.
@@ -250,6 +252,9 @@ pub mod flags {
     pub const NO_STAGING: u32 = 32;
     /// Weight copies without the L2 `evict_first` hint (same results).
     pub const NO_EVICT_FIRST: u32 = 64;
+    /// Dependencies through one flag per (op, block), stored with release semantics and
+    /// polled by a whole warp, instead of one counter that every block increments atomically.
+    pub const BLOCK_FLAGS: u32 = 128;
 }
 
 #[repr(C)]
@@ -277,7 +282,7 @@ const _: () = {
     assert!(size_of::<MkTalkerSampler>() == 48);
     assert!(size_of::<MkState>() == 128);
     assert!(size_of::<MkRecord>() == 80);
-    assert!(size_of::<MkArgs>() == 240);
+    assert!(size_of::<MkArgs>() == 248);
     assert!(size_of::<MkPage>() == 16);
     assert!(size_of::<MkSampleCase>() == 120);
 };

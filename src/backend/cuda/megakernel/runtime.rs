@@ -48,6 +48,8 @@ pub struct KernelGeometry {
 /// Buffers a request keeps between generations (pooled per kernel).
 struct RequestBuffers {
     arena: DeviceMemory<u32>,
+    /// `[ops][grid]` per-block completion flags (flags::BLOCK_FLAGS), zeroed per request.
+    block_flags: DeviceMemory<u32>,
     records: HostRecords,
 }
 
@@ -279,6 +281,7 @@ impl FrameKernel {
             Some(b) => b,
             None => RequestBuffers {
                 arena: DeviceMemory::zeros(self.dev.pool(), self.layout.total_words)?,
+                block_flags: DeviceMemory::zeros(self.dev.pool(), self.layout.n_ops * self.geometry.blocks as usize)?,
                 records: HostRecords::new(self.dev.ctx().clone(), self.max_frames + 1)?,
             },
         };
@@ -298,6 +301,8 @@ impl FrameKernel {
         let s = stream.cu_stream();
         self.dev.ctx().bind_to_thread().map_err(|e| cuda_error("binding the context", e))?;
         bufs.arena.zero_async(stream, l.counters, l.zero_words)?;
+        let flag_words = bufs.block_flags.len();
+        bufs.block_flags.zero_async(stream, 0, flag_words)?;
         let ops_bytes = ops_as_bytes(&program.ops);
         // SAFETY: every destination range lies inside the arena (ArenaLayout), the sources are
         // live host slices or device buffers whose sizes were checked above.
@@ -347,6 +352,7 @@ impl FrameKernel {
             plan_op0: self.plan_op_first.ptr(),
             plan_stride: self.plan_stride as i32,
             pad: 0,
+            block_flags: bufs.block_flags.ptr(),
         };
         Ok(FrameRequest {
             kernel: self,

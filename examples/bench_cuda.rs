@@ -566,6 +566,8 @@ fn megakernel_components(
             (mkf::NO_EVICT_FIRST, "weight copies without the L2 evict_first hint"),
             (mkf::BLOCK_FLAGS, "per-block flags instead of atomic counters"),
             (mkf::BLOCK_FLAGS | mkf::NO_EVICT_FIRST, "per-block flags, no evict_first"),
+            (mkf::WARP_RELEASE, "pages freed per warp (empty mbarriers)"),
+            (mkf::WARP_RELEASE | mkf::BLOCK_FLAGS, "pages freed per warp + per-block flags"),
             (mkf::SKIP_MATH, "matvec arithmetic skipped (timing only)"),
         ] {
             r.set_flags(flags);
@@ -593,6 +595,7 @@ fn megakernel_components(
             (mkf::SKIP_MATH, g.ring_slots, " (matvec arithmetic skipped)".to_string()),
             (0u32, 2, " (2 ring slots)".to_string()),
             (mkf::BLOCK_FLAGS, g.ring_slots, " (per-block flags)".to_string()),
+            (mkf::WARP_RELEASE | mkf::BLOCK_FLAGS, g.ring_slots, " (pages freed per warp + per-block flags)".to_string()),
         ] {
             r.set_flags(flags);
             r.set_ring_slots(slots)?;

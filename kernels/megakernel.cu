@@ -174,7 +174,8 @@ __device__ void frame(const MkArgs& a) {
     const Smem sm = carve(smem_raw, a);
     __shared__ __align__(16) MkPage plan_chunk[kPlanChunk];
     WeightRing<kTma> ring;
-    ring.init(sm.pages, sm.bars, plan_chunk, a.nslot, a);
+    __shared__ __align__(8) uint64_t empty_bars[kMaxSlots];
+    ring.init(sm.pages, sm.bars, empty_bars, plan_chunk, a.nslot, a);
     ring.top_up();
     // The op's constants (norm weights, rotary frequencies), staged ahead of its wait.
     __shared__ __align__(16) uint32_t consts[kStageWords];

@@ -29,6 +29,7 @@ constexpr int kMaxHeadDim = 256;
 constexpr int kMaxVocab = 4096;  // logits a sampling op takes
 constexpr int kMaxGroups = 16;   // codebooks per frame
 constexpr int kMaxParts = 8;     // a row split over at most this many warps
+constexpr int kMaxSlots = 16;    // weight-ring slots (MAX_SLOTS on the host)
 
 enum OpKind : int32_t {
     kOpMatvec = 1,     // y = W x for the block's rows of up to 3 row-concatenated matrices
@@ -234,6 +235,7 @@ constexpr uint32_t kFlagReleaseAdd = 8u;      // signal: one red.release.gpu ins
 constexpr uint32_t kFlagSkipMath = 16u;       // matvec: wait for and release every page, skip its arithmetic (timing only: wrong results)
 constexpr uint32_t kFlagNoStaging = 32u;      // op constants (norm weights, rotary frequencies) read after the wait, not staged before it (same results)
 constexpr uint32_t kFlagNoEvictFirst = 64u;   // weight copies without the L2 evict_first hint (same results)
+constexpr uint32_t kFlagWarpRelease = 256u;   // cp.async.bulk path: pages freed per warp (empty mbarriers), warp 0 refills; no block barrier per page
 constexpr uint32_t kFlagBlockFlags = 128u;    // dependencies: one flag per (op, block) stored with release, a warp polls them all (no atomics)
 
 static_assert(sizeof(MkSeg) == 24, "MkSeg layout");

@@ -111,13 +111,22 @@ struct WeightRing {
     uint4 ahead;
     uint64_t policy;  // L2 evict_first cache policy of the weight copies
     bool hint;
+    // kFlagWarpRelease (kTma only): a warp frees a page by arriving on the slot's "empty"
+    // mbarrier (kWarps arrivals) instead of a block barrier, and warp 0 alone refills,
+    // waiting for the slot's empty barrier. Warp 0's `issued` and `next` are then the only
+    // current ones.
+    uint64_t* empty;
+    bool warp_release;
     // SM clock cycles this thread has spent in wait_page, issuing copies and refilling the
     // staged plan (MkArgs.trace).
     long long wait_cycles, issue_cycles, decode_cycles;
 
-    __device__ void init(unsigned char* page_mem, uint64_t* bar_mem, MkPage* chunk_mem, int slots, const MkArgs& a) {
+    __device__ void init(unsigned char* page_mem, uint64_t* bar_mem, uint64_t* empty_mem, MkPage* chunk_mem, int slots,
+                         const MkArgs& a) {
         pages = page_mem;
         bars = bar_mem;
+        empty = empty_mem;
+        warp_release = kTma && (a.flags & kFlagWarpRelease) != 0;
         chunk = chunk_mem;
         nslot = slots;
         issued = consumed = 0;
@@ -137,8 +146,11 @@ struct WeightRing {
         if constexpr (kTma) {
 #if __CUDA_ARCH__ >= 900
             if (threadIdx.x == 0) {
-                for (int s = 0; s < nslot; ++s)
+                for (int s = 0; s < nslot; ++s) {
                     asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_addr(&bars[s])) : "memory");
+                    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(&empty[s])), "r"(kWarps)
+                                 : "memory");
+                }
                 asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
             }
 #endif
@@ -195,23 +207,45 @@ struct WeightRing {
     }
 
     // Moves the staged plan on by one chunk: the chunk warp 0 holds in registers goes to
-    // shared memory, and the one after it is loaded into the registers. Block-uniform.
+    // shared memory, and the one after it is loaded into the registers. Block-uniform, or
+    // warp 0 alone (kFlagWarpRelease: only warp 0 reads the chunk then).
     __device__ void next_chunk() {
         const long long t0 = clock64();
-        __syncthreads();  // every thread is done reading the old chunk
+        if (warp_release) __syncwarp(); else __syncthreads();  // every reader is done with the old chunk
         chunk_base += kPlanChunk;
         if (threadIdx.x < kPlanChunk) {
             reinterpret_cast<uint4*>(chunk)[threadIdx.x] = ahead;
             ahead = __ldg(reinterpret_cast<const uint4*>(plan) + chunk_base + kPlanChunk + threadIdx.x);
         }
-        __syncthreads();
+        if (warp_release) __syncwarp(); else __syncthreads();
         decode_cycles += clock64() - t0;
     }
 
+    // Waits (warp 0) until every warp has released page `page`, whose slot is to be refilled.
+    __device__ void wait_empty(uint32_t page) {
+#if __CUDA_ARCH__ >= 900
+        const long long t0 = clock64();
+        const uint32_t bar = smem_addr(&empty[page % (uint32_t)nslot]);
+        const uint32_t phase = (page / (uint32_t)nslot) & 1u;
+        uint32_t done = 0;
+        while (!done) {
+            asm volatile(
+                "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, "
+                "p;\n}"
+                : "=r"(done)
+                : "r"(bar), "r"(phase)
+                : "memory");
+        }
+        wait_cycles += clock64() - t0;
+#endif
+    }
+
     // Issues the block's next pages until the ring is full or this launch's pages are all
-    // issued. Block-uniform.
+    // issued. Block-uniform (at the start, and after each block-wide release), or warp 0
+    // alone with kFlagWarpRelease, which first waits for each slot's previous page to be freed.
     __device__ void top_up() {
         while (issued - consumed < (uint32_t)nslot && next < end) {
+            if (warp_release && issued >= (uint32_t)nslot) wait_empty(issued - (uint32_t)nslot);
             if (next - chunk_base >= (uint32_t)kPlanChunk) next_chunk();
             const MkPage& p = chunk[next - chunk_base];
             issue(p.src, (int)p.bytes);
@@ -269,8 +303,22 @@ struct WeightRing {
         return slot_ptr(consumed);
     }
 
-    // The block is done with the oldest page: free its slot and refill.
+    // This thread is done with the oldest page: free its slot and refill. Block-uniform; with
+    // kFlagWarpRelease each warp arrives on the slot's empty barrier and goes on, and warp 0
+    // refills.
     __device__ void release() {
+        if (warp_release) {
+#if __CUDA_ARCH__ >= 900
+            __syncwarp();
+            if ((threadIdx.x & 31) == 0)
+                asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(
+                                 smem_addr(&empty[consumed % (uint32_t)nslot]))
+                             : "memory");
+            ++consumed;
+            if (threadIdx.x < 32) top_up();
+#endif
+            return;
+        }
         __syncthreads();
         ++consumed;
         top_up();

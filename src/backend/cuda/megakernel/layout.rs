@@ -255,6 +255,9 @@ pub mod flags {
     /// Dependencies through one flag per (op, block), stored with release semantics and
     /// polled by a whole warp, instead of one counter that every block increments atomically.
     pub const BLOCK_FLAGS: u32 = 128;
+    /// cp.async.bulk path: each warp frees a weight page on the slot's "empty" mbarrier and
+    /// warp 0 refills, instead of a block barrier per page.
+    pub const WARP_RELEASE: u32 = 256;
 }
 
 #[repr(C)]

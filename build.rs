@@ -10,7 +10,8 @@
 //!
 //! * `OUT_DIR/qt_kernels.fatbin` (feature `cuda` only): every `kernels/*.cu`, compiled by nvcc
 //!   into ONE fatbin (one translation unit that `#include`s them all) with SASS for sm_80,
-//!   sm_86, sm_89, sm_90a and compute_90 PTX (the driver JITs that for newer GPUs). On
+//!   sm_86, sm_89, sm_90a, sm_100, sm_110 and sm_120 and compute_90 PTX (the driver JITs that
+//!   for newer GPUs; `QT_CUDA_ARCHS` narrows the list, see `gencode_args`). On
 //!   success the script sets `cfg(qt_kernels)` and exports the path as `QT_KERNELS_FATBIN`;
 //!   `src/backend/cuda` embeds it with `include_bytes!`, so users need only the driver.
 //!   nvcc is looked for in `$NVCC`, `$CUDA_HOME/bin`, `$CUDA_PATH/bin`, then `PATH`.
@@ -90,13 +91,7 @@ fn build_kernels(manifest_dir: &Path, out_dir: &Path) {
     let fatbin = out_dir.join("qt_kernels.fatbin");
     let mut cmd = Command::new(&nvcc);
     cmd.args(["-fatbin", "-O3", "--std=c++17", "--threads", "0", "-Xptxas", "-warn-spills"])
-        .args([
-            "-gencode=arch=compute_80,code=sm_80",
-            "-gencode=arch=compute_86,code=sm_86",
-            "-gencode=arch=compute_89,code=sm_89",
-            "-gencode=arch=compute_90a,code=sm_90a",
-            "-gencode=arch=compute_90,code=compute_90",
-        ])
+        .args(gencode_args())
         .args(env::var("QT_NVCC_FLAGS").unwrap_or_default().split_whitespace())
         .arg("-I")
         .arg(&kernel_dir)
@@ -125,6 +120,31 @@ fn build_kernels(manifest_dir: &Path, out_dir: &Path) {
     println!("cargo:rustc-cfg=qt_kernels");
     println!("cargo:rustc-env=QT_KERNELS_FATBIN={}", fatbin.display());
     println!("cargo:rustc-env=QT_KERNELS_NVCC={version}");
+}
+
+/// SASS targets of the fatbin: Ampere (sm_80, sm_86; sm_87 runs sm_86's code), Ada (sm_89),
+/// Hopper (sm_90a: the cp.async.bulk loads, with the portable path beside it), datacenter
+/// Blackwell (sm_100; sm_103 runs its code), Thor (sm_110) and GeForce/RTX PRO Blackwell
+/// (sm_120; sm_121 runs its code): every architecture the pinned nvcc 13.0 targets from
+/// sm_80 up. Turing (sm_75) is left out: the megakernel's portable path needs cp.async (sm_80).
+const SASS_ARCHS: &[&str] = &["80", "86", "89", "90a", "100", "110", "120"];
+
+/// nvcc's -gencode arguments: SASS for [`SASS_ARCHS`] plus compute_90 PTX, which the driver
+/// JIT-compiles for a GPU newer than all of them. `QT_CUDA_ARCHS` (e.g. "90a", or "90a 120")
+/// replaces the list and drops the PTX: a build for one known GPU (the device bundle of
+/// tools/device/build.sh) compiles faster.
+fn gencode_args() -> Vec<String> {
+    println!("cargo:rerun-if-env-changed=QT_CUDA_ARCHS");
+    let custom = env::var("QT_CUDA_ARCHS").ok().filter(|v| !v.trim().is_empty());
+    let archs: Vec<String> = match &custom {
+        Some(list) => list.split([' ', ',']).filter(|a| !a.is_empty()).map(str::to_owned).collect(),
+        None => SASS_ARCHS.iter().map(|a| a.to_string()).collect(),
+    };
+    let mut args: Vec<String> = archs.iter().map(|a| format!("-gencode=arch=compute_{a},code=sm_{a}")).collect();
+    if custom.is_none() {
+        args.push("-gencode=arch=compute_90,code=compute_90".to_owned());
+    }
+    args
 }
 
 /// nvcc from `$NVCC`, `$CUDA_HOME/bin`, `$CUDA_PATH/bin`, then `PATH`.

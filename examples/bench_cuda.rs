@@ -571,6 +571,8 @@ fn megakernel_components(
             (mkf::SKIP_MATH, "matvec arithmetic skipped (timing only)"),
         ] {
             r.set_flags(flags);
+            // Progress on stderr: a variant that never finishes shows which it was.
+            eprintln!("  timing variant: {what}");
             variants.push(format!("{what} {:.0} µs", time(&mut r, 1, (0, usize::MAX))?));
         }
         r.set_flags(0);
@@ -599,6 +601,7 @@ fn megakernel_components(
         ] {
             r.set_flags(flags);
             r.set_ring_slots(slots)?;
+            eprintln!("  tracing{what}");
             r.launch_range(1 + 3 * launches, 0, n_ops)?;
             let trace = r.read_trace()?;
             println!("  trace{what}:");

@@ -160,12 +160,14 @@ __device__ void frame(const MkArgs& a) {
     __syncthreads();
     if (stopped) return;
     // Ops this launch skips still count as done, so every counter advances by gridDim.x per
-    // launch and the targets epoch * gridDim.x hold for every op in every launch.
+    // launch and the targets counter_epoch * gridDim.x hold for every op in every launch
+    // (kFlagBlockFlags launches use their own flags and leave the counters alone).
     const bool block_flags = (a.flags & kFlagBlockFlags) != 0;
     if (threadIdx.x == 0) {
-        for (int i = 0; i < a.first_op; ++i) atomicAdd(a.counters + i, 1u);
-        for (int i = a.n_ops; i < a.total_ops; ++i) atomicAdd(a.counters + i, 1u);
-        if (block_flags) {
+        if (!block_flags) {
+            for (int i = 0; i < a.first_op; ++i) atomicAdd(a.counters + i, 1u);
+            for (int i = a.n_ops; i < a.total_ops; ++i) atomicAdd(a.counters + i, 1u);
+        } else {
             for (int i = 0; i < a.first_op; ++i) a.block_flags[(size_t)i * gridDim.x + blockIdx.x] = a.epoch;
             for (int i = a.n_ops; i < a.total_ops; ++i) a.block_flags[(size_t)i * gridDim.x + blockIdx.x] = a.epoch;
             __threadfence();
@@ -180,7 +182,7 @@ __device__ void frame(const MkArgs& a) {
     // The op's constants (norm weights, rotary frequencies), staged ahead of its wait.
     __shared__ __align__(16) uint32_t consts[kStageWords];
     const bool staging = (a.flags & kFlagNoStaging) == 0;
-    const uint32_t target = a.epoch * gridDim.x;
+    const uint32_t target = a.counter_epoch * gridDim.x;
 
     // The op being run, copied to shared memory. The waits' acquire loads invalidate L1, so
     // fields read from the global op list would each be an L2 round trip, many of them in

@@ -7,7 +7,7 @@
  * same order (SPMD). Each op splits its work over the blocks (matvec rows, attention units,
  * embedding slices) or gives it to block 0 (sampling). Op i signals counters[i] once per
  * block when that block's share is written; an op that reads another's output first waits
- * until counters[wait] has reached epoch * gridDim.x (monotone counters: no resets between
+ * until counters[wait] has reached counter_epoch * gridDim.x (monotone counters: no resets between
  * launches of one request). Weight loads do not depend on activations, so a block keeps its
  * shared-memory ring of weight pages filled with the pages of the ops ahead of it while it
  * waits (weight_ring.cuh).
@@ -200,7 +200,7 @@ struct MkArgs {
     const MkPage* plan;           // the weight loader's plan: [gridDim.x][plan_stride] pages
     const uint32_t* plan_op0;    // [gridDim.x][total_ops + 1]: index of each op's first page in the block's plan
     int32_t plan_stride;         // pages per block row of plan (>= its pages + kPlanPadding)
-    int32_t pad;
+    uint32_t counter_epoch;      // launches that advanced the counters (kFlagBlockFlags ones do not), this one included
     uint32_t* block_flags;       // kFlagBlockFlags: [total_ops][gridDim.x], block b's epoch of op i
 };
 
@@ -234,7 +234,7 @@ constexpr uint32_t kFlagRelaxedSpin = 4u;     // wait: spin on relaxed loads, on
 constexpr uint32_t kFlagReleaseAdd = 8u;      // signal: one red.release.gpu instead of fence + atomicAdd
 constexpr uint32_t kFlagSkipMath = 16u;       // matvec: wait for and release every page, skip its arithmetic (timing only: wrong results)
 constexpr uint32_t kFlagNoStaging = 32u;      // op constants (norm weights, rotary frequencies) read after the wait, not staged before it (same results)
-constexpr uint32_t kFlagNoEvictFirst = 64u;   // weight copies without the L2 evict_first hint (same results)
+constexpr uint32_t kFlagNoEvictFirst = 64u;   // bulk weight copies without the L2 evict_first hint (same results)
 constexpr uint32_t kFlagWarpRelease = 256u;   // cp.async.bulk path: pages freed per warp (empty mbarriers), warp 0 refills; no block barrier per page
 constexpr uint32_t kFlagBlockFlags = 128u;    // dependencies: one flag per (op, block) stored with release, a warp polls them all (no atomics)
 

@@ -19,9 +19,9 @@
  * same split as block_runs below), so pages arrive in use order. The plan is read as a stream:
  * kPlanChunk entries staged in shared memory, the next chunk already loaded into warp 0's
  * registers, so the loader never waits on a global load (decoding the next op's descriptor
- * from global memory at each op crossing cost 1.3-3.4 us per matvec op). Copies carry the L2
- * evict_first hint: the weights are read once per frame and should not push the activations,
- * the KV cache and the program out of L2. A slot is refilled only after every thread has
+ * from global memory at each op crossing cost 1.3-3.4 us per matvec op). Bulk copies carry the
+ * L2 evict_first hint: the weights are read once per frame and should not push the
+ * activations, the KV cache and the program out of L2. A slot is refilled only after every thread has
  * finished with it (block barrier).
  */
 #pragma once
@@ -189,17 +189,12 @@ struct WeightRing {
 #endif
         } else {
             const char* s = reinterpret_cast<const char*>(src);
-            for (int c = threadIdx.x; c < bytes / 16; c += kThreads) {
-                if (hint)
-                    asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;" ::"r"(
-                                     smem_addr(dst + 16 * c)),
-                                 "l"(s + 16 * c), "l"(policy)
-                                 : "memory");
-                else
-                    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_addr(dst + 16 * c)),
-                                 "l"(s + 16 * c)
-                                 : "memory");
-            }
+            // No cache hint here: cp.async with .L2::cache_hint raised an illegal-instruction
+            // error on the H100 (driver 580.159.04) at 5e52c5d, where the bulk copy's hint works.
+            for (int c = threadIdx.x; c < bytes / 16; c += kThreads)
+                asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_addr(dst + 16 * c)),
+                             "l"(s + 16 * c)
+                             : "memory");
             asm volatile("cp.async.commit_group;" ::: "memory");
         }
         ++issued;

@@ -192,7 +192,9 @@ pub struct MkArgs {
     pub plan_op0: u64,
     /// Pages per block in `plan` (padding included).
     pub plan_stride: i32,
-    pub pad: i32,
+    /// Launches of this request that advanced the op counters, this one included (the
+    /// counters' target is `counter_epoch * grid`; BLOCK_FLAGS launches leave them alone).
+    pub counter_epoch: u32,
     /// [`flags::BLOCK_FLAGS`]: `[total_ops][grid]` u32, the epoch at which block b finished op i.
     pub block_flags: u64,
 }
@@ -250,7 +252,7 @@ pub mod flags {
     /// Op constants (RMSNorm weights, QK-norm weights, rotary frequencies) read from global
     /// memory after the op's wait, as before they were staged ahead of it (same results).
     pub const NO_STAGING: u32 = 32;
-    /// Weight copies without the L2 `evict_first` hint (same results).
+    /// Bulk weight copies without the L2 `evict_first` hint (same results; cp.async copies never carry it).
     pub const NO_EVICT_FIRST: u32 = 64;
     /// Dependencies through one flag per (op, block), stored with release semantics and
     /// polled by a whole warp, instead of one counter that every block increments atomically.

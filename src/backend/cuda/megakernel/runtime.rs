@@ -351,7 +351,7 @@ impl FrameKernel {
             plan: self.plan_pages.ptr(),
             plan_op0: self.plan_op_first.ptr(),
             plan_stride: self.plan_stride as i32,
-            pad: 0,
+            counter_epoch: 0,
             block_flags: bufs.block_flags.ptr(),
         };
         Ok(FrameRequest {
@@ -367,6 +367,7 @@ impl FrameKernel {
             dump: None,
             trace: None,
             launches: 0,
+            counter_launches: 0,
             pending: true,
             stuck: std::cell::Cell::new(false),
         })
@@ -459,6 +460,9 @@ pub struct FrameRequest<'k> {
     dump: Option<DeviceMemory<f32>>,
     trace: Option<DeviceMemory<u64>>,
     launches: u32,
+    /// Launches that advanced the op counters (all but flags::BLOCK_FLAGS ones), so that a
+    /// benchmark can mix the two dependency schemes within one request.
+    counter_launches: u32,
     /// Work queued since the last wait.
     pending: bool,
     /// Set by [`diagnose_stuck`](Self::diagnose_stuck): the kernel never finishes, so the
@@ -499,11 +503,15 @@ impl FrameRequest<'_> {
             )));
         }
         self.launches += 1;
+        if self.args.flags & flags::BLOCK_FLAGS == 0 {
+            self.counter_launches += 1;
+        }
         self.pending = true;
         let mut a = self.args;
         a.first_op = first as i32;
         a.n_ops = end as i32;
         a.epoch = self.launches;
+        a.counter_epoch = self.counter_launches;
         a.frame = frame as i32;
         a.talker_position = (self.prompt_len + frame).saturating_sub(1) as i32;
         let g = self.kernel.geometry;

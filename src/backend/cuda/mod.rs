@@ -11,7 +11,8 @@
 //!   absent, so [`CudaDevice::new`] checks [`driver_present`] before any other cudarc call and
 //!   returns [`ErrorKind::NoCudaDriver`]. Every cudarc call made while opening the device runs
 //!   under `catch_unwind`, so a panic inside cudarc becomes an error, never an unwind into
-//!   callers (or an abort at the C boundary).
+//!   callers (or an abort at the C boundary). A driver older than CUDA 13.0 (driver 580) is
+//!   refused by name ([`check_driver_version`]) before any kernel is loaded.
 //! * **Kernels.** build.rs compiles `kernels/*.cu` with nvcc into one fatbin (SASS for sm_80,
 //!   sm_86, sm_89, sm_90a, sm_100, sm_110, sm_120 plus compute_90 PTX), embedded here with
 //!   `include_bytes!` and loaded with `cuModuleLoadData` (0.1 ms on the H100: the SASS is used, no JIT). A build made
@@ -119,6 +120,30 @@ pub fn check_device(ordinal: usize) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The CUDA version (as `cuDriverGetVersion` reports it: 1000 major + 10 minor) the driver
+/// must support: the kernels are compiled by nvcc 13.0 (its PTX is ISA 9.0, which older
+/// drivers cannot JIT, and its cubins need a CUDA 13 driver) and the driver bindings are
+/// cudarc's CUDA 13.0 ones. NVIDIA driver 580 is the first with CUDA 13.0.
+pub const MIN_DRIVER_CUDA_VERSION: i32 = 13000;
+
+/// Errors (`NoCudaDriver`, naming both versions) when a driver reporting CUDA `version` is
+/// older than [`MIN_DRIVER_CUDA_VERSION`].
+pub fn check_driver_version(version: i32) -> Result<()> {
+    if version >= MIN_DRIVER_CUDA_VERSION {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::NoCudaDriver,
+        format!(
+            "{NO_DRIVER}: the NVIDIA driver supports CUDA {}.{}, this build needs CUDA {}.{} (driver 580 or newer)",
+            version / 1000,
+            version % 1000 / 10,
+            MIN_DRIVER_CUDA_VERSION / 1000,
+            MIN_DRIVER_CUDA_VERSION % 1000 / 10
+        ),
+    ))
 }
 
 fn no_driver() -> Error {
@@ -233,6 +258,13 @@ impl CudaDevice {
 
     fn open(ordinal: usize) -> Result<Self> {
         let count = CudaContext::device_count().map_err(|e| cuda_error("cuInit/cuDeviceGetCount", e))?;
+        let mut version = 0;
+        // SAFETY: cuInit has run (device_count); writes one int.
+        let r = unsafe { sys::cuDriverGetVersion(&mut version) };
+        if r != sys::CUresult::CUDA_SUCCESS {
+            return Err(cuda_error("cuDriverGetVersion", DriverError(r)));
+        }
+        check_driver_version(version)?;
         if ordinal >= count.max(0) as usize {
             return Err(Error::new(
                 ErrorKind::NoDevice,
@@ -366,5 +398,21 @@ impl CudaDevice {
     /// Replays a captured graph on the stream it was captured from.
     pub fn launch_graph(&self, graph: &driver::CudaGraph) -> Result<()> {
         graph.launch().map_err(|e| cuda_error("cuGraphLaunch", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drivers_older_than_cuda_13_are_refused_by_name() {
+        assert!(check_driver_version(13000).is_ok());
+        assert!(check_driver_version(13020).is_ok());
+        let e = check_driver_version(12080).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NoCudaDriver);
+        let msg = e.to_string();
+        assert!(msg.contains("CUDA 12.8") && msg.contains("CUDA 13.0") && msg.contains("580"), "{msg}");
+        assert_eq!(check_driver_version(0).unwrap_err().kind(), ErrorKind::NoCudaDriver);
     }
 }

@@ -124,8 +124,9 @@ pub fn check_device(ordinal: usize) -> Result<()> {
 
 /// The CUDA version (as `cuDriverGetVersion` reports it: 1000 major + 10 minor) the driver
 /// must support: the kernels are compiled by nvcc 13.0 (its PTX is ISA 9.0, which older
-/// drivers cannot JIT, and its cubins need a CUDA 13 driver) and the driver bindings are
-/// cudarc's CUDA 13.0 ones. NVIDIA driver 580 is the first with CUDA 13.0.
+/// drivers cannot JIT; NVIDIA's compatibility rules run a CUDA 13 build on CUDA 13 drivers
+/// only) and the driver bindings are cudarc's CUDA 13.0 ones. Driver 580 is the first with
+/// CUDA 13.0. (A CUDA 12.x toolchain would reach older drivers; not evaluated yet.)
 pub const MIN_DRIVER_CUDA_VERSION: i32 = 13000;
 
 /// Errors (`NoCudaDriver`, naming both versions) when a driver reporting CUDA `version` is

@@ -11,7 +11,8 @@
 #   carried as .refbench with its wheels in .whl) in the same call; QT_SOAK=N runs N
 #   load/clone/generate/free cycles on the GPU (examples/soak.rs). QT_MEGAKERNEL_FLAGS=N (the
 #   library reads it) runs every megakernel request with chain variant N (MkArgs.flags), so a
-#   variant goes through the tests before it becomes the default.
+#   variant goes through the tests before it becomes the default; QT_FLAGS_TESTS="N M" runs
+#   the megakernel tests once more per listed variant after the default ones.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 # Logs are gathered in one place and packed into $OUT/logs.tgz at the end (the device tool
@@ -70,6 +71,12 @@ for entry in ${QT_TESTS:-cuda_backend cuda_kernels cuda_model cuda_megakernel ff
   t="${entry%%:*}"; filter="${QT_TEST_FILTER:-}"
   [ "$t" != "$entry" ] && filter="${entry#*:}"
   [ -x "$bin/$t" ] && run_step "$t" "${QT_TEST_TIMEOUT:-300}" "$bin/$t" --include-ignored --test-threads 1 --nocapture $filter
+done
+# QT_FLAGS_TESTS="384 ...": the megakernel's API tests once more with each chain variant
+# (MkArgs.flags) forced on, before a variant becomes the default.
+for f in ${QT_FLAGS_TESTS:-}; do
+  [ -x "$bin/cuda_megakernel" ] && run_step "cuda_megakernel_flags$f" "${QT_TEST_TIMEOUT:-300}" \
+    env QT_MEGAKERNEL_FLAGS="$f" "$bin/cuda_megakernel" --include-ignored --test-threads 1 --nocapture
 done
 # The README main command on the GPU (tiny checkpoint, cloned fixture voice, WAV out).
 run_step cli_tiny_cuda 60 "$bin/qwentts" --device 0 --out "$out/tiny_cuda.wav"

@@ -193,3 +193,23 @@ fn from_texts_builds_and_refuses_vocabularies_whose_ids_are_not_0_to_n() {
         assert!(err.to_string().contains("vocab.json") && err.to_string().contains(want), "{err}");
     }
 }
+
+/// Found by the tokenizer_files fuzzer: a merge of two tokens whose concatenation is longer
+/// than every token panicked inside the BPE builder; now it is refused as a bad merges.txt.
+/// Merges whose symbols or result are missing are refused with the same kind of error.
+#[test]
+fn from_texts_refuses_merges_whose_result_is_not_a_token() {
+    // The small vocabulary's longest tokens are 2 bytes ("he", the shifted byte symbols), so
+    // "he he" is the panicking case: 4 bytes into a 2-byte buffer.
+    for (merges, want) in [
+        ("#version: 0.2\nh e\nhe he\n", "the result \"hehe\" is not a token"),
+        ("#version: 0.2\nh e\nhe x9\n", "\"x9\" is not a token"),
+        ("#version: 0.2\nh e\nh h\n", "the result \"hh\" is not a token"),
+    ] {
+        let (v, _, c) = small_files("");
+        let err = TextTokenizer::from_texts(&v, merges, &c).expect_err(merges);
+        assert_eq!(err.kind(), qwentts::ErrorKind::BadTokenizer);
+        let msg = err.to_string();
+        assert!(msg.contains("merges.txt") && msg.contains(want), "{msg}");
+    }
+}

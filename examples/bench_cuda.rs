@@ -570,6 +570,10 @@ fn megakernel_components(
             (mkf::WARP_RELEASE | mkf::BLOCK_FLAGS, "pages freed per warp + per-block flags"),
             (mkf::SKIP_MATH, "matvec arithmetic skipped (timing only)"),
         ] {
+            // WARP_RELEASE and NO_EVICT_FIRST change only the cp.async.bulk path.
+            if path != LoadPath::Auto && flags & (mkf::WARP_RELEASE | mkf::NO_EVICT_FIRST) != 0 {
+                continue;
+            }
             r.set_flags(flags);
             // Progress on stderr: a variant that never finishes shows which it was.
             eprintln!("  timing variant: {what}");
@@ -599,6 +603,9 @@ fn megakernel_components(
             (mkf::BLOCK_FLAGS, g.ring_slots, " (per-block flags)".to_string()),
             (mkf::WARP_RELEASE | mkf::BLOCK_FLAGS, g.ring_slots, " (pages freed per warp + per-block flags)".to_string()),
         ] {
+            if path != LoadPath::Auto && flags & mkf::WARP_RELEASE != 0 {
+                continue;
+            }
             r.set_flags(flags);
             r.set_ring_slots(slots)?;
             eprintln!("  tracing{what}");

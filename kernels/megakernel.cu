@@ -168,9 +168,9 @@ __device__ void frame(const MkArgs& a) {
             for (int i = 0; i < a.first_op; ++i) atomicAdd(a.counters + i, 1u);
             for (int i = a.n_ops; i < a.total_ops; ++i) atomicAdd(a.counters + i, 1u);
         } else {
-            for (int i = 0; i < a.first_op; ++i) a.block_flags[(size_t)i * gridDim.x + blockIdx.x] = a.epoch;
-            for (int i = a.n_ops; i < a.total_ops; ++i) a.block_flags[(size_t)i * gridDim.x + blockIdx.x] = a.epoch;
-            __threadfence();
+            // Relaxed atomic stores: other blocks poll these flags in this very launch.
+            for (int i = 0; i < a.first_op; ++i) st_relaxed(a.block_flags + (size_t)i * gridDim.x + blockIdx.x, a.epoch);
+            for (int i = a.n_ops; i < a.total_ops; ++i) st_relaxed(a.block_flags + (size_t)i * gridDim.x + blockIdx.x, a.epoch);
         }
     }
     const Smem sm = carve(smem_raw, a);

@@ -166,7 +166,8 @@ struct MkPage {
     uint32_t pad;
 };
 constexpr int kPlanChunk = 32;    // plan entries staged in shared memory at a time
-constexpr int kPlanPadding = 64;  // zero entries after a block's last page (the prefetch reads ahead)
+constexpr int kPlanPadding = 64;  // zero entries after a block's last page (the prefetch reads ahead); PLAN_PADDING on the host
+static_assert(kPlanPadding >= 2 * kPlanChunk, "the staged chunk and the one in registers read up to 2 chunks past a block's pages");
 
 struct MkArgs {
     const MkOp* ops;

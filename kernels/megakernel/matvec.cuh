@@ -169,6 +169,9 @@ __device__ void run_matvec(const MkOp& op, const MkArgs& a, WeightRing<kTma>& ri
         }
     }
     __syncthreads();
+    // kFlagWarpRelease: every warp has released every page now; warp 0 refills what its
+    // releases could not (slots a slower warp still held).
+    if (ring.warp_release && threadIdx.x < 32) ring.top_up();
     if (trace != nullptr) trace[kTraceLoopEndClk] = (uint64_t)clock64();
 
     // 4. Epilogue: parts in order, bias, write.

@@ -39,6 +39,10 @@ __device__ __forceinline__ uint32_t ld_relaxed(const uint32_t* p) {
     return v;
 }
 
+__device__ __forceinline__ void st_relaxed(uint32_t* p, uint32_t v) {
+    asm volatile("st.relaxed.gpu.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+
 // Block-wide: returns once counter >= target (all threads). `relaxed` (kFlagRelaxedSpin)
 // spins on relaxed loads and orders with one fence after, instead of an acquire per poll.
 __device__ __forceinline__ void wait_counter(const uint32_t* counter, uint32_t target, int sync_thread,
@@ -75,8 +79,10 @@ __device__ __forceinline__ void signal_counter(uint32_t* counter, int sync_threa
 // kFlagBlockFlags: the same dependency as one flag per block. signal_flag stores the launch's
 // epoch to flags[b] with release semantics (after the block barrier, which makes the block's
 // writes the storing thread's); wait_flags has the sync thread's warp poll all g flags (each
-// lane g / 32 of them, one round trip per poll) with acquire loads until every one has
-// reached the epoch. No atomics: the counter version serialises g increments on one L2 line.
+// lane g / 32 of them) with relaxed loads, which can all be in flight at once (an acquire
+// load holds back the loads after it), until every one has reached the epoch, then orders
+// with one acquire fence. No atomics: the counter version serialises g increments on one L2
+// line.
 __device__ __forceinline__ void signal_flag(uint32_t* flags, uint32_t epoch, int sync_thread) {
     __syncthreads();
     if (threadIdx.x == sync_thread)
@@ -89,9 +95,10 @@ __device__ __forceinline__ void wait_flags(const uint32_t* flags, uint32_t epoch
         bool done = false;
         while (!done) {
             bool mine = true;
-            for (int b = lane; b < (int)gridDim.x; b += 32) mine = mine && ld_acquire(flags + b) >= epoch;
+            for (int b = lane; b < (int)gridDim.x; b += 32) mine = (ld_relaxed(flags + b) >= epoch) && mine;
             done = __all_sync(0xffffffffu, mine);
         }
+        asm volatile("fence.acq_rel.gpu;" ::: "memory");
     }
     __syncthreads();
 }

@@ -216,31 +216,31 @@ struct WeightRing {
         decode_cycles += clock64() - t0;
     }
 
-    // Waits (warp 0) until every warp has released page `page`, whose slot is to be refilled.
-    __device__ void wait_empty(uint32_t page) {
+    // Whether every warp has released page `page` (warp 0, without waiting): its slot can be
+    // refilled.
+    __device__ bool page_freed(uint32_t page) {
+        uint32_t done = 0;
 #if __CUDA_ARCH__ >= 900
-        const long long t0 = clock64();
         const uint32_t bar = smem_addr(&empty[page % (uint32_t)nslot]);
         const uint32_t phase = (page / (uint32_t)nslot) & 1u;
-        uint32_t done = 0;
-        while (!done) {
-            asm volatile(
-                "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, "
-                "p;\n}"
-                : "=r"(done)
-                : "r"(bar), "r"(phase)
-                : "memory");
-        }
-        wait_cycles += clock64() - t0;
+        asm volatile(
+            "{\n .reg .pred p;\n mbarrier.test_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, "
+            "p;\n}"
+            : "=r"(done)
+            : "r"(bar), "r"(phase)
+            : "memory");
 #endif
+        return __all_sync(0xffffffffu, done != 0);
     }
 
     // Issues the block's next pages until the ring is full or this launch's pages are all
     // issued. Block-uniform (at the start, and after each block-wide release), or warp 0
-    // alone with kFlagWarpRelease, which first waits for each slot's previous page to be freed.
+    // alone with kFlagWarpRelease: it stops at the first slot whose previous page some warp
+    // still reads (a later release, or the end of the op's page loop, tries again), so warp 0
+    // never waits for the slowest warp.
     __device__ void top_up() {
         while (issued - consumed < (uint32_t)nslot && next < end) {
-            if (warp_release && issued >= (uint32_t)nslot) wait_empty(issued - (uint32_t)nslot);
+            if (warp_release && issued >= (uint32_t)nslot && !page_freed(issued - (uint32_t)nslot)) break;
             if (next - chunk_base >= (uint32_t)kPlanChunk) next_chunk();
             const MkPage& p = chunk[next - chunk_base];
             issue(p.src, (int)p.bytes);

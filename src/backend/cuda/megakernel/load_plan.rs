@@ -18,6 +18,7 @@ use super::program::rows_per_page;
 
 /// Entries past each block's last page: the kernel prefetches the next 32-entry chunk of its
 /// plan before it needs it, so reads up to two chunks ahead must stay inside the block's row.
+/// The kernel's `kPlanPadding` (layout.cuh, which asserts it covers two of its chunks).
 pub const PLAN_PADDING: usize = 64;
 
 /// Every block's pages for one program shape and grid.

@@ -697,10 +697,12 @@ impl FrameRequest<'_> {
                 start = i;
             }
         }
+        // BLOCK_FLAGS launches leave the counters alone (their flags are not read here).
         format!(
-            "{} launches of {grid} blocks (complete = {}), counters: {}",
+            "{} launches of {grid} blocks, {} of them counting (complete = {}), counters: {}",
             self.launches,
-            self.launches * grid,
+            self.counter_launches,
+            self.counter_launches * grid,
             runs.join("; ")
         )
     }

@@ -21,8 +21,9 @@
  * registers, so the loader never waits on a global load (decoding the next op's descriptor
  * from global memory at each op crossing cost 1.3-3.4 us per matvec op). Bulk copies carry the
  * L2 evict_first hint: the weights are read once per frame and should not push the
- * activations, the KV cache and the program out of L2. A slot is refilled only after every thread has
- * finished with it (block barrier).
+ * activations, the KV cache and the program out of L2. A slot is refilled only after every
+ * thread has finished with it (a block barrier, or its "empty" mbarrier with
+ * kFlagWarpRelease).
  */
 #pragma once
 #include "megakernel/layout.cuh"
@@ -112,8 +113,8 @@ struct WeightRing {
     uint64_t policy;  // L2 evict_first cache policy of the weight copies
     bool hint;
     // kFlagWarpRelease (kTma only): a warp frees a page by arriving on the slot's "empty"
-    // mbarrier (kWarps arrivals) instead of a block barrier, and warp 0 alone refills,
-    // waiting for the slot's empty barrier. Warp 0's `issued` and `next` are then the only
+    // mbarrier (kWarps arrivals) instead of a block barrier, and warp 0 alone refills the
+    // slots whose empty barrier has completed. Warp 0's `issued` and `next` are then the only
     // current ones.
     uint64_t* empty;
     bool warp_release;

@@ -106,7 +106,8 @@ impl TextTokenizer {
             .map_err(|e| bad(vocab, format!("expected a JSON object of token -> id: {e}")))?;
         check_dense_ids(&vocab_map).map_err(|what| bad(vocab, what))?;
         let merge_list = parse_merges(merges_text, merges)?;
-        check_merges_in_vocab(&vocab_map, &merge_list).map_err(|what| bad(merges, format!("{what} of {}", vocab.display())))?;
+        check_merges_in_vocab(&vocab_map, &merge_list)
+            .map_err(|what| bad(merges, format!("{what} of {}", vocab.display())))?;
         let added = parse_added_tokens(config_text, tokenizer_config)?;
 
         let bpe = BPE::builder()
@@ -232,8 +233,6 @@ fn check_dense_ids(vocab: &Vocab) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// `merges.txt` as `Qwen2Tokenizer` reads it: one "left right" pair per line, an optional
-/// `#version:` first line, blank lines skipped, rank = order of first appearance.
 /// Every merge's two symbols and their concatenation must be vocabulary tokens. The BPE
 /// builder checks this too, but it copies the concatenation into a buffer as long as the
 /// longest token first, and panics when the two are longer than that (found by the
@@ -256,6 +255,8 @@ fn check_merges_in_vocab(vocab: &Vocab, merges: &Merges) -> std::result::Result<
     Ok(())
 }
 
+/// `merges.txt` as `Qwen2Tokenizer` reads it: one "left right" pair per line, an optional
+/// `#version:` first line, blank lines skipped, rank = order of first appearance.
 fn parse_merges(text: &str, path: &Path) -> Result<Merges> {
     // Lines average ~11 bytes; a slight overestimate spares the rehashing.
     let mut merges = Merges::with_capacity(text.len() / 10);

@@ -15,8 +15,8 @@
 //!   refused by name ([`check_driver_version`]) before any kernel is loaded.
 //! * **Kernels.** build.rs compiles `kernels/*.cu` with nvcc into one fatbin (SASS for sm_80,
 //!   sm_86, sm_89, sm_90a, sm_100, sm_110, sm_120 plus compute_90 PTX), embedded here with
-//!   `include_bytes!` and loaded with `cuModuleLoadData` (0.1 ms on the H100: the SASS is used, no JIT). A build made
-//!   without nvcc has no kernels: [`kernels_compiled`] is false and [`CudaDevice::new`] says
+//!   `include_bytes!` and loaded with `cuModuleLoadData` (0.1 ms on the H100: the SASS is
+//!   used, no JIT). A build made without nvcc has no kernels: [`kernels_compiled`] is false and [`CudaDevice::new`] says
 //!   so ([`NO_KERNELS`]). There is deliberately no NVRTC fallback (1-2 s per compile, and it
 //!   needs the CUDA headers on the user's machine).
 //! * **Ordering.** cudarc's per-buffer event tracking is off (it costs host time on every

@@ -186,7 +186,7 @@ pub struct MkArgs {
     pub flags: u32,
     /// Per (op, block) timestamps ([`TRACE_FIELDS`] u64 each) for the benchmarks, or 0.
     pub trace: u64,
-    /// The weight loader's plan ([`LoadPlan`]): `[grid][plan_stride]` pages.
+    /// The weight loader's plan ([`LoadPlan`](super::load_plan::LoadPlan)): `[grid][plan_stride]` pages.
     pub plan: u64,
     /// `[grid][total_ops + 1]` u32: index in the block's plan of each op's first page.
     pub plan_op0: u64,

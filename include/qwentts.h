@@ -392,10 +392,11 @@ typedef struct qt_audio qt_audio;
 typedef struct qt_model qt_model;
 
 /**
- * A voice: a cloned speaker (x-vector, optionally with in-context reference material) or a
- * built-in speaker. Created by `qt_clone_voice`, `qt_clone_voice_from_file`,
- * `qt_voice_from_embedding`, `qt_voice_from_speaker`, `qt_voice_deserialize` or
- * `qt_voice_load`; released by `qt_free`.
+ * A voice: a cloned speaker (x-vector, optionally with in-context reference material), a
+ * built-in speaker or a voice described in words. Created by `qt_clone_voice`,
+ * `qt_clone_voice_from_file`, `qt_voice_from_embedding`, `qt_voice_from_speaker`,
+ * `qt_voice_from_description`, `qt_voice_deserialize` or `qt_voice_load`; released by
+ * `qt_free`.
  *
  * A voice does not keep the model that made it alive. A cloned voice may be used with any
  * model of the same family (kind, size, speaker encoder and codec; `qt_generate` refuses
@@ -560,8 +561,8 @@ typedef struct qt_voice_info {
    */
   uint32_t struct_size;
   /**
-   * `QT_VOICE_XVECTOR`, `QT_VOICE_ICL` or `QT_VOICE_SPEAKER`. Compare with the constants; a
-   * future library may report a kind this header does not name.
+   * `QT_VOICE_XVECTOR`, `QT_VOICE_ICL`, `QT_VOICE_SPEAKER` or `QT_VOICE_DESIGN`. Compare with
+   * the constants; a future library may report a kind this header does not name.
    */
   int32_t kind;
   /**
@@ -580,6 +581,11 @@ typedef struct qt_voice_info {
    * Name of the built-in speaker (`QT_VOICE_SPEAKER`), else NULL. Owned by the voice.
    */
   const char *speaker;
+  /**
+   * The description of a designed voice (`QT_VOICE_DESIGN`), else NULL. Owned by the voice.
+   * Since v2 (the library leaves it alone for a caller whose struct ends before it).
+   */
+  const char *description;
 } qt_voice_info;
 
 /**
@@ -1126,7 +1132,29 @@ qt_status qt_voice_from_speaker(const struct qt_model *model,
                                 struct qt_voice **out_voice);
 
 /**
- * Describes a voice: its kind, x-vector width, reference frames, transcript or speaker name.
+ * Makes a voice described in words ("A warm, low-pitched male voice, speaking slowly.") for a
+ * VoiceDesign model (`qt_model_info.kind` is `QT_MODEL_VOICE_DESIGN`). The description is
+ * the official implementation's `instruct` text: it goes into the prompt of every
+ * generation with this voice, so it also shapes style and emotion. An empty description is
+ * accepted and means none (the model then picks a voice).
+ *
+ * - `description`: UTF-8, NUL-terminated; only read during the call (the voice keeps a copy,
+ *   which `qt_voice_get_info` reports and `qt_voice_serialize` stores).
+ * - `out_voice`: receives the voice on success; untouched on failure.
+ *
+ * Ownership: on `QT_STATUS_OK` the caller owns `*out_voice` (release it with `qt_free`).
+ * Threads: any thread.
+ * Returns `QT_STATUS_OK`, or `QT_STATUS_NULL_ARGUMENT`, `QT_STATUS_INVALID_HANDLE`,
+ * `QT_STATUS_INVALID_ARGUMENT` (invalid UTF-8), `QT_STATUS_UNSUPPORTED` (not a VoiceDesign
+ * model).
+ */
+qt_status qt_voice_from_description(const struct qt_model *model,
+                                    const char *description,
+                                    struct qt_voice **out_voice);
+
+/**
+ * Describes a voice: its kind, x-vector width, reference frames, transcript, speaker name or
+ * description.
  *
  * - `out_info`: the caller's struct with `struct_size` set to `sizeof(qt_voice_info)`; the
  *   library fills the fields that fit and sets `struct_size` to the bytes it wrote.

@@ -12,6 +12,9 @@
 //! * `examples/{c,cpp,csharp}/clone_and_speak*` / `CloneAndSpeak.cs`: clone from
 //!   `tests/fixtures/audio/ref_24k.wav`, generate with a fixed seed, write a WAV: the file must be
 //!   byte for byte what the Rust API makes of the same request, and the output the same lines;
+//! * `examples/c/design_voice.c`: a voice described in words on a tiny VoiceDesign checkpoint
+//!   (tests/support: the CustomVoice fixture with its config edited): the WAV must be byte for
+//!   byte the Rust API's;
 //! * `tests/c/ApiContract.cs`: the C# bindings' contract.
 //!
 //! Needs gcc, g++ and Mono (`mcs`, `mono`; Debian: `apt-get install -y --no-install-recommends
@@ -20,6 +23,7 @@
 #![cfg(target_os = "linux")]
 
 mod common;
+mod support;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -359,11 +363,52 @@ fn clone_and_speak_samples_match_the_rust_api() {
 }
 
 #[test]
+fn design_voice_sample_matches_the_rust_api() {
+    let tmp = support::TempDir::new("c-design");
+    let design = support::tiny_voice_design(&tmp.path().join("design"));
+    let description = "A bright, quick voice.";
+    let text = "Good morning.";
+    let expected = {
+        let model = qwentts::Model::load(&design, &Default::default()).expect("the VoiceDesign fixture loads");
+        let mut options = qwentts::GenerateOptions::defaults(&model);
+        options.language = "English".into();
+        options.seed = Some(7);
+        let audio = model.generate(&qwentts::Voice::design(description), text, &options, None).expect("generation");
+        let finish = match audio.finish {
+            qwentts::FinishReason::Eos => "end of speech",
+            _ => "the frame limit",
+        };
+        let lines = vec![
+            format!("voice: {description}"),
+            format!(
+                "wrote OUT: {} samples at {} Hz, {} frames, ended by {finish}",
+                audio.samples.len(),
+                audio.sample_rate,
+                audio.frames
+            ),
+        ];
+        (audio.to_wav_bytes().unwrap(), lines)
+    };
+    let c = compile("gcc", "-std=c11", &["examples/c/design_voice.c"], "design_voice_c");
+    let out = build_dir().join("design_voice_c.wav");
+    let output = run(Command::new(&c).arg(&design).arg(&out).arg(description).arg(text));
+    assert_spoke("examples/c/design_voice.c", &output, &out, &expected);
+    // On a Base model the sample reports the refusal and fails.
+    let failed = Command::new(&c).arg(fixture()).arg(&out).env("LD_LIBRARY_PATH", lib_dir()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(1), "{stderr}");
+    assert!(stderr.starts_with("qt_voice_from_description failed: QT_STATUS_UNSUPPORTED"), "{stderr}");
+}
+
+#[test]
 fn csharp_bindings_contract() {
     let exe = compile_csharp(&["tests/c/ApiContract.cs"], "ApiContract");
     let custom = repo().join("tests/fixtures/tiny-customvoice");
     let reference = repo().join("tests/fixtures/audio/ref_24k.wav");
-    let out = run_mono(&exe, &[fixture().as_os_str(), custom.as_os_str(), reference.as_os_str()]);
+    let tmp = support::TempDir::new("cs-design");
+    let design = support::tiny_voice_design(&tmp.path().join("design"));
+    let out =
+        run_mono(&exe, &[fixture().as_os_str(), custom.as_os_str(), reference.as_os_str(), design.as_os_str()]);
     assert!(stdout(&out).contains("checks passed"), "{}", stdout(&out));
 }
 

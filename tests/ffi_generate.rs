@@ -1110,3 +1110,118 @@ fn an_inner_failure_inside_a_callback_does_not_outlive_a_successful_call() {
     assert!(inner_message_len > 0, "the inner call set a message while it was current");
     assert_eq!(unsafe { CStr::from_ptr(qt_last_error()) }.to_bytes(), b"", "message left after success");
 }
+
+#[test]
+fn voices_described_in_words_for_voice_design_models() {
+    let tmp = TempDir::new("ffi-design");
+    let dir = support::tiny_voice_design(&tmp.path().join("design"));
+    let design = {
+        let path = c_path(&dir);
+        let mut model = ptr::null_mut();
+        expect(unsafe { qt_load(path.as_ptr(), ptr::null(), &mut model) }, QT_STATUS_OK, &[]);
+        Owned(model)
+    };
+    let base = load("tiny-base");
+    let custom = load("tiny-customvoice");
+    let description = c"A calm, low voice, speaking slowly.";
+    let sentinel = ptr::dangling_mut::<qt_voice>();
+    let mut out = sentinel;
+
+    // Refused: wrong model kinds, NULLs, invalid UTF-8; `out_voice` is left alone.
+    for (model, kind) in [(base.0, "Base"), (custom.0, "CustomVoice")] {
+        expect(
+            unsafe { qt_voice_from_description(model, description.as_ptr(), &mut out) },
+            QT_STATUS_UNSUPPORTED,
+            &[kind, "VoiceDesign models do"],
+        );
+    }
+    expect(
+        unsafe { qt_voice_from_description(design.0, ptr::null(), &mut out) },
+        QT_STATUS_NULL_ARGUMENT,
+        &["`description` is NULL"],
+    );
+    expect(
+        unsafe { qt_voice_from_description(design.0, c"calm \xff".as_ptr(), &mut out) },
+        QT_STATUS_INVALID_ARGUMENT,
+        &["`description` is not valid UTF-8"],
+    );
+    expect(
+        unsafe { qt_voice_from_description(ptr::null(), description.as_ptr(), &mut out) },
+        QT_STATUS_NULL_ARGUMENT,
+        &["`model` is NULL"],
+    );
+    expect(
+        unsafe { qt_voice_from_description(design.0, description.as_ptr(), ptr::null_mut()) },
+        QT_STATUS_NULL_ARGUMENT,
+        &["`out_voice` is NULL"],
+    );
+    assert_eq!(out, sentinel);
+
+    let mut voice = ptr::null_mut();
+    expect(unsafe { qt_voice_from_description(design.0, description.as_ptr(), &mut voice) }, QT_STATUS_OK, &[]);
+    let voice = Owned(voice);
+    let info = voice_info(voice.0);
+    assert_eq!((info.kind, info.embedding_dim, info.ref_frames), (QT_VOICE_DESIGN, 0, 0));
+    assert!(info.ref_text.is_null() && info.speaker.is_null());
+    assert_eq!(unsafe { CStr::from_ptr(info.description) }, description);
+    // A caller built against the v1 struct gets v1: the field past it is not written.
+    let mut v1 = qt_voice_info {
+        struct_size: std::mem::offset_of!(qt_voice_info, description) as u32,
+        kind: 0,
+        embedding_dim: 0,
+        ref_frames: 0,
+        ref_text: ptr::null(),
+        speaker: ptr::null(),
+        description: c"untouched".as_ptr(),
+    };
+    expect(unsafe { qt_voice_get_info(voice.0, &mut v1) }, QT_STATUS_OK, &[]);
+    assert_eq!((v1.struct_size as usize, v1.kind), (std::mem::offset_of!(qt_voice_info, description), QT_VOICE_DESIGN));
+    assert_eq!(unsafe { CStr::from_ptr(v1.description) }, c"untouched");
+
+    // Generation through the C ABI is the Rust API's generation with Voice::design.
+    let run = |model: *const qt_model, voice: *const qt_voice| {
+        let mut p = gen_defaults(model);
+        p.seed = 11;
+        p.max_frames = 6;
+        p.language = c"English".as_ptr();
+        let mut audio = ptr::null_mut();
+        let status = unsafe { qt_generate(model, voice, c"Hello there.".as_ptr(), &p, None, ptr::null_mut(), &mut audio) };
+        (status, Owned(audio))
+    };
+    let (status, audio) = run(design.0, voice.0);
+    expect(status, QT_STATUS_OK, &[]);
+    let from_c = samples(audio.0);
+    let rust = {
+        let model = qwentts::Model::load(&dir, &Default::default()).unwrap();
+        let mut options = qwentts::GenerateOptions::defaults(&model);
+        options.seed = Some(11);
+        options.max_frames = Some(6);
+        options.language = "English".into();
+        let voice = qwentts::Voice::design(description.to_str().unwrap());
+        model.generate(&voice, "Hello there.", &options, None).unwrap().samples
+    };
+    assert!(from_c == rust, "the C ABI's designed voice speaks differently from the Rust API's");
+    // The description reaches the prompt: none at all gives other audio.
+    let mut plain = ptr::null_mut();
+    expect(unsafe { qt_voice_from_description(design.0, c"".as_ptr(), &mut plain) }, QT_STATUS_OK, &[]);
+    let plain = Owned(plain);
+    let (status, audio) = run(design.0, plain.0);
+    expect(status, QT_STATUS_OK, &[]);
+    assert!(samples(audio.0) != from_c, "a description changed nothing");
+
+    // Persisted like any voice; only a VoiceDesign model takes it back or speaks with it.
+    let bytes = serialized(voice.0);
+    let mut back = ptr::null_mut();
+    expect(unsafe { qt_voice_deserialize(design.0, bytes.as_ptr(), bytes.len(), &mut back) }, QT_STATUS_OK, &[]);
+    let back = Owned(back);
+    assert_eq!(unsafe { CStr::from_ptr(voice_info(back.0).description) }, description);
+    assert_eq!(serialized(back.0), bytes);
+    let (status, _nothing) = run(base.0, voice.0);
+    expect(status, QT_STATUS_UNSUPPORTED, &["qt_generate", "VoiceDesign"]);
+    expect(
+        unsafe { qt_voice_deserialize(base.0, bytes.as_ptr(), bytes.len(), &mut out) },
+        QT_STATUS_VOICE_MISMATCH,
+        &["a designed voice", "VoiceDesign"],
+    );
+    assert_eq!(out, sentinel);
+}

@@ -104,9 +104,11 @@ struct VoiceInfo {
   size_t ref_frames = 0;
   std::optional<std::string> ref_text;
   std::optional<std::string> speaker;
+  std::optional<std::string> description;  // QT_VOICE_DESIGN
 };
 
-/// A voice (qt_voice): a cloned speaker or a built-in one. Immutable; share it across threads.
+/// A voice (qt_voice): a cloned speaker, a built-in one or one described in words. Immutable;
+/// share it across threads.
 class Voice {
  public:
   VoiceInfo info() const {
@@ -119,6 +121,7 @@ class Voice {
     out.ref_frames = raw.ref_frames;
     if (raw.ref_text != nullptr) out.ref_text = raw.ref_text;
     if (raw.speaker != nullptr) out.speaker = raw.speaker;
+    if (raw.description != nullptr) out.description = raw.description;
     return out;
   }
 
@@ -267,6 +270,13 @@ class Model {
   Voice voice_from_speaker(const std::string& name) const {
     qt_voice* raw = nullptr;
     check("qt_voice_from_speaker", qt_voice_from_speaker(get(), name.c_str(), &raw));
+    return Voice(raw);
+  }
+
+  /// A voice described in words, for a VoiceDesign model (qt_voice_from_description).
+  Voice voice_from_description(const std::string& description) const {
+    qt_voice* raw = nullptr;
+    check("qt_voice_from_description", qt_voice_from_description(get(), description.c_str(), &raw));
     return Voice(raw);
   }
 

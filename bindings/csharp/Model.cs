@@ -155,6 +155,15 @@ namespace Qwentts
             return Voice.FromCall("qt_voice_from_speaker", status, h);
         }
 
+        /// <summary>A voice described in words, for a VoiceDesign model (qt_voice_from_description).</summary>
+        public Voice VoiceFromDescription(string description)
+        {
+            if (description == null) throw new ArgumentNullException("description");
+            VoiceHandle h;
+            int status = NativeMethods.qt_voice_from_description(handle, Utf8.Encode(description), out h);
+            return Voice.FromCall("qt_voice_from_description", status, h);
+        }
+
         public Voice DeserializeVoice(byte[] bytes)
         {
             if (bytes == null) throw new ArgumentNullException("bytes");

@@ -152,6 +152,9 @@ namespace Qwentts
         public static extern int qt_voice_from_speaker(ModelHandle model, byte[] name, out VoiceHandle voice);
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int qt_voice_from_description(ModelHandle model, byte[] description, out VoiceHandle voice);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         public static extern int qt_voice_get_info(VoiceHandle voice, ref VoiceInfoNative info);
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]

@@ -72,7 +72,7 @@ namespace Qwentts
         }
     }
 
-    /// <summary>qt_voice_info. RefText and Speaker point into the voice.</summary>
+    /// <summary>qt_voice_info. RefText, Speaker and Description point into the voice.</summary>
     [StructLayout(LayoutKind.Sequential)]
     public struct VoiceInfoNative
     {
@@ -82,6 +82,7 @@ namespace Qwentts
         public UIntPtr RefFrames;
         public IntPtr RefText;
         public IntPtr Speaker;
+        public IntPtr Description;
     }
 
     /// <summary>qt_gen_params. Language and Instruct are native UTF-8 pointers (GenerateParams

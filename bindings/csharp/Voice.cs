@@ -1,5 +1,5 @@
 // Voice.cs: a voice (qt_voice): cloned from reference audio, rebuilt from an x-vector, a built-in
-// speaker, or loaded from bytes or a file. Created by Model methods; Dispose frees it.
+// speaker, described in words, or loaded from bytes or a file. Created by Model methods; Dispose frees it.
 using System;
 
 namespace Qwentts
@@ -12,6 +12,7 @@ namespace Qwentts
         public int RefFrames;     // in-context reference frames; 0 unless QT_VOICE_ICL
         public string RefText;    // ICL transcript, else null
         public string Speaker;    // built-in speaker name, else null
+        public string Description; // a designed voice's description, else null
         /// <summary>Bytes the library filled (its struct_size).</summary>
         public uint StructSize;
     }
@@ -54,6 +55,7 @@ namespace Qwentts
             info.RefFrames = (int)raw.RefFrames.ToUInt64();
             info.RefText = Utf8.Decode(raw.RefText);
             info.Speaker = Utf8.Decode(raw.Speaker);
+            info.Description = Utf8.Decode(raw.Description);
             return info;
         }
 

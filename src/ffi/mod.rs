@@ -80,8 +80,8 @@ pub use generate::{qt_gen_params_default, qt_generate};
 pub use model::{qt_load, qt_model, qt_model_get_info, qt_model_language, qt_model_params_default, qt_model_speaker};
 pub use voice::{
     qt_clone_params_default, qt_clone_voice, qt_clone_voice_from_file, qt_voice, qt_voice_deserialize,
-    qt_voice_embedding, qt_voice_from_embedding, qt_voice_from_speaker, qt_voice_get_info, qt_voice_load,
-    qt_voice_save, qt_voice_serialize,
+    qt_voice_embedding, qt_voice_from_description, qt_voice_from_embedding, qt_voice_from_speaker, qt_voice_get_info,
+    qt_voice_load, qt_voice_save, qt_voice_serialize,
 };
 pub use status::*;
 pub use types::*;

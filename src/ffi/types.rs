@@ -420,8 +420,8 @@ const _: () = {
 pub struct qt_voice_info {
     /// In: the caller's `sizeof(qt_voice_info)`. Out: the bytes the library filled.
     pub struct_size: u32,
-    /// `QT_VOICE_XVECTOR`, `QT_VOICE_ICL` or `QT_VOICE_SPEAKER`. Compare with the constants; a
-    /// future library may report a kind this header does not name.
+    /// `QT_VOICE_XVECTOR`, `QT_VOICE_ICL`, `QT_VOICE_SPEAKER` or `QT_VOICE_DESIGN`. Compare with
+    /// the constants; a future library may report a kind this header does not name.
     pub kind: i32,
     /// Floats in the speaker x-vector (`qt_voice_embedding`); 0 for a built-in speaker.
     pub embedding_dim: usize,
@@ -431,19 +431,26 @@ pub struct qt_voice_info {
     pub ref_text: *const c_char,
     /// Name of the built-in speaker (`QT_VOICE_SPEAKER`), else NULL. Owned by the voice.
     pub speaker: *const c_char,
+    /// The description of a designed voice (`QT_VOICE_DESIGN`), else NULL. Owned by the voice.
+    /// Since v2 (the library leaves it alone for a caller whose struct ends before it).
+    pub description: *const c_char,
 }
 
 // SAFETY: repr(C), u32 struct_size first, integer/pointer fields only, no padding.
 unsafe impl SizedStruct for qt_voice_info {
     const NAME: &'static str = "qt_voice_info";
-    // v1 ends after `speaker`. Append a size when a field is added; never edit an entry.
-    const LAYOUT_SIZES: &'static [usize] = &[offset_of!(qt_voice_info, speaker) + size_of::<usize>()];
+    // v1 ends after `speaker`, v2 after `description`. Append a size when a field is added;
+    // never edit an entry.
+    const LAYOUT_SIZES: &'static [usize] = &[
+        offset_of!(qt_voice_info, speaker) + size_of::<usize>(),
+        offset_of!(qt_voice_info, description) + size_of::<usize>(),
+    ];
     fn set_struct_size(&mut self, size: u32) {
         self.struct_size = size;
     }
 }
 
-const _: () = assert!(size_of::<qt_voice_info>() == 8 + 4 * size_of::<usize>());
+const _: () = assert!(size_of::<qt_voice_info>() == 8 + 5 * size_of::<usize>());
 
 /// Facts about generated audio, filled by `qt_audio_get_info`. Set `struct_size` to
 /// `sizeof(qt_audio_info)` before the call; the library fills the fields that fit and sets

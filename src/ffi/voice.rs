@@ -1,6 +1,6 @@
 //! `qt_voice`: who speaks. Cloned from reference audio (a PCM buffer or a file), rebuilt from a
-//! stored x-vector, a CustomVoice model's built-in speaker, or loaded from bytes or a file that
-//! `qt_voice_serialize` / `qt_voice_save` wrote.
+//! stored x-vector, a CustomVoice model's built-in speaker, a VoiceDesign model's description
+//! in words, or loaded from bytes or a file that `qt_voice_serialize` / `qt_voice_save` wrote.
 
 use std::ffi::{CString, c_char};
 use std::sync::OnceLock;
@@ -16,14 +16,15 @@ use super::types::{
     QT_CLONE_AUTO, QT_CLONE_ICL, QT_CLONE_XVECTOR, QT_VOICE_DESIGN, QT_VOICE_ICL, QT_VOICE_SPEAKER, QT_VOICE_XVECTOR,
     qt_clone_params, qt_voice_info,
 };
-use crate::api::{Voice, VoiceKind};
+use crate::api::{ModelKind, Voice, VoiceKind};
 use crate::audio::{ReferenceAudio, ReferenceLimits};
 use crate::error::{Error, Result};
 
-/// A voice: a cloned speaker (x-vector, optionally with in-context reference material) or a
-/// built-in speaker. Created by `qt_clone_voice`, `qt_clone_voice_from_file`,
-/// `qt_voice_from_embedding`, `qt_voice_from_speaker`, `qt_voice_deserialize` or
-/// `qt_voice_load`; released by `qt_free`.
+/// A voice: a cloned speaker (x-vector, optionally with in-context reference material), a
+/// built-in speaker or a voice described in words. Created by `qt_clone_voice`,
+/// `qt_clone_voice_from_file`, `qt_voice_from_embedding`, `qt_voice_from_speaker`,
+/// `qt_voice_from_description`, `qt_voice_deserialize` or `qt_voice_load`; released by
+/// `qt_free`.
 ///
 /// A voice does not keep the model that made it alive. A cloned voice may be used with any
 /// model of the same family (kind, size, speaker encoder and codec; `qt_generate` refuses
@@ -41,6 +42,7 @@ pub(crate) struct VoiceObject {
     codebooks: usize,
     ref_text: Option<CString>,
     speaker: Option<CString>,
+    description: Option<CString>,
     bytes: OnceLock<std::result::Result<Vec<u8>, Error>>,
 }
 
@@ -53,12 +55,13 @@ unsafe impl Handle for qt_voice {
 
 impl VoiceObject {
     pub(crate) fn new(voice: Voice, codebooks: usize) -> VoiceObject {
-        let (ref_text, speaker) = match voice.kind() {
-            VoiceKind::Cloned { reference, .. } => (reference.as_ref().map(|r| to_cstring_lossy(&r.text)), None),
-            VoiceKind::Speaker { name } => (None, Some(to_cstring_lossy(name))),
-            VoiceKind::Design { .. } => (None, None),
-        };
-        VoiceObject { voice, codebooks, ref_text, speaker, bytes: OnceLock::new() }
+        let (mut ref_text, mut speaker, mut description) = (None, None, None);
+        match voice.kind() {
+            VoiceKind::Cloned { reference, .. } => ref_text = reference.as_ref().map(|r| to_cstring_lossy(&r.text)),
+            VoiceKind::Speaker { name } => speaker = Some(to_cstring_lossy(name)),
+            VoiceKind::Design { description: text } => description = Some(to_cstring_lossy(text)),
+        }
+        VoiceObject { voice, codebooks, ref_text, speaker, description, bytes: OnceLock::new() }
     }
 
     /// The voice, for `qt_generate`.
@@ -88,6 +91,7 @@ impl VoiceObject {
             ref_frames,
             ref_text: self.ref_text.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
             speaker: self.speaker.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+            description: self.description.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
         }
     }
 }
@@ -351,11 +355,57 @@ pub unsafe extern "C" fn qt_voice_from_speaker(
     })
 }
 
+/// A voice described in words, for `object`'s model, checked now rather than at the first
+/// generation.
+fn described_voice(object: &ModelObject, description: &str) -> Result<Voice> {
+    let kind = object.info().kind;
+    if kind != ModelKind::VoiceDesign {
+        return Err(Error::unsupported(format!(
+            "this {kind:?} model does not take voice descriptions (VoiceDesign models do; a Base \
+             model clones, a CustomVoice model has built-in speakers)"
+        )));
+    }
+    Ok(Voice::design(description))
+}
+
+/// Makes a voice described in words ("A warm, low-pitched male voice, speaking slowly.") for a
+/// VoiceDesign model (`qt_model_info.kind` is `QT_MODEL_VOICE_DESIGN`). The description is
+/// the official implementation's `instruct` text: it goes into the prompt of every
+/// generation with this voice, so it also shapes style and emotion. An empty description is
+/// accepted and means none (the model then picks a voice).
+///
+/// - `description`: UTF-8, NUL-terminated; only read during the call (the voice keeps a copy,
+///   which `qt_voice_get_info` reports and `qt_voice_serialize` stores).
+/// - `out_voice`: receives the voice on success; untouched on failure.
+///
+/// Ownership: on `QT_STATUS_OK` the caller owns `*out_voice` (release it with `qt_free`).
+/// Threads: any thread.
+/// Returns `QT_STATUS_OK`, or `QT_STATUS_NULL_ARGUMENT`, `QT_STATUS_INVALID_HANDLE`,
+/// `QT_STATUS_INVALID_ARGUMENT` (invalid UTF-8), `QT_STATUS_UNSUPPORTED` (not a VoiceDesign
+/// model).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn qt_voice_from_description(
+    model: *const qt_model,
+    description: *const c_char,
+    out_voice: *mut *mut qt_voice,
+) -> qt_status {
+    guard("qt_voice_from_description", || {
+        // SAFETY (all): pointers are NULL or valid per the documented contract.
+        let object = unsafe { borrow(model, "model") }?;
+        let description = unsafe { str_arg(description, "description") }?;
+        let out = unsafe { out_arg(out_voice, "out_voice") }?;
+        let voice = described_voice(object, description)?;
+        put(out, voice, object);
+        Ok(())
+    })
+}
+
 // ---------------------------------------------------------------------------------------------
 // reading a voice
 // ---------------------------------------------------------------------------------------------
 
-/// Describes a voice: its kind, x-vector width, reference frames, transcript or speaker name.
+/// Describes a voice: its kind, x-vector width, reference frames, transcript, speaker name or
+/// description.
 ///
 /// - `out_info`: the caller's struct with `struct_size` set to `sizeof(qt_voice_info)`; the
 ///   library fills the fields that fit and sets `struct_size` to the bytes it wrote.

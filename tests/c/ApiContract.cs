@@ -89,6 +89,7 @@ static class ApiContract
         Library.SetLogHandler(null);
 
         if (args.Length > 2) Generation(dir, args[1], args[2]);
+        if (args.Length > 3) Design(dir, args[3]);
 
         if (failures > 0) { Console.Error.WriteLine("ApiContract: " + failures + " of " + checks + " checks failed"); return 1; }
         Console.WriteLine("ApiContract: " + checks + " checks passed");
@@ -110,7 +111,7 @@ static class ApiContract
             VoiceInfo vi = voice.GetInfo();
             Check(vi.StructSize == Marshal.SizeOf(typeof(VoiceInfoNative)), "qt_voice_info mirror size " + vi.StructSize);
             Check(vi.Kind == NativeMethods.QT_VOICE_ICL && vi.RefFrames == 39 && vi.EmbeddingDim == 32, "cloned ICL voice");
-            Check(vi.RefText == "Okay. Yeah. This is my reference voice." && vi.Speaker == null, "voice strings");
+            Check(vi.RefText == "Okay. Yeah. This is my reference voice." && vi.Speaker == null && vi.Description == null, "voice strings");
 
             // Generation with a handler: chunks in order, the audio is their concatenation.
             p.Language = "English";
@@ -197,6 +198,27 @@ static class ApiContract
                 q.Native.MaxFrames = 3;
                 using (Audio a = custom.Generate(ryan, "Hi.", q, null))
                     Check(a.Frames > 0, "a built-in speaker speaks");
+            }
+        }
+    }
+
+    // Voices described in words: only a VoiceDesign model makes one, and it speaks there.
+    static void Design(string baseDir, string designDir)
+    {
+        using (Model model = Model.Load(baseDir))
+        using (Model design = Model.Load(designDir))
+        {
+            Check(design.GetInfo().Kind == NativeMethods.QT_MODEL_VOICE_DESIGN, "VoiceDesign model kind");
+            QwenttsException e = Throws(() => model.VoiceFromDescription("A calm voice."));
+            Check(e != null && e.Status == NativeMethods.QT_STATUS_UNSUPPORTED && e.Message.Contains("VoiceDesign"), "no descriptions on Base");
+            using (Voice calm = design.VoiceFromDescription("A calm voice, \u00e9l\u00e9gante."))
+            {
+                VoiceInfo vi = calm.GetInfo();
+                Check(vi.Kind == NativeMethods.QT_VOICE_DESIGN && vi.Description == "A calm voice, \u00e9l\u00e9gante." && vi.Speaker == null, "designed voice info");
+                GenerateParams q = design.DefaultGenerateParams();
+                q.Native.MaxFrames = 3;
+                using (Audio a = design.Generate(calm, "Hi.", q, null))
+                    Check(a.Frames > 0, "a designed voice speaks");
             }
         }
     }

@@ -98,6 +98,26 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// A tiny VoiceDesign checkpoint in `dir` (created): the committed tiny-customvoice fixture
+/// with the config edited the way the released 1.7B-VoiceDesign config differs from
+/// 1.7B-CustomVoice (`tts_model_type` "voice_design", no built-in speakers, no dialects).
+/// Its official outputs are not in the goldens: tests compare the C ABI with the Rust API.
+pub fn tiny_voice_design(dir: &Path) -> PathBuf {
+    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-customvoice");
+    copy_dir(&from, dir);
+    let config = dir.join("config.json");
+    let mut value: Value = serde_json::from_str(&fs::read_to_string(&config).unwrap()).unwrap();
+    value["tts_model_type"] = json!("voice_design");
+    let talker = value["talker_config"].as_object_mut().expect("talker_config");
+    talker.remove("spk_id");
+    talker.remove("spk_is_dialect");
+    if let Some(languages) = talker.get_mut("codec_language_id").and_then(Value::as_object_mut) {
+        languages.retain(|name, _| !name.ends_with("_dialect"));
+    }
+    fs::write(&config, serde_json::to_string_pretty(&value).unwrap()).unwrap();
+    dir.to_path_buf()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Synthetic checkpoints
 // ---------------------------------------------------------------------------------------------

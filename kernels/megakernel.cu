@@ -23,6 +23,7 @@
 #include "common.cuh"
 #include "megakernel/attention.cuh"
 #include "megakernel/layout.cuh"
+#include "megakernel/ll.cuh"
 #include "megakernel/matvec.cuh"
 #include "megakernel/sampling.cuh"
 #include "megakernel/stage.cuh"
@@ -86,11 +87,19 @@ __device__ void write_record(const MkArgs& a, uint32_t code0, int ncodes, uint32
     __threadfence_system();
 }
 
-__device__ void run_sample(const MkOp& op, const MkArgs& a, float* work) {
+// `index`: the op's place in the program (kFlagLL tags).
+__device__ void run_sample(const MkOp& op, const MkArgs& a, float* work, int index) {
     if (blockIdx.x != 0) return;
     const SampleSmem sm = sample_smem(work, op.vocab);
     const int n = op.vocab;
-    for (int i = threadIdx.x; i < n; i += kThreads) sm.s[i] = ld_cg(op.logits + i);
+    const uint32_t in_tag = ll_in_tag(a, op.src_op[0], index);
+    if (in_tag != 0u) {
+        const float* logits = op.logits;
+        float* s = sm.s;
+        ll_gather(a, n, in_tag, [logits](int e) { return logits + e; }, [s](int e) { return s + e; });
+    } else {
+        for (int i = threadIdx.x; i < n; i += kThreads) sm.s[i] = ld_cg(op.logits + i);
+    }
     __syncthreads();
     if (a.dump != nullptr)
         for (int i = threadIdx.x; i < n; i += kThreads) a.dump[(size_t)op.slot * a.dump_stride + i] = sm.s[i];
@@ -113,6 +122,7 @@ __device__ void run_sample(const MkOp& op, const MkArgs& a, float* work) {
     // whose fence could wait for its weight copies in flight).
     if (threadIdx.x != sync_thread_of(a)) return;
     a.state->codes[op.slot] = (uint32_t)code;
+    const uint32_t out_tag = ll_on(a) ? ll_tag(a, index) : 0u;
     if (talker) {
         if (code >= 0 && code < n) a.seen[code >> 5] |= 1u << (code & 31);
         uint32_t stop = 0;
@@ -124,23 +134,25 @@ __device__ void run_sample(const MkOp& op, const MkArgs& a, float* work) {
             stop = kRecordLimit;
         else if (code < 0 || code >= a.cp_vocab)
             stop = kRecordBadCode;
-        if (stop != 0) {
-            a.state->stop = stop;
-            write_record(a, (uint32_t)code, 1, stop);
-        }
-    } else if (op.last_slot) {
-        write_record(a, a.state->codes[0], a.groups, kRecordFrame);
+        if (stop != 0) a.state->stop = stop;
+        // kFlagLL: the code word after the stop decision (release), before the record's
+        // system fences, which no op of this launch waits for.
+        if (out_tag != 0u) ll_code_store(a, op.slot, (uint32_t)code, out_tag);
+        if (stop != 0) write_record(a, (uint32_t)code, 1, stop);
+    } else {
+        if (out_tag != 0u) ll_code_store(a, op.slot, (uint32_t)code, out_tag);
+        if (op.last_slot) write_record(a, a.state->codes[0], a.groups, kRecordFrame);
     }
 }
 
 // out[i] = sum_g table_g[code_g][i] (f32 adds in codebook order) + text[i], sliced over blocks.
-__device__ void run_embed_frame(const MkOp& op, const MkArgs& a) {
+__device__ void run_embed_frame(const MkOp& op, const MkArgs& a, int index) {
     int lo, hi;
     block_slice(op.dim, blockIdx.x, gridDim.x, lo, hi);
     const float* text = a.frame < op.trailing ? op.text_rows + (size_t)a.frame * op.dim : op.pad_row;
     // In shared memory: a per-thread array indexed by a loop counter would be local memory.
     __shared__ uint32_t codes[kMaxGroups];
-    if (threadIdx.x < op.groups) codes[threadIdx.x] = ld_cg_u32(a.state->codes + threadIdx.x);
+    if (threadIdx.x < op.groups) codes[threadIdx.x] = ll_code(a, threadIdx.x, ll_in_tag(a, op.code_op[threadIdx.x], index));
     __syncthreads();
     for (int i = lo + threadIdx.x; i < hi; i += kThreads) {
         float v = 0.0f;
@@ -163,7 +175,8 @@ __device__ void frame(const MkArgs& a) {
     // launch and the targets counter_epoch * gridDim.x hold for every op in every launch
     // (kFlagBlockFlags launches use their own flags and leave the counters alone).
     const bool block_flags = (a.flags & kFlagBlockFlags) != 0;
-    if (threadIdx.x == 0) {
+    const bool ll = ll_on(a);  // dependencies in the data: no counters, no flags
+    if (threadIdx.x == 0 && !ll) {
         if (!block_flags) {
             for (int i = 0; i < a.first_op; ++i) atomicAdd(a.counters + i, 1u);
             for (int i = a.n_ops; i < a.total_ops; ++i) atomicAdd(a.counters + i, 1u);
@@ -221,7 +234,7 @@ __device__ void frame(const MkArgs& a) {
         const Stage stage = staging ? stage_of(op) : Stage{};
         uint32_t staged[kStagePerThread];
         stage_load(stage, staged);
-        if (op.wait >= 0) {
+        if (op.wait >= 0 && !ll) {
             if (block_flags)
                 wait_flags(a.block_flags + (size_t)op.wait * gridDim.x, a.epoch, sync_thread);
             else
@@ -232,9 +245,21 @@ __device__ void frame(const MkArgs& a) {
             trace[kTraceReleasedNs] = global_ns();
             trace[kTraceReleasedClk] = (uint64_t)clock64();
         }
-        if (op.check_stop && ld_cg_u32(&a.state->stop) != 0) {
-            ring.drain();
-            return;
+        if (op.check_stop) {
+            // kFlagLL: the stop decision is ordered before codebook 0's code word, which one
+            // thread acquires first (without LL, the wait ordered it).
+            __shared__ int stop_now;
+            if (threadIdx.x == sync_thread) {
+                for (int r = 0; r < op.rows; ++r)
+                    if (op.src[r].table != nullptr && op.src[r].code_slot == 0)
+                        (void)ll_code(a, 0, ll_in_tag(a, op.src_op[r], i));
+                stop_now = ld_cg_u32(&a.state->stop) != 0;
+            }
+            __syncthreads();
+            if (stop_now) {
+                ring.drain();
+                return;
+            }
         }
         switch (op.kind) {
             case kOpMatvec: {
@@ -243,7 +268,7 @@ __device__ void frame(const MkArgs& a) {
                 ms.ypart = sm.ypart;
                 ms.scratch = sm.scratch;
                 ms.norm_w = stage.total > 0 ? reinterpret_cast<const bf16*>(consts) : op.norm_w;
-                run_matvec<kTma>(op, a, ring, ms, trace);
+                run_matvec<kTma>(op, a, ring, ms, trace, i);
                 break;
             }
             case kOpAttention: {
@@ -264,14 +289,14 @@ __device__ void frame(const MkArgs& a) {
                     if (op.q_norm != nullptr) as.q_norm = reinterpret_cast<const bf16*>(consts + hd / 2);
                     if (op.k_norm != nullptr) as.k_norm = reinterpret_cast<const bf16*>(consts + hd);
                 }
-                run_attention(op, a, as);
+                run_attention(op, a, as, i);
                 break;
             }
             case kOpSample:
-                run_sample(op, a, sm.work);
+                run_sample(op, a, sm.work, i);
                 break;
             case kOpEmbedFrame:
-                run_embed_frame(op, a);
+                run_embed_frame(op, a, i);
                 break;
             default:
                 break;
@@ -286,7 +311,9 @@ __device__ void frame(const MkArgs& a) {
             rec[kTraceIssueCycles] = (uint64_t)(ring.issue_cycles - issue0);
             rec[kTraceDecodeCycles] = (uint64_t)(ring.decode_cycles - decode0);
         }
-        if (block_flags)
+        if (ll)
+            __syncthreads();  // the op's shared memory is free for the next (the signals' barrier, without a signal)
+        else if (block_flags)
             signal_flag(a.block_flags + (size_t)i * gridDim.x, a.epoch, sync_thread);
         else
             signal_counter(a.counters + i, sync_thread, release_add);

@@ -22,6 +22,7 @@
  */
 #pragma once
 #include "common.cuh"
+#include "megakernel/ll.cuh"
 #include "megakernel/sync.cuh"
 
 namespace qt_mk {
@@ -106,7 +107,8 @@ struct AttentionSmem {
     const bf16* k_norm;
 };
 
-__device__ void run_attention(const MkOp& op, const MkArgs& a, const AttentionSmem& sm) {
+// `index`: the op's place in the program (kFlagLL tags).
+__device__ void run_attention(const MkOp& op, const MkArgs& a, const AttentionSmem& sm, int index) {
     const int b = blockIdx.x, g = gridDim.x;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int rows = op.rows, hd = op.head_dim, hq = op.heads, hkv = op.kv_heads, grp = hq / hkv;
@@ -122,12 +124,35 @@ __device__ void run_attention(const MkOp& op, const MkArgs& a, const AttentionSm
     // 1. New rows of this KV head's group: q heads, k, v.
     const float* inv_freq = sm.inv_freq;
     const bf16 *q_norm = sm.q_norm, *k_norm = sm.k_norm;
-    for (int r = 0; r < rows; ++r) {
-        const float* row = op.qkv + (size_t)r * width;
-        for (int i = threadIdx.x; i < grp * hd; i += kThreads) sm.q[((size_t)r * grp) * hd + i] = ld_cg(row + (size_t)j * grp * hd + i);
-        for (int i = threadIdx.x; i < hd; i += kThreads) {
-            sm.k[(size_t)r * hd + i] = ld_cg(row + (size_t)hq * hd + (size_t)j * hd + i);
-            sm.v[(size_t)r * hd + i] = ld_cg(row + (size_t)(hq + hkv) * hd + (size_t)j * hd + i);
+    const uint32_t in_tag = ll_in_tag(a, op.src_op[0], index);
+    const uint32_t out_tag = ll_on(a) ? ll_tag(a, index) : 0u;
+    if (in_tag != 0u) {
+        // One gather over [rows][q heads of the group | k | v]: every poll in flight at once.
+        const int per_row = (grp + 2) * hd;
+        const float* qkv = op.qkv;
+        float *q = sm.q, *k = sm.k, *v = sm.v;
+        auto src = [=](int e) {
+            const int r = e / per_row, c = e % per_row;
+            const float* row = qkv + (size_t)r * width;
+            if (c < grp * hd) return row + (size_t)j * grp * hd + c;
+            if (c < (grp + 1) * hd) return row + (size_t)hq * hd + (size_t)j * hd + (c - grp * hd);
+            return row + (size_t)(hq + hkv) * hd + (size_t)j * hd + (c - (grp + 1) * hd);
+        };
+        auto dst = [=](int e) {
+            const int r = e / per_row, c = e % per_row;
+            if (c < grp * hd) return q + ((size_t)r * grp) * hd + c;
+            if (c < (grp + 1) * hd) return k + (size_t)r * hd + (c - grp * hd);
+            return v + (size_t)r * hd + (c - (grp + 1) * hd);
+        };
+        ll_gather(a, rows * per_row, in_tag, src, dst);
+    } else {
+        for (int r = 0; r < rows; ++r) {
+            const float* row = op.qkv + (size_t)r * width;
+            for (int i = threadIdx.x; i < grp * hd; i += kThreads) sm.q[((size_t)r * grp) * hd + i] = ld_cg(row + (size_t)j * grp * hd + i);
+            for (int i = threadIdx.x; i < hd; i += kThreads) {
+                sm.k[(size_t)r * hd + i] = ld_cg(row + (size_t)hq * hd + (size_t)j * hd + i);
+                sm.v[(size_t)r * hd + i] = ld_cg(row + (size_t)(hq + hkv) * hd + (size_t)j * hd + i);
+            }
         }
     }
     __syncthreads();
@@ -241,7 +266,7 @@ __device__ void run_attention(const MkOp& op, const MkArgs& a, const AttentionSm
             }
             const int pr = pass + q, r = pr / grp, h = j * grp + pr % grp;
             if (chunks == 1) {
-                op.attn_out[(size_t)r * hq * hd + (size_t)h * hd + d] = as / ls;
+                out_store(a, op.attn_out + (size_t)r * hq * hd + (size_t)h * hd + d, as / ls, out_tag);
             } else {
                 float* part = op.partial + (((size_t)r * hq + h) * op.max_chunks + c) * stride;
                 part[d] = as;
@@ -283,7 +308,7 @@ __device__ void run_attention(const MkOp& op, const MkArgs& a, const AttentionSm
             ls += ld_cg(part + hd + 1) * f;
             as += ld_cg(part + d) * f;
         }
-        op.attn_out[(size_t)r * hq * hd + (size_t)h * hd + d] = as / ls;
+        out_store(a, op.attn_out + (size_t)r * hq * hd + (size_t)h * hd + d, as / ls, out_tag);
     }
     if (threadIdx.x == st) atomicExch(a.combine + op.combine_base + j, 0u);
 }

@@ -123,6 +123,15 @@ struct MkOp {
     const float* pad_row;    // [dim]
     int32_t trailing;
     int32_t out_dim_pad;
+
+    // --- producers (kFlagLL): the op whose output each input is, -1 where none is (written
+    // before the kernel, by the host or an earlier launch). A producer outside this launch's
+    // ops [first_op, i) is read the plain way: the launch boundary ordered it.
+    int32_t src_op[kMaxRows];  // matvec: of each input row (a table row: the sampler of its code
+                               // slot); attention: of qkv in src_op[0]; sample: of the logits
+    int32_t out_op;            // kEpiAdd: the op that last wrote the residual rows it adds to
+    int32_t pad_op;
+    int32_t code_op[kMaxGroups];  // embed frame: the sampler of each code slot
 };
 
 struct MkSampler {
@@ -203,6 +212,13 @@ struct MkArgs {
     int32_t plan_stride;         // pages per block row of plan (>= its pages + kPlanPadding)
     uint32_t counter_epoch;      // launches that advanced the counters (kFlagBlockFlags ones do not), this one included
     uint32_t* block_flags;       // kFlagBlockFlags: [total_ops][gridDim.x], block b's epoch of op i
+    // kFlagLL: each activation float at ll_origin + i (i < ll_floats) has a twin at ll[i], a
+    // 64-bit word {value bits, tag} stored in one piece; the code of slot g has ll_codes[g].
+    unsigned long long* ll;
+    const float* ll_origin;
+    unsigned long long* ll_codes;
+    int32_t ll_floats;
+    uint32_t pad_ll;
 };
 
 // MkArgs.trace: for op i and block b, kTraceFields values at (i * gridDim.x + b) * kTraceFields,
@@ -238,15 +254,16 @@ constexpr uint32_t kFlagNoStaging = 32u;      // op constants (norm weights, rot
 constexpr uint32_t kFlagNoEvictFirst = 64u;   // bulk weight copies without the L2 evict_first hint (same results)
 constexpr uint32_t kFlagWarpRelease = 256u;   // cp.async.bulk path: pages freed per warp (empty mbarriers), warp 0 refills; no block barrier per page
 constexpr uint32_t kFlagBlockFlags = 128u;    // dependencies: one flag per (op, block) stored with release, a warp polls them all (no atomics)
+constexpr uint32_t kFlagLL = 512u;            // dependencies in the data: every activation also stored as {value, tag} words that its readers poll (ll.cuh); no counters, no fences
 
 static_assert(sizeof(MkSeg) == 24, "MkSeg layout");
 static_assert(sizeof(MkSrc) == 24, "MkSrc layout");
-static_assert(sizeof(MkOp) == 464, "MkOp layout");
+static_assert(sizeof(MkOp) == 544, "MkOp layout");
 static_assert(sizeof(MkSampler) == 24, "MkSampler layout");
 static_assert(sizeof(MkTalkerSampler) == 48, "MkTalkerSampler layout");
 static_assert(sizeof(MkState) == 128, "MkState layout");
 static_assert(sizeof(MkRecord) == 80, "MkRecord layout");
-static_assert(sizeof(MkArgs) == 248, "MkArgs layout");
+static_assert(sizeof(MkArgs) == 280, "MkArgs layout");
 static_assert(sizeof(MkPage) == 16, "MkPage layout");
 
 }  // namespace qt_mk

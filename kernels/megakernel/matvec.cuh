@@ -19,6 +19,7 @@
  */
 #pragma once
 #include "common.cuh"
+#include "megakernel/ll.cuh"
 #include "megakernel/sync.cuh"
 #include "megakernel/weight_ring.cuh"
 
@@ -29,9 +30,13 @@ constexpr int kMaxChunksPerLane = 4;
 // Loads input row `src` (k values) into xs as f32. The loads of a batch are all issued
 // before any is stored: one L2 round trip per batch of kInputBatch float4 per thread, not
 // one per element (the loop would otherwise wait for each load before the next store).
+// `tag` != 0 (kFlagLL): the row is polled from its LL words (ll.cuh), or its code is.
 constexpr int kInputBatch = 4;
-__device__ __forceinline__ void load_input_row(const MkSrc& src, const uint32_t* codes, int k, float* xs) {
-    if (src.f32 != nullptr) {
+__device__ __forceinline__ void load_input_row(const MkArgs& a, const MkSrc& src, int k, float* xs, uint32_t tag) {
+    if (src.f32 != nullptr && tag != 0u) {
+        const float* row = src.f32;
+        ll_gather(a, k, tag, [row](int e) { return row + e; }, [xs](int e) { return xs + e; });
+    } else if (src.f32 != nullptr) {
         if ((k & 3) == 0) {
             const int n4 = k / 4;
             for (int base = 0; base < n4; base += kInputBatch * kThreads) {
@@ -51,7 +56,7 @@ __device__ __forceinline__ void load_input_row(const MkSrc& src, const uint32_t*
             for (int i = threadIdx.x; i < k; i += kThreads) xs[i] = ld_cg(src.f32 + i);
         }
     } else {
-        const uint32_t code = ld_cg_u32(codes + src.code_slot);
+        const uint32_t code = ll_code(a, src.code_slot, tag);
         const bf16* row = src.table + (size_t)code * k;
         for (int i = threadIdx.x; i < k; i += kThreads) xs[i] = __bfloat162float(row[i]);
     }
@@ -77,28 +82,32 @@ struct MatvecSmem {
 
 template <bool kTma>
 // `trace`: this op's MkArgs.trace record on the sync thread while tracing, else null.
+// `index`: the op's place in the program (kFlagLL tags).
 __device__ void run_matvec(const MkOp& op, const MkArgs& a, WeightRing<kTma>& ring, const MatvecSmem& sm,
-                           uint64_t* trace) {
+                           uint64_t* trace, int index) {
     const bool skip_math = (a.flags & kFlagSkipMath) != 0;
     const int k = op.k, rows = op.rows, b = blockIdx.x, g = gridDim.x;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 
     // 1. Inputs (raw), their side copy, the norm, the normed side copy.
-    for (int r = 0; r < rows; ++r) load_input_row(op.src[r], a.state->codes, k, sm.xs + (size_t)r * k);
+    const uint32_t out_tag = ll_on(a) ? ll_tag(a, index) : 0u;
+    for (int r = 0; r < rows; ++r)
+        load_input_row(a, op.src[r], k, sm.xs + (size_t)r * k, ll_in_tag(a, op.src_op[r], index));
     __syncthreads();
     if (trace != nullptr) trace[kTraceInputsClk] = (uint64_t)clock64();
     if (op.raw_copy != nullptr) {
         int lo, hi;
         block_slice(k, b, g, lo, hi);
         for (int r = 0; r < rows; ++r)
-            for (int i = lo + threadIdx.x; i < hi; i += kThreads) op.raw_copy[(size_t)r * k + i] = sm.xs[(size_t)r * k + i];
+            for (int i = lo + threadIdx.x; i < hi; i += kThreads)
+                out_store(a, op.raw_copy + (size_t)r * k + i, sm.xs[(size_t)r * k + i], out_tag);
     }
     if (op.norm_w != nullptr)
         for (int r = 0; r < rows; ++r) rms_norm_row(sm.xs + (size_t)r * k, sm.norm_w, k, op.eps, sm.scratch);
     if (op.norm_copy != nullptr) {
         int lo, hi;
         block_slice(k, b, g, lo, hi);
-        for (int i = lo + threadIdx.x; i < hi; i += kThreads) op.norm_copy[i] = sm.xs[i];
+        for (int i = lo + threadIdx.x; i < hi; i += kThreads) out_store(a, op.norm_copy + i, sm.xs[i], out_tag);
     }
 
     // 2. This warp's fixed part of every page row: chunk range [ps, pe) of k / 8 chunks.
@@ -187,9 +196,10 @@ __device__ void run_matvec(const MkOp& op, const MkArgs& a, WeightRing<kTma>& ri
             const int out_row = runs.seg_row0[0] + row;
             if (op.seg[0].bias != nullptr) gsum += __bfloat162float(op.seg[0].bias[out_row]);
             if (op.seg[1].bias != nullptr) usum += __bfloat162float(op.seg[1].bias[out_row]);
-            op.out[(size_t)r * op.out_stride + out_row] = silu(gsum) * usum;
+            out_store(a, op.out + (size_t)r * op.out_stride + out_row, silu(gsum) * usum, out_tag);
         }
     } else {
+        const uint32_t residual_tag = op.epilogue == kEpiAdd ? ll_in_tag(a, op.out_op, index) : 0u;
         for (int i = threadIdx.x; i < block_rows * rows; i += kThreads) {
             const int yrow = i % block_rows, r = i / block_rows;
             int ri = 0;
@@ -200,10 +210,7 @@ __device__ void run_matvec(const MkOp& op, const MkArgs& a, WeightRing<kTma>& ri
             const int seg_row = Runs::at(runs.seg_row0, ri) + (yrow - Runs::at(runs.y_off, ri));
             if (s.bias != nullptr) v += __bfloat162float(s.bias[seg_row]);
             float* o = op.out + (size_t)r * op.out_stride + s.vrow0 + seg_row;
-            if (op.epilogue == kEpiAdd)
-                *o = ld_cg(o) + v;
-            else
-                *o = v;
+            out_store(a, o, op.epilogue == kEpiAdd ? ll_read(a, o, residual_tag) + v : v, out_tag);
         }
     }
 }

@@ -74,10 +74,17 @@ for entry in ${QT_TESTS:-cuda_backend cuda_kernels cuda_model cuda_megakernel ff
 done
 # QT_FLAGS_TESTS="384 ...": the megakernel's API tests once more with each chain variant
 # (MkArgs.flags) forced on, before a variant becomes the default.
+# A variant whose tests fail (or hang) is left out of the benchmark (QT_BENCH_SKIP_FLAGS).
+skip_flags=0
 for f in ${QT_FLAGS_TESTS:-}; do
-  [ -x "$bin/cuda_megakernel" ] && run_step "cuda_megakernel_flags$f" "${QT_TEST_TIMEOUT:-300}" \
+  [ -x "$bin/cuda_megakernel" ] || continue
+  before=$status; status=0
+  run_step "cuda_megakernel_flags$f" "${QT_TEST_TIMEOUT:-300}" \
     env QT_MEGAKERNEL_FLAGS="$f" "$bin/cuda_megakernel" --include-ignored --test-threads 1 --nocapture
+  [ $status -ne 0 ] && skip_flags=$(( skip_flags | f ))
+  [ $before -ne 0 ] && status=1
 done
+export QT_BENCH_SKIP_FLAGS=$skip_flags
 # The README main command on the GPU (tiny checkpoint, cloned fixture voice, WAV out).
 run_step cli_tiny_cuda 60 "$bin/qwentts" --device 0 --out "$out/tiny_cuda.wav"
 if [ "${QT_RUN_BENCH:-1}" = 1 ]; then

@@ -112,6 +112,16 @@ pub struct MkOp {
     pub pad_row: u64,
     pub trailing: i32,
     pub out_dim_pad: i32,
+
+    /// [`flags::LL`] producers (-1: none in the program, written before the kernel): of each
+    /// matvec input row (a table row: the sampler of its code slot), of an attention op's qkv
+    /// and of a sampler's logits (`src_op[0]`).
+    pub src_op: [i32; MAX_ROWS],
+    /// `EPI_ADD`: the op that last wrote the residual rows it adds to.
+    pub out_op: i32,
+    pub pad_op: i32,
+    /// Embed frame: the sampler of each code slot.
+    pub code_op: [i32; MAX_GROUPS],
 }
 
 #[repr(C)]
@@ -197,6 +207,13 @@ pub struct MkArgs {
     pub counter_epoch: u32,
     /// [`flags::BLOCK_FLAGS`]: `[total_ops][grid]` u32, the epoch at which block b finished op i.
     pub block_flags: u64,
+    /// [`flags::LL`]: `[ll_floats]` u64 words, the tagged twin of the arena's activations
+    /// (`ll_origin + i` has `ll[i]`), and one word per code slot.
+    pub ll: u64,
+    pub ll_origin: u64,
+    pub ll_codes: u64,
+    pub ll_floats: i32,
+    pub pad_ll: u32,
 }
 
 /// One weight page of a block's load plan (`MkPage`): one contiguous copy.
@@ -260,6 +277,10 @@ pub mod flags {
     /// cp.async.bulk path: each warp frees a weight page on the slot's "empty" mbarrier and
     /// warp 0 refills, instead of a block barrier per page.
     pub const WARP_RELEASE: u32 = 256;
+    /// Dependencies carried by the data: every activation is also stored as a 64-bit
+    /// {value, tag} word that its readers poll until the tag is the producer's; no counters,
+    /// no fences, no separate load of the input after the wait.
+    pub const LL: u32 = 512;
 }
 
 #[repr(C)]
@@ -282,12 +303,12 @@ pub struct MkSampleCase {
 const _: () = {
     assert!(size_of::<MkSeg>() == 24);
     assert!(size_of::<MkSrc>() == 24);
-    assert!(size_of::<MkOp>() == 464);
+    assert!(size_of::<MkOp>() == 544);
     assert!(size_of::<MkSampler>() == 24);
     assert!(size_of::<MkTalkerSampler>() == 48);
     assert!(size_of::<MkState>() == 128);
     assert!(size_of::<MkRecord>() == 80);
-    assert!(size_of::<MkArgs>() == 248);
+    assert!(size_of::<MkArgs>() == 280);
     assert!(size_of::<MkPage>() == 16);
     assert!(size_of::<MkSampleCase>() == 120);
 };

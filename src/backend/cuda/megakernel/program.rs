@@ -163,8 +163,14 @@ pub struct ArenaLayout {
     pub combine: usize,
     pub state: usize,
     pub seen: usize,
+    /// [`flags::LL`](super::layout::flags::LL): the tagged twin (two words per float) of the
+    /// activations `0..ll_floats` (every buffer up to `cp_kv`: all that ops of one launch
+    /// hand each other), then one twin word per code slot.
+    pub ll: usize,
+    pub ll_floats: usize,
+    pub ll_codes: usize,
     pub ops: usize,
-    /// Words from `counters` to the end of `seen`: what is zeroed per request.
+    /// Words from `counters` to the end of `ll_codes`: what is zeroed per request.
     pub zero_words: usize,
     pub total_words: usize,
     pub n_ops: usize,
@@ -214,6 +220,9 @@ impl ArenaLayout {
             combine: 0,
             state: 0,
             seen: 0,
+            ll: 0,
+            ll_floats: 0,
+            ll_codes: 0,
             ops: 0,
             zero_words: 0,
             total_words: 0,
@@ -224,6 +233,9 @@ impl ArenaLayout {
         l.combine = take(n_combine);
         l.state = take(size_of::<MkState>() / 4);
         l.seen = take(w.talker_vocab.div_ceil(32));
+        l.ll_floats = l.cp_kv;
+        l.ll = take(2 * l.ll_floats);
+        l.ll_codes = take(2 * MAX_GROUPS);
         l.ops = take(n_ops * size_of::<MkOp>() / 4);
         l.zero_words = l.ops - l.counters;
         l.total_words = take(0);
@@ -271,6 +283,11 @@ struct Builder<'a> {
     /// Attention ops so far (each gets `kv_max` combine counters).
     n_att: usize,
     kv_max: usize,
+    /// Byte ranges of activations and the op that wrote each, latest last: the producers
+    /// that [`flags::LL`] readers poll for.
+    writes: Vec<(u64, u64, i32)>,
+    /// The sampler op of each code slot so far (-1: none yet).
+    code_writer: [i32; MAX_GROUPS],
 }
 
 impl Builder<'_> {
@@ -278,10 +295,65 @@ impl Builder<'_> {
         self.arena + 4 * words as u64
     }
 
+    /// The op that last wrote the float at `addr`, or -1 (written before the kernel).
+    fn producer(&self, addr: u64) -> i32 {
+        self.writes.iter().rev().find(|&&(lo, hi, _)| lo <= addr && addr < hi).map_or(-1, |w| w.2)
+    }
+
+    /// Gives the last op a side output (`raw_copy` / `norm_copy`) of `floats` at `addr`.
+    fn side_copy(&mut self, addr: u64, floats: usize, set: impl FnOnce(&mut MkOp)) {
+        let i = self.ops.len() - 1;
+        set(&mut self.ops[i]);
+        self.wrote(addr, floats, i);
+    }
+
+    fn wrote(&mut self, addr: u64, floats: usize, op: usize) {
+        if addr != 0 && floats > 0 {
+            self.writes.push((addr, addr + 4 * floats as u64, op as i32));
+        }
+    }
+
+    /// Appends `op`, waiting for the op before it, with its producers (what it reads and who
+    /// wrote it) filled in and its own writes recorded.
     fn push(&mut self, mut op: MkOp) -> usize {
-        op.wait = self.ops.len() as i32 - 1;
+        let i = self.ops.len();
+        op.wait = i as i32 - 1;
+        op.src_op = [-1; MAX_ROWS];
+        op.out_op = -1;
+        op.code_op = [-1; MAX_GROUPS];
+        match op.kind {
+            OP_MATVEC => {
+                let rows = op.rows as usize;
+                for r in 0..rows {
+                    let s = op.src[r];
+                    op.src_op[r] =
+                        if s.f32 != 0 { self.producer(s.f32) } else { self.code_writer[s.code_slot as usize] };
+                }
+                if op.epilogue == EPI_ADD {
+                    op.out_op = self.producer(op.out);
+                }
+                let out_rows: usize = op.seg[..op.nseg as usize].iter().map(|s| s.rows as usize).sum::<usize>()
+                    / if op.paired != 0 { 2 } else { 1 };
+                // (raw_copy / norm_copy are set, and recorded, by side_copy after the push.)
+                self.wrote(op.out, (rows - 1) * op.out_stride as usize + out_rows, i);
+            }
+            OP_ATTENTION => {
+                op.src_op[0] = self.producer(op.qkv);
+                let width = (op.rows * op.heads * op.head_dim) as usize;
+                self.wrote(op.attn_out, width, i);
+            }
+            OP_SAMPLE => {
+                op.src_op[0] = self.producer(op.logits);
+                self.code_writer[op.slot as usize] = i as i32;
+            }
+            OP_EMBED_FRAME => {
+                op.code_op = self.code_writer;
+                self.wrote(op.out, op.dim as usize, i);
+            }
+            _ => {}
+        }
         self.ops.push(op);
-        self.ops.len() - 1
+        i
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -333,9 +405,9 @@ impl Builder<'_> {
         // 1. QKV (input norm fused).
         let qkv_src = first_src.unwrap_or(&x_rows);
         let segs = [seg(w.q, q, 0), seg(w.k, kv, q), seg(w.v, kv, q + kv)];
-        let op = self.matvec(&segs, false, h, qkv_src, w.input_norm, s.eps, bufs.qkv, s.qkv_width(), EPI_STORE);
+        self.matvec(&segs, false, h, qkv_src, w.input_norm, s.eps, bufs.qkv, s.qkv_width(), EPI_STORE);
         if first_src.is_some() {
-            op.raw_copy = x;
+            self.side_copy(x, rows * h, |op| op.raw_copy = x);
         }
         // 2. Attention.
         let mut op = MkOp { kind: OP_ATTENTION, rows: rows as i32, ..Default::default() };
@@ -394,7 +466,15 @@ struct LayerBufs {
 pub fn build(w: &FrameWeights, l: &ArenaLayout, r: &RequestAddrs) -> Program {
     let (t, c) = (&w.talker.shape, &w.cp.shape);
     let mut b =
-        Builder { ops: Vec::with_capacity(l.n_ops), l, arena: r.arena, n_att: 0, kv_max: t.kv_heads.max(c.kv_heads) };
+        Builder {
+            ops: Vec::with_capacity(l.n_ops),
+            l,
+            arena: r.arena,
+            n_att: 0,
+            kv_max: t.kv_heads.max(c.kv_heads),
+            writes: Vec::new(),
+            code_writer: [-1; MAX_GROUPS],
+        };
     let x_t = b.addr(l.x_talker);
     let tb = LayerBufs {
         qkv: b.addr(l.qkv_talker),
@@ -409,7 +489,7 @@ pub fn build(w: &FrameWeights, l: &ArenaLayout, r: &RequestAddrs) -> Program {
     let logits_t = b.addr(l.logits_talker);
     let hidden_last = b.addr(l.hidden_last);
     let head = LinearAddr { w: w.codec_head, bias: 0 };
-    let op = b.matvec(
+    b.matvec(
         &[seg(head, w.talker_vocab, 0)],
         false,
         t.hidden,
@@ -420,7 +500,7 @@ pub fn build(w: &FrameWeights, l: &ArenaLayout, r: &RequestAddrs) -> Program {
         w.talker_vocab,
         EPI_STORE,
     );
-    op.norm_copy = hidden_last;
+    b.side_copy(hidden_last, t.hidden, |op| op.norm_copy = hidden_last);
     let sample0 = b.sample(logits_t, w.talker_vocab, 0, SAMPLER_TALKER, false);
 
     // --- code predictor ---
@@ -638,7 +718,62 @@ mod tests {
             assert_eq!(p.ops.last().unwrap().kind, OP_EMBED_FRAME);
             // Arena regions do not overlap and fit.
             assert!(l.ops + l.n_ops * size_of::<MkOp>() / 4 <= l.total_words);
+            assert!(l.ll + 2 * l.ll_floats <= l.ll_codes && l.ll_codes + 2 * MAX_GROUPS <= l.ops);
+            assert!(l.counters <= l.ll && l.ll_codes + 2 * MAX_GROUPS <= l.counters + l.zero_words, "LL twin zeroed per request");
+            assert_eq!(l.ll % 2, 0, "LL words are 8-byte aligned");
+            check_producers(&p, &l, proj);
         }
+    }
+
+    /// The LL producers: what each op reads was written by the op named, checked against the
+    /// program's structure (not against the builder's own bookkeeping).
+    fn check_producers(p: &Program, l: &ArenaLayout, proj: bool) {
+        let ops = &p.ops;
+        let arena = request(0).arena;
+        // Every f32 input an op polls lies inside the twin's span.
+        let in_span = |addr: u64| addr >= arena && addr < arena + 4 * l.ll_floats as u64;
+        let layers = 28;
+        // Talker: layer 0 reads the talker input (written by the previous launch's embed op);
+        // afterwards QKV <- down, attention <- QKV, O <- attention (adding to down's rows, or
+        // nothing for layer 0), gate/up <- O, down <- gate/up (adding to O's rows).
+        for layer in 0..layers {
+            let b = 5 * layer;
+            let prev_down = if layer == 0 { -1 } else { b as i32 - 1 };
+            assert_eq!(ops[b].src_op[0], prev_down, "talker layer {layer} QKV");
+            assert_eq!(ops[b + 1].src_op[0], b as i32, "talker layer {layer} attention");
+            assert_eq!(ops[b + 2].src_op[0], b as i32 + 1, "talker layer {layer} O");
+            assert_eq!(ops[b + 2].out_op, prev_down, "talker layer {layer} O residual");
+            assert_eq!(ops[b + 3].src_op[0], b as i32 + 2, "talker layer {layer} gate/up");
+            assert_eq!(ops[b + 4].src_op[0], b as i32 + 3, "talker layer {layer} down");
+            assert_eq!(ops[b + 4].out_op, b as i32 + 2, "talker layer {layer} down residual");
+            assert!(in_span(ops[b].src[0].f32) && in_span(ops[b + 2].out));
+        }
+        let head = 5 * layers;
+        assert_eq!(ops[head].src_op[0], head as i32 - 1);
+        assert_eq!(ops[p.sample0].src_op[0], head as i32, "codebook 0 samples the head's logits");
+        // Code predictor step 1: [hidden_last (the head's norm copy), codebook 0's row].
+        let first = p.sample0 + 1;
+        assert_eq!(ops[first].src_op[..2], [head as i32, p.sample0 as i32]);
+        assert_eq!(ops[first].src[1].code_slot, 0);
+        let samplers: Vec<usize> = (0..ops.len()).filter(|&i| ops[i].kind == OP_SAMPLE).collect();
+        for g in 1..16 {
+            // Each step reads the previous step's code, and its sampler the step's head.
+            let start = samplers[g - 1] + 1;
+            if g > 1 {
+                assert_eq!(ops[start].src_op[0], samplers[g - 1] as i32, "step {g} reads code {}", g - 1);
+                assert_eq!(ops[start].src[0].code_slot, g as i32 - 1);
+            }
+            assert_eq!(ops[samplers[g]].src_op[0], samplers[g] as i32 - 1, "sampler {g} <- its head");
+            // The first layer's O adds to the rows its first op copied (raw copy) or
+            // projected into the code predictor's stream.
+            let first_o = start + if proj { 3 } else { 2 };
+            assert_eq!(ops[first_o].kind, OP_MATVEC);
+            assert_eq!(ops[first_o].epilogue, EPI_ADD);
+            assert_eq!(ops[first_o].out_op, start as i32, "step {g}: O adds to its stream's first writer");
+        }
+        let embed = ops.last().unwrap();
+        let want: Vec<i32> = samplers.iter().map(|&s| s as i32).collect();
+        assert_eq!(embed.code_op.to_vec(), want, "the embed op reads every sampler's code");
     }
 
     #[test]

@@ -353,6 +353,11 @@ impl FrameKernel {
             plan_stride: self.plan_stride as i32,
             counter_epoch: 0,
             block_flags: bufs.block_flags.ptr(),
+            ll: arena + 4 * l.ll as u64,
+            ll_origin: arena,
+            ll_codes: arena + 4 * l.ll_codes as u64,
+            ll_floats: l.ll_floats as i32,
+            pad_ll: 0,
         };
         Ok(FrameRequest {
             kernel: self,
@@ -460,8 +465,8 @@ pub struct FrameRequest<'k> {
     dump: Option<DeviceMemory<f32>>,
     trace: Option<DeviceMemory<u64>>,
     launches: u32,
-    /// Launches that advanced the op counters (all but flags::BLOCK_FLAGS ones), so that a
-    /// benchmark can mix the two dependency schemes within one request.
+    /// Launches that advanced the op counters (all but flags::BLOCK_FLAGS and flags::LL
+    /// ones), so that a benchmark can mix the dependency schemes within one request.
     counter_launches: u32,
     /// Work queued since the last wait.
     pending: bool,
@@ -503,7 +508,7 @@ impl FrameRequest<'_> {
             )));
         }
         self.launches += 1;
-        if self.args.flags & flags::BLOCK_FLAGS == 0 {
+        if self.args.flags & (flags::BLOCK_FLAGS | flags::LL) == 0 {
             self.counter_launches += 1;
         }
         self.pending = true;
@@ -697,7 +702,7 @@ impl FrameRequest<'_> {
                 start = i;
             }
         }
-        // BLOCK_FLAGS launches leave the counters alone (their flags are not read here).
+        // BLOCK_FLAGS and LL launches leave the counters alone (their flags and tags are not read here).
         format!(
             "{} launches of {grid} blocks, {} of them counting (complete = {}), counters: {}",
             self.launches,

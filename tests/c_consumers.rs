@@ -15,10 +15,15 @@
 //! * `examples/c/design_voice.c`: a voice described in words on a tiny VoiceDesign checkpoint
 //!   (tests/support: the CustomVoice fixture with its config edited): the WAV must be byte for
 //!   byte the Rust API's;
-//! * `tests/c/ApiContract.cs`: the C# bindings' contract.
+//! * `tests/c/ApiContract.cs`: the C# bindings' contract;
+//! * `tools/install.sh` and `tools/release.sh`: the installed tree (moved elsewhere: it is
+//!   relocatable) serves `pkg-config --cflags --libs qwentts` and CMake's
+//!   `find_package(qwentts)` (`tests/c/cmake_consumer`), through which the C and C++
+//!   describe_model samples are built and run; the release archive holds that tree and its
+//!   checksum verifies.
 //!
-//! Needs gcc, g++ and Mono (`mcs`, `mono`; Debian: `apt-get install -y --no-install-recommends
-//! mono-mcs`). A missing tool fails the test: nothing here is skipped silently.
+//! Needs gcc, g++, pkg-config, CMake and Mono (`mcs`, `mono`; Debian: `apt-get install -y
+//! --no-install-recommends mono-mcs pkg-config cmake`). A missing tool fails the test: nothing here is skipped silently.
 
 #![cfg(target_os = "linux")]
 
@@ -456,4 +461,139 @@ fn csharp_constants_match_the_header() {
             assert!(mirrored.contains_key(name), "{name} is in qwentts.h but not in bindings/csharp/NativeMethods.cs");
         }
     }
+}
+
+/// Runs a packaging script of tools/ (without LD_LIBRARY_PATH games: it only copies files).
+#[track_caller]
+fn run_tool(cmd: &mut Command) -> Output {
+    let shown = format!("{cmd:?}");
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
+    assert!(
+        out.status.success(),
+        "{shown} failed ({}):\n--- stdout\n{}--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs `program` with the loader left to find the library on its own (its RUNPATH): the
+/// installed tree must be usable without LD_LIBRARY_PATH.
+#[track_caller]
+fn run_installed(program: &Path, args: &[&OsStr]) -> String {
+    let out = Command::new(program).args(args).env_remove("LD_LIBRARY_PATH").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{} failed ({}): {}",
+        program.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout(&out)
+}
+
+#[test]
+fn installed_package_serves_pkg_config_and_cmake_consumers() {
+    require("pkg-config", "Debian: apt-get install pkg-config, as the README's test command does");
+    require("cmake", "Debian: apt-get install cmake, as the README's test command does");
+    let tmp = common_tmp("install");
+    let staged = tmp.join("staged");
+    let lib = lib_dir().join("libqwentts.so");
+    run_tool(Command::new(repo().join("tools/install.sh")).arg("--prefix").arg(&staged).arg("--lib").arg(&lib));
+    // Consumers use it from somewhere else: the files locate each other relatively.
+    let prefix = tmp.join("moved/qwentts");
+    fs::create_dir_all(prefix.parent().unwrap()).unwrap();
+    fs::rename(&staged, &prefix).unwrap();
+    for file in [
+        "lib/libqwentts.so",
+        "include/qwentts.h",
+        "include/qwentts.hpp",
+        "lib/pkgconfig/qwentts.pc",
+        "lib/cmake/qwentts/qwenttsConfig.cmake",
+        "lib/cmake/qwentts/qwenttsConfigVersion.cmake",
+        "share/qwentts/bindings/csharp/NativeMethods.cs",
+        "share/doc/qwentts/c/describe_model.c",
+    ] {
+        assert!(prefix.join(file).is_file(), "install.sh did not install {file}");
+    }
+    assert_eq!(fs::read(prefix.join("include/qwentts.h")).unwrap(), fs::read(repo().join("include/qwentts.h")).unwrap());
+    let samples = prefix.join("share/doc/qwentts");
+    let fixture = fixture();
+
+    // pkg-config: flags from the moved tree, then a C and a C++ sample built with nothing else.
+    let pc_path = prefix.join("lib/pkgconfig");
+    let pkg = |args: &[&str]| {
+        let out = run_tool(Command::new("pkg-config").args(args).arg("qwentts").env("PKG_CONFIG_PATH", &pc_path));
+        stdout(&out).trim().to_owned()
+    };
+    assert_eq!(pkg(&["--modversion"]), env!("CARGO_PKG_VERSION"));
+    let libdir = PathBuf::from(pkg(&["--variable=libdir"]));
+    assert_eq!(fs::canonicalize(&libdir).unwrap(), fs::canonicalize(prefix.join("lib")).unwrap());
+    let flags: Vec<String> = pkg(&["--cflags", "--libs"]).split_whitespace().map(str::to_owned).collect();
+    for (compiler, std, source, name) in [
+        ("gcc", "-std=c11", "c/describe_model.c", "pc_describe_model_c"),
+        ("g++", "-std=c++17", "cpp/describe_model.cpp", "pc_describe_model_cpp"),
+    ] {
+        let exe = tmp.join(name);
+        run_tool(
+            Command::new(compiler)
+                .args([std, "-Wall", "-Wextra", "-Werror"])
+                .arg(samples.join(source))
+                .args(&flags)
+                .arg(format!("-Wl,-rpath,{}", libdir.display()))
+                .arg("-o")
+                .arg(&exe),
+        );
+        assert_describes(name, &run_installed(&exe, &[fixture.as_os_str()]), &fixture);
+    }
+
+    // CMake: find_package(qwentts 0.1) -> qwentts::qwentts, the same two samples.
+    let build = tmp.join("cmake-build");
+    let configure = |build: &Path, version: &str| {
+        Command::new("cmake")
+            .arg("-S")
+            .arg(repo().join("tests/c/cmake_consumer"))
+            .arg("-B")
+            .arg(build)
+            .arg(format!("-DCMAKE_PREFIX_PATH={}", prefix.display()))
+            .arg(format!("-DQWENTTS_SAMPLES={}", samples.display()))
+            .arg(format!("-DQWENTTS_VERSION={version}"))
+            .output()
+            .unwrap()
+    };
+    let minor = env!("CARGO_PKG_VERSION").rsplit_once('.').unwrap().0;
+    let out = configure(&build, minor);
+    assert!(out.status.success(), "cmake configure failed: {}", String::from_utf8_lossy(&out.stderr));
+    run_tool(Command::new("cmake").arg("--build").arg(&build));
+    for name in ["describe_model_c", "describe_model_cpp"] {
+        assert_describes(name, &run_installed(&build.join(name), &[fixture.as_os_str()]), &fixture);
+    }
+    // A version the package does not satisfy is refused at configure time.
+    let out = configure(&tmp.join("cmake-too-new"), "99.0");
+    assert!(!out.status.success(), "find_package(qwentts 99.0) accepted {}", env!("CARGO_PKG_VERSION"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("qwentts"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn release_archive_holds_the_installed_tree_and_its_checksum() {
+    let lib = lib_dir().join("libqwentts.so");
+    let dist = common_tmp("dist");
+    let out = run_tool(Command::new(repo().join("tools/release.sh")).arg("--lib").arg(&lib).arg("--out").arg(&dist));
+    let name = format!("qwentts-{}-linux-x86_64", env!("CARGO_PKG_VERSION"));
+    let archive = dist.join(format!("{name}.tar.gz"));
+    assert!(stdout(&out).contains(&format!("{name}.tar.gz")), "{}", stdout(&out));
+    run_tool(Command::new("sha256sum").arg("-c").arg(format!("{name}.tar.gz.sha256")).current_dir(&dist));
+    let listing = stdout(&run_tool(Command::new("tar").arg("-tzf").arg(&archive)));
+    for file in ["lib/libqwentts.so", "include/qwentts.h", "include/qwentts.hpp", "lib/pkgconfig/qwentts.pc", "VERSION"] {
+        assert!(listing.lines().any(|l| l == format!("{name}/{file}")), "the archive lacks {file}:\n{listing}");
+    }
+}
+
+/// A fresh scratch directory under cargo's per-target temp dir.
+fn common_tmp(tag: &str) -> PathBuf {
+    let dir = build_dir().join(format!("{tag}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
 }

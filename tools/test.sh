@@ -4,7 +4,8 @@
 #   ./tools/test.sh            # everything CI runs
 #
 # Needs: a Rust toolchain (cargo), gcc/g++, and the shared data folder (../shared beside the
-# checkout, or QT_SHARED_DIR). Installs, when missing: Debian's mono-mcs (C# sample) via apt,
+# checkout, or QT_SHARED_DIR). Installs, when missing: Debian's mono-mcs (C# sample),
+# pkg-config and cmake (the installed package's consumers) via apt,
 # and the pinned CUDA 13.0 compiler wheels from PyPI (tools/cuda-wheels.sh, cached) so that
 # every kernel in kernels/ is compiled (a kernel that does not compile fails the run).
 set -euo pipefail
@@ -38,6 +39,8 @@ command -v mcs >/dev/null 2>&1 && command -v mono >/dev/null 2>&1 || missing+=(m
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 

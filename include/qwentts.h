@@ -337,6 +337,26 @@
 #define QT_VOICE_DESIGN 4
 
 /**
+ * `qt_stream_info.state`: generating (or waiting for the reader to make room).
+ */
+#define QT_STREAM_RUNNING 0
+
+/**
+ * `qt_stream_info.state`: generation ended normally; what is left in the ring is the end.
+ */
+#define QT_STREAM_FINISHED 1
+
+/**
+ * `qt_stream_info.state`: `qt_stream_cancel` stopped it.
+ */
+#define QT_STREAM_CANCELLED 2
+
+/**
+ * `qt_stream_info.state`: generation failed; `qt_stream_result` says why.
+ */
+#define QT_STREAM_FAILED 3
+
+/**
  * ABI revision of this header. `qt_abi_version()` returns the loaded library's value; when they
  * differ, the program was built against another header than the library it loaded and must not
  * call anything else. Bumped on any incompatible change (a removed function, a changed
@@ -390,6 +410,16 @@ typedef struct qt_audio qt_audio;
  * Threads: immutable once loaded; any number of threads may use one model at the same time.
  */
 typedef struct qt_model qt_model;
+
+/**
+ * A generation running on a background thread, read without blocking through
+ * `qt_stream_read`. Created by `qt_stream_start`; `qt_free` cancels it, waits for its thread
+ * (at most one frame of compute) and releases it.
+ * Threads: one thread at a time may read it (typically the audio thread); any thread may
+ * cancel it or ask for its info or result meanwhile. It must not be freed while another
+ * thread is still inside a call on it.
+ */
+typedef struct qt_stream qt_stream;
 
 /**
  * A voice: a cloned speaker (x-vector, optionally with in-context reference material), a
@@ -838,6 +868,46 @@ typedef struct qt_chunk {
  */
 typedef int32_t (*qt_chunk_cb)(const struct qt_chunk *chunk, void *user_data);
 
+/**
+ * Facts about a stream, filled by `qt_stream_get_info`. Set `struct_size` to
+ * `sizeof(qt_stream_info)` before the call; the library fills the fields that fit and sets
+ * `struct_size` to the number of bytes it wrote.
+ */
+typedef struct qt_stream_info {
+  /**
+   * In: the caller's `sizeof(qt_stream_info)`. Out: the bytes the library filled.
+   */
+  uint32_t struct_size;
+  /**
+   * `QT_STREAM_RUNNING`, `QT_STREAM_FINISHED`, `QT_STREAM_CANCELLED` or `QT_STREAM_FAILED`.
+   */
+  int32_t state;
+  /**
+   * Sample rate of the stream's samples in Hz (24000, or `qt_gen_params.output_sample_rate`).
+   */
+  int32_t sample_rate;
+  /**
+   * Once finished: `QT_FINISH_EOS` or `QT_FINISH_FRAME_LIMIT`; else 0.
+   */
+  int32_t finish;
+  /**
+   * Capacity of the stream's ring, in samples.
+   */
+  size_t capacity;
+  /**
+   * Samples generated into the ring so far.
+   */
+  uint64_t samples_written;
+  /**
+   * Samples read out of the ring so far.
+   */
+  uint64_t samples_read;
+  /**
+   * Milliseconds from `qt_stream_start` until the first samples could be read (0 before).
+   */
+  double first_audio_ms;
+} qt_stream_info;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -935,8 +1005,9 @@ qt_status qt_log_set(qt_log_cb callback, void *user_data);
 qt_status qt_log_set_level(int32_t level);
 
 /**
- * Releases any object this library returned: a `qt_model*`, `qt_voice*` or `qt_audio*`. NULL
- * is a no-op.
+ * Releases any object this library returned: a `qt_model*`, `qt_voice*`, `qt_audio*` or
+ * `qt_stream*` (which first cancels its generation and waits for it to stop, at most one
+ * frame of compute). NULL is a no-op.
  *
  * A pointer that is not a live object of this library (already freed, never returned by it,
  * or an interior pointer) is not touched: the mistake is reported through the log hook (at
@@ -1343,6 +1414,90 @@ qt_status qt_generate(const struct qt_model *model,
                       qt_chunk_cb on_chunk,
                       void *user_data,
                       struct qt_audio **out_audio);
+
+/**
+ * Starts speaking `text` in `voice` on a background thread and returns at once; read the
+ * audio with `qt_stream_read` as the engine asks for it.
+ *
+ * - `model`, `voice`, `text`: as for `qt_generate`.
+ * - `params`: as for `qt_generate` (NULL: the model's defaults), except that `abort_cb` must
+ *   be NULL (stop a stream with `qt_stream_cancel`). `output_sample_rate` sets the rate of the
+ *   samples read (e.g. 48000 for an engine mixing at 48 kHz).
+ * - `capacity`: samples the stream's ring holds (80 to 28,800,000; 0: two seconds at the
+ *   output rate). Allocated here, once. Generation runs faster than real time; when the ring
+ *   is full the generating thread waits for the reader, never the other way round.
+ * - `out_stream`: receives the stream; untouched on failure.
+ *
+ * Errors found before the thread starts (NULLs, handles, UTF-8, params) are returned here;
+ * those found by the generation itself (a voice of another model family, an unknown language)
+ * end the stream as `QT_STREAM_FAILED`, reported by `qt_stream_result`.
+ * Ownership: on `QT_STATUS_OK` the caller owns `*out_stream` (release it with `qt_free`). The
+ * stream holds its own references to the model and the voice: they may be freed before it.
+ * Threads: any thread.
+ * Returns `QT_STATUS_OK`, or `QT_STATUS_NULL_ARGUMENT`, `QT_STATUS_INVALID_HANDLE`,
+ * `QT_STATUS_ABI_MISMATCH`, `QT_STATUS_INVALID_ARGUMENT` (bad params, a capacity out of
+ * range, `abort_cb` set), `QT_STATUS_IO` (the thread could not be started).
+ */
+qt_status qt_stream_start(const struct qt_model *model,
+                          const struct qt_voice *voice,
+                          const char *text,
+                          const struct qt_gen_params *params,
+                          size_t capacity,
+                          struct qt_stream **out_stream);
+
+/**
+ * Copies up to `cap` samples that are ready into `out` and returns at once: never blocks,
+ * never allocates, makes no system call. Meant for the audio thread: call it from the
+ * engine's callback with the callback's buffer, and fill what is missing with silence.
+ *
+ * - `out`: room for `cap` floats (mono, at the stream's sample rate); may be NULL when `cap`
+ *   is 0 (to poll `*out_ended`).
+ * - `out_n`: receives the number of samples copied (0 when none is ready yet).
+ * - `out_ended`: receives 1 once nothing will ever come again (the stream stopped and its
+ *   ring is empty), else 0. `qt_stream_get_info` / `qt_stream_result` say how it ended.
+ *
+ * Threads: one reader at a time; a read while another thread's read is still running is
+ * refused with `QT_STATUS_INVALID_ARGUMENT` (nothing read), never waited for.
+ * Returns `QT_STATUS_OK`, or `QT_STATUS_NULL_ARGUMENT` (`stream`, `out_n`, `out_ended`, or
+ * `out` with `cap` > 0), `QT_STATUS_INVALID_HANDLE` (not a live stream, e.g. freed),
+ * `QT_STATUS_INVALID_ARGUMENT` (a second reader); on failure the outputs are untouched.
+ */
+qt_status qt_stream_read(struct qt_stream *stream,
+                         float *out,
+                         size_t cap,
+                         size_t *out_n,
+                         int32_t *out_ended);
+
+/**
+ * Asks the stream to stop and returns at once; its thread stops within one frame of compute
+ * (the state becomes `QT_STREAM_CANCELLED`). Samples already in the ring stay readable.
+ * Cancelling a stream that has ended does nothing.
+ * Threads: any thread, also while another reads.
+ * Returns `QT_STATUS_OK`, `QT_STATUS_NULL_ARGUMENT` or `QT_STATUS_INVALID_HANDLE`.
+ */
+qt_status qt_stream_cancel(struct qt_stream *stream);
+
+/**
+ * Describes a stream: state, sample rate, how it finished, samples written and read, the
+ * time to its first audio.
+ *
+ * - `out_info`: the caller's struct with `struct_size` set to `sizeof(qt_stream_info)`.
+ *
+ * Threads: any thread (it takes a lock: not for the audio thread).
+ * Returns `QT_STATUS_OK`, `QT_STATUS_NULL_ARGUMENT`, `QT_STATUS_INVALID_HANDLE` or
+ * `QT_STATUS_ABI_MISMATCH`; `*out_info` is untouched on failure.
+ */
+qt_status qt_stream_get_info(const struct qt_stream *stream, struct qt_stream_info *out_info);
+
+/**
+ * How the stream's generation went, as a status: `QT_STATUS_OK` while it runs or after it
+ * finished normally, `QT_STATUS_ABORTED` after `qt_stream_cancel` stopped it, and after a
+ * failure the failure's own status with its message in `qt_last_error()` (for instance
+ * `QT_STATUS_VOICE_MISMATCH` for a voice of another model family).
+ * Threads: any thread (it takes a lock: not for the audio thread).
+ * Returns those, or `QT_STATUS_NULL_ARGUMENT` / `QT_STATUS_INVALID_HANDLE` for `stream`.
+ */
+qt_status qt_stream_result(const struct qt_stream *stream);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -27,8 +27,7 @@ pub mod text;
 
 pub use api::{
     Audio, AudioChunk, Device, FinishReason, GenerateHooks, GenerateOptions, GeneratedCodes, LoadOptions, Model,
-    ModelFingerprint,
-    ModelInfo, ModelKind, Timings, Voice,
+    ModelFingerprint, ModelInfo, ModelKind, SpeechStream, StreamInfo, StreamRead, StreamState, Timings, Voice,
 };
 pub use engine::EngineKind;
 pub use error::{Error, ErrorKind, Result};

@@ -6,11 +6,14 @@
 //!   saving and loading voices.
 //! * `generate` / `synthesize` / `audio`: text → codec frames ([`Model::generate_codes`]),
 //!   text → streamed audio ([`Model::generate`]), and the output types ([`Audio`]).
+//! * `stream`: a generation on its own thread, read without blocking from a real-time audio
+//!   callback ([`SpeechStream`]).
 
 mod audio;
 mod clone;
 mod generate;
 mod model;
+mod stream;
 mod synthesize;
 mod voice;
 mod voice_file;
@@ -20,6 +23,7 @@ pub use crate::model::generate::{FinishReason, GeneratedCodes};
 pub use audio::{Audio, AudioChunk, Timings, encode_wav};
 pub use generate::{DEFAULT_CHUNK_FRAMES, GenerateOptions, MAX_PROMPT_ROWS, MAX_TEXT_BYTES};
 pub use model::{Device, LoadOptions, Model, ModelInfo};
+pub use stream::{MAX_STREAM_CAPACITY, MIN_STREAM_CAPACITY, SpeechStream, StreamInfo, StreamRead, StreamState};
 pub use synthesize::{ChunkSink, GenerateHooks};
 pub use voice::{ModelFingerprint, Reference, Voice, VoiceKind};
 pub use voice_file::{MAX_VOICE_BYTES, VOICE_FORMAT, VOICE_FORMAT_VERSION};

@@ -140,6 +140,23 @@ pub(crate) unsafe fn slice_arg<'a, T>(ptr: *const T, len: usize, arg: &str) -> R
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
 }
 
+/// A pointer-plus-count output array, checked like [`slice_arg`]: NULL with `len` > 0 →
+/// `NullArgument`; NULL with `len` 0 → an empty slice; an impossible size or a misaligned
+/// pointer → `InvalidArgument`.
+///
+/// # Safety
+/// `ptr` is NULL or points to `len` writable, aligned `T` that nothing else uses while the
+/// returned slice is alive.
+pub(crate) unsafe fn slice_out_arg<'a, T>(ptr: *mut T, len: usize, arg: &str) -> Result<&'a mut [T]> {
+    // SAFETY: forwarded contract (the checks do not read through the pointer).
+    unsafe { slice_arg(ptr.cast_const(), len, arg) }?;
+    if len == 0 {
+        return Ok(&mut []);
+    }
+    // SAFETY: non-NULL, aligned, `len` writable elements by the caller's contract.
+    Ok(unsafe { std::slice::from_raw_parts_mut(ptr, len) })
+}
+
 /// The two-call output pattern: copies `data` to the caller's buffer (capacity `cap`
 /// elements) and reports its length through `out_len`; `names` are the C parameter names of
 /// the three (buffer, capacity, length) as the header spells them, for the messages.

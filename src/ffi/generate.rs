@@ -52,7 +52,7 @@ fn params_from_samplers(talker: SamplerConfig, repetition_penalty: f32, sub: Sam
 }
 
 /// The C params for a set of Rust options (callbacks, language and instruction excepted).
-fn params_from_options(o: &GenerateOptions) -> qt_gen_params {
+pub(crate) fn params_from_options(o: &GenerateOptions) -> qt_gen_params {
     let int = |v: usize| i32::try_from(v).unwrap_or(i32::MAX);
     qt_gen_params {
         max_frames: o.max_frames.map_or(0, int),
@@ -101,7 +101,7 @@ fn top_k(value: i32, what: &str) -> Result<usize> {
 ///
 /// # Safety
 /// The string pointers in `p` are NULL or NUL-terminated and stay valid during the call.
-unsafe fn options_from_params(model: &Model, p: &qt_gen_params) -> Result<GenerateOptions> {
+pub(crate) unsafe fn options_from_params(model: &Model, p: &qt_gen_params) -> Result<GenerateOptions> {
     let mut o = GenerateOptions::defaults(model);
     // SAFETY: forwarded contract.
     if let Some(language) = unsafe { opt_str_arg(p.language, "params->language") }? {

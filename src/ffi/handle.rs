@@ -22,6 +22,8 @@ pub(crate) const TAG_MODEL: u64 = u64::from_le_bytes(*b"qtMODEL1");
 pub(crate) const TAG_VOICE: u64 = u64::from_le_bytes(*b"qtVOICE1");
 /// Tag of a `qt_audio` allocation ("qtAUDIO1").
 pub(crate) const TAG_AUDIO: u64 = u64::from_le_bytes(*b"qtAUDIO1");
+/// Tag of a `qt_stream` allocation ("qtSTREA1").
+pub(crate) const TAG_STREAM: u64 = u64::from_le_bytes(*b"qtSTREA1");
 /// Written over the tag when an object is freed ("qtFREED!"), so a use after free that reaches
 /// an accessor before the memory is reused is reported as such.
 const TAG_FREED: u64 = u64::from_le_bytes(*b"qtFREED!");
@@ -32,6 +34,7 @@ fn tag_name(tag: u64) -> Option<&'static str> {
         TAG_MODEL => Some("qt_model"),
         TAG_VOICE => Some("qt_voice"),
         TAG_AUDIO => Some("qt_audio"),
+        TAG_STREAM => Some("qt_stream"),
         _ => None,
     }
 }
@@ -115,8 +118,9 @@ pub(crate) unsafe fn borrow<'a, H: Handle>(ptr: *const H, arg: &str) -> Result<&
     Ok(unsafe { &(*tagged).value })
 }
 
-/// Releases any object this library returned: a `qt_model*`, `qt_voice*` or `qt_audio*`. NULL
-/// is a no-op.
+/// Releases any object this library returned: a `qt_model*`, `qt_voice*`, `qt_audio*` or
+/// `qt_stream*` (which first cancels its generation and waits for it to stop, at most one
+/// frame of compute). NULL is a no-op.
 ///
 /// A pointer that is not a live object of this library (already freed, never returned by it,
 /// or an interior pointer) is not touched: the mistake is reported through the log hook (at

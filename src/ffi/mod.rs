@@ -66,6 +66,9 @@ pub mod audio;
 // and generation.
 pub mod generate;
 
+/// `qt_stream`: a generation read without blocking from a real-time audio callback.
+pub mod stream;
+
 // The boundary helpers export nothing.
 pub mod boundary;
 
@@ -77,6 +80,7 @@ pub use log::{
 };
 pub use audio::{qt_audio, qt_audio_get_info, qt_audio_samples, qt_audio_write_wav};
 pub use generate::{qt_gen_params_default, qt_generate};
+pub use stream::{qt_stream, qt_stream_cancel, qt_stream_get_info, qt_stream_read, qt_stream_result, qt_stream_start};
 pub use model::{qt_load, qt_model, qt_model_get_info, qt_model_language, qt_model_params_default, qt_model_speaker};
 pub use voice::{
     qt_clone_params_default, qt_clone_voice, qt_clone_voice_from_file, qt_voice, qt_voice_deserialize,

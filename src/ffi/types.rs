@@ -512,3 +512,52 @@ const _: () = {
     assert!(offset_of!(qt_audio_info, prefill_ms) == 24 + 2 * ptr);
     assert!(size_of::<qt_audio_info>() == 24 + 2 * ptr + 7 * 8);
 };
+
+/// `qt_stream_info.state`: generating (or waiting for the reader to make room).
+pub const QT_STREAM_RUNNING: i32 = 0;
+/// `qt_stream_info.state`: generation ended normally; what is left in the ring is the end.
+pub const QT_STREAM_FINISHED: i32 = 1;
+/// `qt_stream_info.state`: `qt_stream_cancel` stopped it.
+pub const QT_STREAM_CANCELLED: i32 = 2;
+/// `qt_stream_info.state`: generation failed; `qt_stream_result` says why.
+pub const QT_STREAM_FAILED: i32 = 3;
+
+/// Facts about a stream, filled by `qt_stream_get_info`. Set `struct_size` to
+/// `sizeof(qt_stream_info)` before the call; the library fills the fields that fit and sets
+/// `struct_size` to the number of bytes it wrote.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct qt_stream_info {
+    /// In: the caller's `sizeof(qt_stream_info)`. Out: the bytes the library filled.
+    pub struct_size: u32,
+    /// `QT_STREAM_RUNNING`, `QT_STREAM_FINISHED`, `QT_STREAM_CANCELLED` or `QT_STREAM_FAILED`.
+    pub state: i32,
+    /// Sample rate of the stream's samples in Hz (24000, or `qt_gen_params.output_sample_rate`).
+    pub sample_rate: i32,
+    /// Once finished: `QT_FINISH_EOS` or `QT_FINISH_FRAME_LIMIT`; else 0.
+    pub finish: i32,
+    /// Capacity of the stream's ring, in samples.
+    pub capacity: usize,
+    /// Samples generated into the ring so far.
+    pub samples_written: u64,
+    /// Samples read out of the ring so far.
+    pub samples_read: u64,
+    /// Milliseconds from `qt_stream_start` until the first samples could be read (0 before).
+    pub first_audio_ms: f64,
+}
+
+// SAFETY: repr(C), u32 struct_size first, integer/float fields only, no padding.
+unsafe impl SizedStruct for qt_stream_info {
+    const NAME: &'static str = "qt_stream_info";
+    // v1 ends after `first_audio_ms`. Append a size when a field is added; never edit an entry.
+    const LAYOUT_SIZES: &'static [usize] = &[offset_of!(qt_stream_info, first_audio_ms) + 8];
+    fn set_struct_size(&mut self, size: u32) {
+        self.struct_size = size;
+    }
+}
+
+const _: () = {
+    let ptr = size_of::<usize>();
+    assert!(offset_of!(qt_stream_info, capacity) == 16);
+    assert!(size_of::<qt_stream_info>() == 16 + ptr + 3 * 8);
+};

@@ -206,6 +206,48 @@ struct GenParams {
 /// only during the call.
 using ChunkHandler = std::function<bool(const qt_chunk&)>;
 
+/// A generation on a background thread read without blocking (qt_stream): call read() from
+/// the engine's real-time audio callback. Destroying it cancels and waits for its thread.
+class Stream {
+ public:
+  /// What one read() did: samples copied, and whether nothing will ever come again.
+  struct Read {
+    size_t samples = 0;
+    bool ended = false;
+  };
+
+  /// Copies up to `cap` ready samples to `out`. Never blocks, allocates or throws on the
+  /// audio path (a misuse, such as a second concurrent reader, returns {0, false} and sets
+  /// qt_last_error()); one reader at a time.
+  Read read(float* out, size_t cap) noexcept {
+    size_t n = 0;
+    int32_t ended = 0;
+    if (qt_stream_read(handle_.get(), out, cap, &n, &ended) != QT_STATUS_OK) return {};
+    return {n, ended != 0};
+  }
+
+  /// Asks the generation to stop within a frame; what was made stays readable.
+  void cancel() { check("qt_stream_cancel", qt_stream_cancel(handle_.get())); }
+
+  /// State (QT_STREAM_*), rate, counters. Takes a lock: not for the audio thread.
+  qt_stream_info info() const {
+    qt_stream_info i{};
+    i.struct_size = sizeof i;
+    check("qt_stream_get_info", qt_stream_get_info(handle_.get(), &i));
+    return i;
+  }
+
+  /// Throws the generation's failure as an Error; returns QT_STATUS_OK or QT_STATUS_ABORTED.
+  qt_status result() const { return check("qt_stream_result", qt_stream_result(handle_.get())); }
+
+  qt_stream* get() const noexcept { return handle_.get(); }
+
+ private:
+  friend class Model;
+  explicit Stream(qt_stream* raw) : handle_(raw) {}
+  std::unique_ptr<qt_stream, Deleter> handle_;
+};
+
 /// A loaded checkpoint (qt_model).
 class Model {
  public:
@@ -322,6 +364,22 @@ class Model {
     Audio audio(out);
     if (hooks.error) std::rethrow_exception(hooks.error);
     return audio;
+  }
+
+  /// Starts speaking `text` in `voice` on a background thread (qt_stream_start); read the
+  /// audio from the engine's callback. `capacity`: samples the ring holds (0: two seconds).
+  /// params.should_abort must be empty: stop a stream with Stream::cancel.
+  Stream stream(const Voice& voice, const std::string& text, const GenParams& params, size_t capacity = 0) const {
+    if (params.should_abort) throw std::invalid_argument("a stream is stopped with Stream::cancel, not should_abort");
+    qt_gen_params raw = params.raw;
+    raw.struct_size = sizeof raw;
+    raw.language = params.language.c_str();
+    raw.instruct = params.instruct ? params.instruct->c_str() : nullptr;
+    raw.abort_cb = nullptr;
+    raw.abort_user_data = nullptr;
+    qt_stream* out = nullptr;
+    check("qt_stream_start", qt_stream_start(get(), voice.get(), text.c_str(), &raw, capacity, &out));
+    return Stream(out);
   }
 
   /// The C handle, for calls this wrapper does not cover. Still owned by this Model.

@@ -55,4 +55,21 @@ namespace Qwentts
             return true;
         }
     }
+
+    /// <summary>Owns a qt_stream*. Freeing it cancels the generation and waits for its thread.</summary>
+    public sealed class StreamHandle : SafeHandle
+    {
+        public StreamHandle() : base(IntPtr.Zero, true) { }
+
+        public override bool IsInvalid
+        {
+            get { return handle == IntPtr.Zero; }
+        }
+
+        protected override bool ReleaseHandle()
+        {
+            NativeMethods.qt_free(handle);
+            return true;
+        }
+    }
 }

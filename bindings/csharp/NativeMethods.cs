@@ -90,6 +90,11 @@ namespace Qwentts
         public const int QT_VOICE_SPEAKER = 3;
         public const int QT_VOICE_DESIGN = 4;
 
+        public const int QT_STREAM_RUNNING = 0;
+        public const int QT_STREAM_FINISHED = 1;
+        public const int QT_STREAM_CANCELLED = 2;
+        public const int QT_STREAM_FAILED = 3;
+
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         public static extern IntPtr qt_last_error();
 
@@ -186,6 +191,23 @@ namespace Qwentts
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         public static extern int qt_audio_samples(AudioHandle audio, out IntPtr samples, out UIntPtr nSamples);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int qt_stream_start(ModelHandle model, VoiceHandle voice, byte[] text, ref GenParamsNative parameters,
+            UIntPtr capacity, out StreamHandle stream);
+
+        // `output` is a blittable array: pinned for the call, not copied, nothing allocated.
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int qt_stream_read(StreamHandle stream, [Out] float[] output, UIntPtr cap, out UIntPtr n, out int ended);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int qt_stream_cancel(StreamHandle stream);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int qt_stream_get_info(StreamHandle stream, ref StreamInfoNative info);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int qt_stream_result(StreamHandle stream);
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         public static extern int qt_audio_write_wav(AudioHandle audio, byte[] path);

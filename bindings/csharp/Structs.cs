@@ -146,4 +146,18 @@ namespace Qwentts
         public double TotalMs;
         public double Rtf;
     }
+
+    /// <summary>qt_stream_info.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct StreamInfoNative
+    {
+        public uint StructSize;
+        public int State;          // NativeMethods.QT_STREAM_*
+        public int SampleRate;
+        public int Finish;         // QT_FINISH_EOS / _FRAME_LIMIT once finished, else 0
+        public UIntPtr Capacity;
+        public ulong SamplesWritten;
+        public ulong SamplesRead;
+        public double FirstAudioMs;
+    }
 }

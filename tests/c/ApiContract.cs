@@ -191,6 +191,40 @@ static class ApiContract
             {
                 Check(x.GetInfo().Kind == NativeMethods.QT_VOICE_XVECTOR && x.GetEmbedding().Length == 32, "x-vector voice");
             }
+            // A stream read the way an audio callback would: what it hands out is Generate's audio
+            // (from its chunk offset) for the same seed.
+            GenerateParams sp = model.DefaultGenerateParams();
+            sp.Language = "English";
+            sp.Native.Seed = 5;
+            sp.Native.MaxFrames = 6;
+            float[] whole;
+            int offset;
+            using (Audio a = model.Generate(voice, "Hello there.", sp, null))
+            {
+                whole = a.Samples;
+                offset = a.Info.ChunkOffset;
+            }
+            var heard = new List<float>();
+            using (SpeechStream stream = SpeechStream.Start(model, voice, "Hello there.", sp, 1024))
+            {
+                var buffer = new float[256];
+                bool ended = false;
+                for (int i = 0; i < 200000 && !ended; ++i)
+                {
+                    int n = stream.Read(buffer, buffer.Length, out ended);
+                    for (int j = 0; j < n; ++j) heard.Add(buffer[j]);
+                    if (n == 0 && !ended) System.Threading.Thread.Sleep(1);
+                }
+                StreamInfoNative si = stream.GetInfo();
+                Check(ended && si.State == NativeMethods.QT_STREAM_FINISHED && stream.CheckResult() == NativeMethods.QT_STATUS_OK, "stream finished");
+                Check(si.StructSize == Marshal.SizeOf(typeof(StreamInfoNative)), "qt_stream_info mirror size " + si.StructSize);
+            }
+            bool streamedSame = heard.Count == whole.Length - offset;
+            for (int j = 0; streamedSame && j < heard.Count; ++j) streamedSame = heard[j] == whole[offset + j];
+            Check(streamedSame, "streamed samples equal Generate's (" + heard.Count + " vs " + (whole.Length - offset) + ")");
+            QwenttsException es = Throws(() => SpeechStream.Start(model, voice, "Hi.", sp, 3));
+            Check(es != null && es.Status == NativeMethods.QT_STATUS_INVALID_ARGUMENT && es.Message.Contains("capacity"), "tiny stream ring refused");
+
             using (Voice ryan = custom.VoiceFromSpeaker("Ryan"))
             {
                 Check(ryan.GetInfo().Kind == NativeMethods.QT_VOICE_SPEAKER, "built-in speaker");

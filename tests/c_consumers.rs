@@ -598,3 +598,55 @@ fn common_tmp(tag: &str) -> PathBuf {
     fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// examples/c/stream_playback.c through PortAudio on ALSA's null device: the callback plays
+/// exactly the streamed part of what the Rust API makes of the same request.
+#[test]
+fn stream_playback_sample_plays_through_portaudio() {
+    require("pkg-config", "Debian: apt-get install pkg-config");
+    let pa = Command::new("pkg-config").args(["--cflags", "--libs", "portaudio-2.0"]).output().unwrap();
+    assert!(
+        pa.status.success(),
+        "PortAudio's development files are missing (Debian: apt-get install portaudio19-dev, as the README's test command does)"
+    );
+    let pa_flags: Vec<String> = stdout(&pa).split_whitespace().map(str::to_owned).collect();
+    let expected = {
+        let model = qwentts::Model::load(fixture(), &Default::default()).unwrap();
+        let voice = model.clone_voice_from_file(repo().join("tests/fixtures/audio/ref_24k.wav"), None).unwrap();
+        let mut options = qwentts::GenerateOptions::defaults(&model);
+        options.language = "English".into();
+        options.seed = Some(7);
+        options.output_sample_rate = Some(48_000);
+        let audio = model.generate(&voice, "Hello from the audio thread.", &options, None).unwrap();
+        audio.samples[audio.chunk_offset..].to_vec()
+    };
+    let tmp = common_tmp("portaudio");
+    let exe = tmp.join("stream_playback");
+    let lib = lib_dir();
+    run(Command::new("gcc")
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic"])
+        .arg("-I")
+        .arg(repo().join("include"))
+        .arg(repo().join("examples/c/stream_playback.c"))
+        .args(&pa_flags)
+        .arg("-L")
+        .arg(&lib)
+        .arg("-lqwentts")
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .arg("-o")
+        .arg(&exe));
+    // ALSA's null device (no sound card needed), through the file plugin.
+    let asoundrc = tmp.join("asoundrc");
+    fs::write(&asoundrc, "pcm.!default { type file; slave.pcm \"null\"; file \"/dev/null\"; format \"raw\" }\n").unwrap();
+    let played = tmp.join("played.f32");
+    let out = run(Command::new(&exe)
+        .arg(fixture())
+        .arg(repo().join("tests/fixtures/audio/ref_24k.wav"))
+        .arg(&played)
+        .env("ALSA_CONFIG_PATH", format!("/usr/share/alsa/alsa.conf:{}", asoundrc.display())));
+    let text = stdout(&out);
+    assert!(text.starts_with(&format!("played {} samples at 48000 Hz", expected.len())), "{text}");
+    let bytes = fs::read(&played).unwrap();
+    let heard: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    assert!(heard == expected, "the callback played {} samples, not the {} the Rust API streams", heard.len(), expected.len());
+}

@@ -5,7 +5,8 @@
 #
 # Needs: a Rust toolchain (cargo), gcc/g++, and the shared data folder (../shared beside the
 # checkout, or QT_SHARED_DIR). Installs, when missing: Debian's mono-mcs (C# sample),
-# pkg-config and cmake (the installed package's consumers) via apt,
+# pkg-config and cmake (the installed package's consumers), portaudio19-dev (the streaming
+# sample's audio callback) via apt,
 # and the pinned CUDA 13.0 compiler wheels from PyPI (tools/cuda-wheels.sh, cached) so that
 # every kernel in kernels/ is compiled (a kernel that does not compile fails the run).
 set -euo pipefail
@@ -41,6 +42,7 @@ command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+[ -f /usr/include/portaudio.h ] || missing+=(portaudio19-dev)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 

@@ -650,3 +650,25 @@ fn stream_playback_sample_plays_through_portaudio() {
     let heard: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
     assert!(heard == expected, "the callback played {} samples, not the {} the Rust API streams", heard.len(), expected.len());
 }
+
+/// The Unity sample's engine-independent part (examples/csharp/SpeechPlayer.cs) under Mono,
+/// fed like OnAudioFilterRead; the MonoBehaviour itself (examples/csharp/unity/) needs
+/// UnityEngine and is not compiled here.
+#[test]
+fn csharp_speech_player_fills_engine_buffers_with_the_stream() {
+    let exe = compile_csharp(&["examples/csharp/SpeechPlayer.cs", "tests/c/SpeechPlayerTest.cs"], "SpeechPlayerTest");
+    let reference = repo().join("tests/fixtures/audio/ref_24k.wav");
+    let out = run_mono(&exe, &[fixture().as_os_str(), reference.as_os_str()]);
+    assert!(stdout(&out).contains("SpeechPlayerTest: passed"), "{}", stdout(&out));
+    // The MonoBehaviour compiles against UnityEngine's documented signatures (a stub).
+    let dll = build_dir().join("QwenttsSpeaker.dll");
+    let mut cmd = Command::new("mcs");
+    cmd.arg("-target:library").arg(format!("-out:{}", dll.display())).arg("-warnaserror+");
+    for entry in fs::read_dir(repo().join("bindings/csharp")).unwrap() {
+        cmd.arg(entry.unwrap().path());
+    }
+    cmd.arg(repo().join("examples/csharp/SpeechPlayer.cs"))
+        .arg(repo().join("examples/csharp/unity/QwenttsSpeaker.cs"))
+        .arg(repo().join("tests/c/UnityEngineStub.cs"));
+    run(&mut cmd);
+}

@@ -617,7 +617,7 @@ fn stream_playback_sample_plays_through_portaudio() {
         options.language = "English".into();
         options.seed = Some(7);
         options.output_sample_rate = Some(48_000);
-        let audio = model.generate(&voice, "Hello from the audio thread.", &options, None).unwrap();
+        let audio = model.generate(&voice, "Hi there.", &options, None).unwrap();
         audio.samples[audio.chunk_offset..].to_vec()
     };
     let tmp = common_tmp("portaudio");
@@ -643,6 +643,7 @@ fn stream_playback_sample_plays_through_portaudio() {
         .arg(fixture())
         .arg(repo().join("tests/fixtures/audio/ref_24k.wav"))
         .arg(&played)
+        .arg("Hi there.")
         .env("ALSA_CONFIG_PATH", format!("/usr/share/alsa/alsa.conf:{}", asoundrc.display())));
     let text = stdout(&out);
     assert!(text.starts_with(&format!("played {} samples at 48000 Hz", expected.len())), "{text}");

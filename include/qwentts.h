@@ -794,8 +794,8 @@ typedef struct qt_gen_params {
    */
   int32_t non_streaming_mode;
   /**
-   * Polled before the prefill and after every codec frame; returning `QT_STOP` ends
-   * generation with `QT_STATUS_ABORTED`. NULL (the default) for none. See `qt_abort_cb`.
+   * Polled before the prefill, after each layer of it (on a GPU: once it is done) and after
+   * every codec frame; returning `QT_STOP` ends generation with `QT_STATUS_ABORTED`. NULL (the default) for none. See `qt_abort_cb`.
    */
   qt_abort_cb abort_cb;
   /**
@@ -1387,7 +1387,7 @@ qt_status qt_gen_params_default(const struct qt_model *model,
  * - `out_audio`: receives the whole utterance; NULL when only streaming.
  *
  * Stopping: `on_chunk` returning `QT_STOP`, or `params->abort_cb` (polled before the
- * prefill and after every frame) returning `QT_STOP`, ends generation within a frame; the
+ * prefill, during it and after every frame) returning `QT_STOP`, ends generation within a frame; the
  * call then returns `QT_STATUS_ABORTED` and `*out_audio` holds the audio made until then (its
  * finish is `QT_FINISH_ABORTED`): with `on_chunk`, exactly the chunks delivered; without,
  * every frame made before the stop (none when the first poll says stop). Without a seed (`QT_SEED_RANDOM`) every call sounds a little

@@ -197,11 +197,13 @@ fn the_abort_poll_stops_between_frames_and_keeps_their_audio() {
     let text = case["text"].as_str().unwrap();
     let full = model.generate(&golden_voice(false), text, &options(&model, &case), None).unwrap();
     // Without a chunk callback: every frame made before the stop, decoded. Poll 1 comes
-    // before the prefill, poll n + 1 after frame n.
+    // before the prefill, polls 2..=L + 1 after each of its L layers, poll L + 1 + n after
+    // frame n.
+    let layers = model.info().talker_layers;
     let mut polls = 0;
     let mut should_abort = || {
         polls += 1;
-        polls == 4
+        polls == layers + 1 + 3
     };
     let hooks = GenerateHooks { on_chunk: None, should_abort: Some(&mut should_abort) };
     let audio = model.generate_with(&golden_voice(false), text, &options(&model, &case), hooks).unwrap();
@@ -219,8 +221,10 @@ fn an_aborted_stream_returns_exactly_the_delivered_chunks() {
     let case = case("xvec_en");
     let text = case["text"].as_str().unwrap();
     let full = model.generate(&golden_voice(false), text, &options(&model, &case), None).unwrap();
-    // Poll 1 comes before the prefill, poll n + 1 after frame n; chunks are 4 frames.
-    for (stop_at_poll, want_frames) in [(1, 0), (4, 0), (7, 4), (9, 4), (10, 8)] {
+    // Poll 1 comes before the prefill, then one after each of the prefill's L layers, then
+    // poll L + 1 + n after frame n; chunks are 4 frames.
+    let l = model.info().talker_layers;
+    for (stop_at_poll, want_frames) in [(1, 0), (2, 0), (l + 1, 0), (l + 4, 0), (l + 7, 4), (l + 9, 4), (l + 10, 8)] {
         let mut polls = 0;
         let mut should_abort = || {
             polls += 1;
@@ -236,6 +240,7 @@ fn an_aborted_stream_returns_exactly_the_delivered_chunks() {
         let hooks = GenerateHooks { on_chunk: Some(&mut on_chunk), should_abort: Some(&mut should_abort) };
         let audio = model.generate_with(&golden_voice(false), text, &options(&model, &case), hooks).unwrap();
         let at = format!("stop at poll {stop_at_poll}");
+        assert_eq!(polls, stop_at_poll, "{at}: no poll after the one that stopped it");
         assert_eq!((audio.finish, audio.frames), (FinishReason::Aborted, want_frames), "{at}");
         assert!(!last_seen, "{at}: no final chunk after an abort");
         assert_eq!(audio.samples[audio.chunk_offset..], heard[..], "{at}: result = delivered chunks");

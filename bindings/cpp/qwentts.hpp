@@ -197,7 +197,7 @@ struct GenParams {
   qt_gen_params raw{};               // every numeric field (do_sample, temperature, seed, ...)
   std::string language = "auto";     // copied into raw.language for each call
   std::optional<std::string> instruct;
-  /// Polled before the prefill and after every frame on the generating thread; return true to stop. Must not throw
+  /// Polled before the prefill, during it and after every frame on the generating thread; return true to stop. Must not throw
   /// (an exception stops generation and is rethrown from Model::generate).
   std::function<bool()> should_abort;
 };

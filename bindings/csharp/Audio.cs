@@ -16,7 +16,7 @@ namespace Qwentts
         public string Language = "auto";
         /// <summary>Style instruction (1.7B CustomVoice models), or null.</summary>
         public string Instruct;
-        /// <summary>Polled before the prefill and after every frame on the generating thread; return true to stop
+        /// <summary>Polled before the prefill, during it and after every frame on the generating thread; return true to stop
         /// (Generate then returns an aborted Audio). An exception it throws stops generation
         /// and is rethrown by Generate.</summary>
         public Func<bool> ShouldAbort;

@@ -19,7 +19,7 @@ namespace Qwentts
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
     public delegate int ChunkCallback(IntPtr chunk, IntPtr userData);
 
-    /// <summary>Polled before the prefill and after every frame (see qt_abort_cb). Returns QT_CONTINUE or QT_STOP. Must not throw.</summary>
+    /// <summary>Polled before the prefill, during it and after every frame (see qt_abort_cb). Returns QT_CONTINUE or QT_STOP. Must not throw.</summary>
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
     public delegate int AbortCallback(IntPtr userData);
 

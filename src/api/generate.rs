@@ -8,7 +8,7 @@ use super::voice::{Voice, VoiceKind};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::frame_budget::default_frame_budget;
 use crate::engine::{FrameEngine, FrameRequest, UnfusedEngine};
-use crate::model::generate::{FrameLoopConfig, FrameSink, GeneratedCodes};
+use crate::model::generate::{FrameLoopConfig, FrameSink, GeneratedCodes, StopPoll};
 use crate::model::prompt::{self, PromptPlan, PromptRequest, SpecialIds, VoiceData};
 use crate::model::sampling::{SamplerConfig, TalkerSamplerConfig};
 
@@ -127,7 +127,7 @@ impl Model {
         on_frame: Option<&mut FrameSink<'_>>,
     ) -> Result<GeneratedCodes> {
         let prepared = self.prepare_request(voice, text, options)?;
-        self.run_request(&prepared, on_frame)
+        self.run_request(&prepared, on_frame, None)
     }
 
     /// Everything of [`generate_codes`](Self::generate_codes) before the prefill: checks the
@@ -260,19 +260,25 @@ impl Model {
         &self,
         prepared: &PreparedRequest<'_>,
         on_frame: Option<&mut FrameSink<'_>>,
+        should_stop: Option<&mut StopPoll<'_>>,
     ) -> Result<GeneratedCodes> {
         let ids = SpecialIds::from_config(&self.checkpoint().config);
         let request = FrameRequest { ids: &ids, plan: &prepared.plan, voice: prepared.voice, config: &prepared.config };
         match &self.networks().decoders {
             DecoderSet::Cpu(d) => {
-                UnfusedEngine { backend: &d.backend, talker: &d.talker, predictor: &d.predictor }.generate(request, on_frame)
+                UnfusedEngine { backend: &d.backend, talker: &d.talker, predictor: &d.predictor }.generate(
+                    request,
+                    on_frame,
+                    should_stop,
+                )
             }
             #[cfg(feature = "cuda")]
-            DecoderSet::Cuda(Some(m), d) => m.bind(&d.backend, &d.talker, &d.predictor).generate(request, on_frame),
-            #[cfg(feature = "cuda")]
-            DecoderSet::Cuda(None, d) => {
-                UnfusedEngine { backend: &d.backend, talker: &d.talker, predictor: &d.predictor }.generate(request, on_frame)
+            DecoderSet::Cuda(Some(m), d) => {
+                m.bind(&d.backend, &d.talker, &d.predictor).generate(request, on_frame, should_stop)
             }
+            #[cfg(feature = "cuda")]
+            DecoderSet::Cuda(None, d) => UnfusedEngine { backend: &d.backend, talker: &d.talker, predictor: &d.predictor }
+                .generate(request, on_frame, should_stop),
         }
     }
 }

@@ -18,22 +18,23 @@ use super::voice::Voice;
 use crate::audio::reference::MAX_SAMPLE_RATE;
 use crate::error::{Error, Result};
 use crate::model::codec::{ChunkPolicy, CodecDecoder, StreamingDecoder, icl_cut};
-use crate::model::generate::FinishReason;
+use crate::model::generate::{FinishReason, StopPoll};
 
 /// What the chunk callback returns: `true` to go on, `false` to stop (the call then ends
 /// with [`FinishReason::Aborted`]).
 pub type ChunkSink<'a> = dyn FnMut(&AudioChunk<'_>) -> bool + 'a;
 
 /// The caller's hooks into one [`Model::generate_with`] call. Both run on the calling
-/// thread: the chunk callback between frames, the abort poll before the prefill and between
-/// frames.
+/// thread: the chunk callback between frames, the abort poll before the prefill, during it and
+/// between frames.
 #[derive(Default)]
 pub struct GenerateHooks<'a> {
     /// Receives every chunk; `false` stops generation.
     pub on_chunk: Option<&'a mut ChunkSink<'a>>,
     /// Polled once before the prompt's prefill (`true` there: no work, an empty
-    /// `Aborted` result) and after every frame (80 ms of audio, so abort latency is one frame
-    /// of compute); `true` stops generation. Independent of chunking.
+    /// `Aborted` result), after each layer of the prefill on the CPU (on a GPU, once it is
+    /// done) and after every frame (80 ms of audio, so abort latency is one frame of
+    /// compute); `true` stops generation. Independent of chunking.
     pub should_abort: Option<&'a mut (dyn FnMut() -> bool + 'a)>,
 }
 
@@ -64,8 +65,8 @@ impl Model {
     }
 
     /// [`generate`](Self::generate) with every hook: the chunk callback and an abort poll
-    /// that runs before the prefill and after each frame (what `qt_gen_params.abort_cb` maps
-    /// to).
+    /// that runs before the prefill, during it and after each frame (what
+    /// `qt_gen_params.abort_cb` maps to).
     pub fn generate_with(
         &self,
         voice: &Voice,
@@ -88,10 +89,13 @@ impl Model {
         let prepared = self.prepare_request(voice, text, options)?;
         // Everything that can refuse the request comes before the first abort poll.
         let resampler = StreamResampler::new(decoder.sample_rate(), rate)?;
-        let mut should_abort = hooks.should_abort;
-        // The first poll comes before the prefill, the longest stretch without one (up to
-        // MAX_PROMPT_ROWS rows): a call cancelled while it was queued does none of the work.
-        if should_abort.as_deref_mut().is_some_and(|abort| abort()) {
+        // The abort hook is polled before the prefill, after each of its layers, and after each
+        // frame: never twice at once (one RefCell, borrowed for each poll).
+        let should_abort = std::cell::RefCell::new(hooks.should_abort);
+        let poll = || should_abort.borrow_mut().as_deref_mut().is_some_and(|abort| abort());
+        // The first poll comes before the prefill: a call cancelled while it was queued does
+        // none of the work.
+        if poll() {
             let total_ms = started.elapsed().as_secs_f64() * 1e3;
             return Ok(Audio {
                 samples: Vec::new(),
@@ -134,7 +138,7 @@ impl Model {
             prefill.get_or_insert_with(|| entered - started);
             out.pending.extend_from_slice(frame);
             out.frames += 1;
-            let stop = should_abort.as_deref_mut().is_some_and(|abort| abort());
+            let stop = poll();
             let go_on = if stop {
                 false
             } else if out.pending.len() == out.chunk_frames * out.groups {
@@ -151,7 +155,13 @@ impl Model {
             in_sink += entered.elapsed();
             go_on
         };
-        let mut codes = self.run_request(&prepared, Some(&mut sink))?;
+        let mut prefill_poll = poll;
+        let has_hook = should_abort.borrow().is_some();
+        let mut codes = self.run_request(
+            &prepared,
+            Some(&mut sink),
+            if has_hook { Some(&mut prefill_poll as &mut StopPoll<'_>) } else { None },
+        )?;
         let generation = started.elapsed().saturating_sub(in_sink);
         if let Some(e) = failure {
             return Err(e);

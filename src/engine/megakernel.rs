@@ -21,7 +21,7 @@ use crate::backend::cuda::{CudaBackend, CudaWeight};
 use crate::backend::{Backend, Rope};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::code_predictor::CodePredictor;
-use crate::model::generate::{FinishReason, FrameLoopConfig, FrameSink, GeneratedCodes};
+use crate::model::generate::{FinishReason, FrameLoopConfig, FrameSink, GeneratedCodes, StopPoll};
 use crate::model::layers::{DecoderStack, LinearParts, StackDims};
 use crate::model::prompt::PromptEmbeds;
 use crate::model::sampling::{SamplerConfig, TalkerSamplerConfig, top_p_cut};
@@ -279,12 +279,24 @@ impl FrameEngine for MegakernelFrames<'_> {
         "megakernel"
     }
 
-    fn generate(&self, r: Request<'_>, mut on_frame: Option<&mut FrameSink<'_>>) -> Result<GeneratedCodes> {
+    fn generate(
+        &self,
+        r: Request<'_>,
+        mut on_frame: Option<&mut FrameSink<'_>>,
+        should_stop: Option<&mut StopPoll<'_>>,
+    ) -> Result<GeneratedCodes> {
         let cfg = r.config;
         cfg.talker.validate()?;
         cfg.code_predictor.validate()?;
         let groups = self.groups();
         let pre = self.prefill(&r, cfg.frame_limit)?;
+        // The GPU prefill is queued whole (seconds at most for MAX_PROMPT_ROWS rows); the stop
+        // poll runs once it is done, before any frame is launched.
+        if let Some(stop) = should_stop
+            && stop()
+        {
+            return Ok(GeneratedCodes { codes: Vec::new(), num_code_groups: groups, finish: FinishReason::Aborted });
+        }
         let mut req = self.start(&pre, cfg)?;
 
         let mut codes = Vec::with_capacity(cfg.frame_limit.min(4096) * groups);

@@ -24,7 +24,7 @@ pub use megakernel::MegakernelEngine;
 pub use unfused::UnfusedEngine;
 
 use crate::error::Result;
-use crate::model::generate::{FrameLoopConfig, FrameSink, GeneratedCodes};
+use crate::model::generate::{FrameLoopConfig, FrameSink, GeneratedCodes, StopPoll};
 use crate::model::prompt::{PromptPlan, SpecialIds, VoiceData};
 
 /// Everything one generation needs besides the weights.
@@ -42,8 +42,14 @@ pub trait FrameEngine {
     fn name(&self) -> &'static str;
 
     /// Generates codes for one request. `on_frame(index, codes)` runs on the calling thread
-    /// after each frame and may return `false` to stop.
-    fn generate(&self, request: FrameRequest<'_>, on_frame: Option<&mut FrameSink<'_>>) -> Result<GeneratedCodes>;
+    /// after each frame and may return `false` to stop; `should_stop` is polled during the
+    /// work before the first frame (the prompt's prefill) and may return `true` to stop there.
+    fn generate(
+        &self,
+        request: FrameRequest<'_>,
+        on_frame: Option<&mut FrameSink<'_>>,
+        should_stop: Option<&mut StopPoll<'_>>,
+    ) -> Result<GeneratedCodes>;
 }
 
 /// Which engine a CUDA model runs (see `LoadOptions::engine`).

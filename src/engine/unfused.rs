@@ -4,7 +4,7 @@ use super::{FrameEngine, FrameRequest};
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::model::code_predictor::CodePredictor;
-use crate::model::generate::{FrameSink, GeneratedCodes, generate_codes};
+use crate::model::generate::{FrameSink, GeneratedCodes, StopPoll, generate_codes};
 use crate::model::talker::Talker;
 
 /// The talker and code predictor of one backend, run op by op.
@@ -19,7 +19,12 @@ impl<B: Backend> FrameEngine for UnfusedEngine<'_, B> {
         "unfused"
     }
 
-    fn generate(&self, r: FrameRequest<'_>, on_frame: Option<&mut FrameSink<'_>>) -> Result<GeneratedCodes> {
-        generate_codes(self.backend, self.talker, self.predictor, r.ids, r.plan, r.voice, r.config, on_frame)
+    fn generate(
+        &self,
+        r: FrameRequest<'_>,
+        on_frame: Option<&mut FrameSink<'_>>,
+        should_stop: Option<&mut StopPoll<'_>>,
+    ) -> Result<GeneratedCodes> {
+        generate_codes(self.backend, self.talker, self.predictor, r.ids, r.plan, r.voice, r.config, on_frame, should_stop)
     }
 }

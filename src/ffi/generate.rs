@@ -218,7 +218,7 @@ fn c_chunk(chunk: &AudioChunk<'_>, first_frame: usize) -> qt_chunk {
 /// - `out_audio`: receives the whole utterance; NULL when only streaming.
 ///
 /// Stopping: `on_chunk` returning `QT_STOP`, or `params->abort_cb` (polled before the
-/// prefill and after every frame) returning `QT_STOP`, ends generation within a frame; the
+/// prefill, during it and after every frame) returning `QT_STOP`, ends generation within a frame; the
 /// call then returns `QT_STATUS_ABORTED` and `*out_audio` holds the audio made until then (its
 /// finish is `QT_FINISH_ABORTED`): with `on_chunk`, exactly the chunks delivered; without,
 /// every frame made before the stop (none when the first poll says stop). Without a seed (`QT_SEED_RANDOM`) every call sounds a little

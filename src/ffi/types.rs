@@ -354,8 +354,8 @@ pub struct qt_gen_params {
     /// How the text is fed: `QT_TEXT_FEED_DEFAULT` (-1, the default), `QT_TEXT_FEED_STREAMING`
     /// (0) or `QT_TEXT_FEED_FULL` (1). The official `non_streaming_mode`.
     pub non_streaming_mode: i32,
-    /// Polled before the prefill and after every codec frame; returning `QT_STOP` ends
-    /// generation with `QT_STATUS_ABORTED`. NULL (the default) for none. See `qt_abort_cb`.
+    /// Polled before the prefill, after each layer of it (on a GPU: once it is done) and after
+    /// every codec frame; returning `QT_STOP` ends generation with `QT_STATUS_ABORTED`. NULL (the default) for none. See `qt_abort_cb`.
     pub abort_cb: qt_abort_cb,
     /// Passed to `abort_cb`; the library never dereferences it.
     pub abort_user_data: *mut c_void,

@@ -66,6 +66,11 @@ impl GeneratedCodes {
 /// ([`FinishReason::Aborted`]).
 pub type FrameSink<'a> = dyn FnMut(usize, &[u32]) -> bool + 'a;
 
+/// Polled during the work before the first frame (after each layer of the prompt's prefill,
+/// up to MAX_PROMPT_ROWS rows of it): `true` stops the request there, with no frame made
+/// ([`FinishReason::Aborted`]).
+pub type StopPoll<'a> = dyn FnMut() -> bool + 'a;
+
 /// Runs the whole request on backend `b`. All per-request state is created here and
 /// dropped at the end, so concurrent calls on shared weights never interfere.
 #[allow(clippy::too_many_arguments)]
@@ -78,6 +83,7 @@ pub fn generate_codes<B: Backend>(
     voice: VoiceData<'_>,
     cfg: &FrameLoopConfig,
     mut on_frame: Option<&mut FrameSink<'_>>,
+    mut should_stop: Option<&mut StopPoll<'_>>,
 ) -> Result<GeneratedCodes> {
     cfg.talker.validate()?;
     cfg.code_predictor.validate()?;
@@ -91,7 +97,22 @@ pub fn generate_codes<B: Backend>(
     let mut tst: TalkerState<B> = talker.new_state(b, capacity)?;
     let mut pst: CodePredictorState<B> = predictor.new_state(b)?;
     let rows = prompt.len();
-    talker.forward(b, &mut s, &mut tst, prompt.embeds_mut(), rows)?;
+    // The prefill is the longest stretch without a frame: the stop poll runs after each layer.
+    let mut stopped = false;
+    let prefilled = match should_stop.as_deref_mut() {
+        None => talker.forward(b, &mut s, &mut tst, prompt.embeds_mut(), rows).map(|_| ()),
+        Some(stop) => {
+            let mut poll = |_: &mut B::Stream, _layer: usize, _: &B::Buffer| -> Result<()> {
+                stopped = stop();
+                if stopped { Err(Error::invalid_argument("the prefill was stopped")) } else { Ok(()) }
+            };
+            talker.forward_observed(b, &mut s, &mut tst, prompt.embeds_mut(), rows, Some(&mut poll)).map(|_| ())
+        }
+    };
+    if stopped {
+        return Ok(GeneratedCodes { codes: Vec::new(), num_code_groups: groups, finish: FinishReason::Aborted });
+    }
+    prefilled?;
 
     let mut generated: Vec<u32> = Vec::with_capacity(cfg.frame_limit + 1);
     let mut codes: Vec<u32> = Vec::with_capacity(cfg.frame_limit * groups);

@@ -2,7 +2,8 @@
  * (its samples written for tests/c_consumers.rs to compare with the official waveform), the
  * chunk callback and abort hook, the two-call pattern, cloning, persistence, and bad input of
  * every kind (NULLs, struct sizes, enum values, invalid UTF-8, objects of the wrong type or
- * model), with every object freed at the end.
+ * model), streams read to the end, cancelled and freed while running, with every object freed
+ * at the end.
  *
  * Built and run by tests/c_consumers.rs (also under valgrind when installed):
  *   cc -std=c11 -Wall -Wextra -Werror -pedantic -Iinclude tests/c/generate_contract.c \
@@ -13,9 +14,11 @@
  * (the generated samples, raw floats) and OUT_PREFIX.wav, prints "generate_contract: N checks
  * passed" and exits 0, or lists each failed check and exits 1.
  */
+#define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "qwentts.h"
 
@@ -76,9 +79,13 @@ static int32_t on_chunk(const qt_chunk *chunk, void *user_data) {
   return c->stop_after > 0 && c->chunks >= c->stop_after ? QT_STOP : QT_CONTINUE;
 }
 
-static int32_t abort_at_third_poll(void *user_data) {
-  int *polls = user_data;
-  return ++*polls >= 3 ? QT_STOP : QT_CONTINUE;
+typedef struct {
+  int polls, stop_at;
+} poll_counter;
+
+static int32_t abort_at_poll(void *user_data) {
+  poll_counter *c = user_data;
+  return ++c->polls >= c->stop_at ? QT_STOP : QT_CONTINUE;
 }
 
 /* ---- files --------------------------------------------------------------------------- */
@@ -193,15 +200,20 @@ int main(int argc, char **argv) {
   qt_free(partial);
   free(stopper.samples);
 
-  int polls = 0;
-  qt_gen_params hooked = p;
-  hooked.abort_cb = abort_at_third_poll;
-  hooked.abort_user_data = &polls;
-  partial = NULL;
-  /* Poll 1 comes before the prefill, poll n + 1 after frame n: stopping at poll 3 keeps 2. */
-  CHECK(qt_generate(base, voice, text, &hooked, NULL, NULL, &partial) == QT_STATUS_ABORTED && polls == 3);
-  CHECK(qt_audio_get_info(partial, &pinfo) == QT_STATUS_OK && pinfo.n_frames == 2);
-  qt_free(partial);
+  /* Poll 1 comes before the prefill, one follows each of its L layers, poll L + 1 + n comes
+   * after frame n: stopping at poll L + 3 keeps 2 frames, at poll 2 (inside the prefill) none. */
+  int layers = minfo.talker_layers;
+  for (int i = 0; i < 2; ++i) {
+    poll_counter counter = {0, i == 0 ? layers + 3 : 2};
+    qt_gen_params hooked = p;
+    hooked.abort_cb = abort_at_poll;
+    hooked.abort_user_data = &counter;
+    partial = NULL;
+    CHECK(qt_generate(base, voice, text, &hooked, NULL, NULL, &partial) == QT_STATUS_ABORTED);
+    CHECK(counter.polls == counter.stop_at);
+    CHECK(qt_audio_get_info(partial, &pinfo) == QT_STATUS_OK && pinfo.n_frames == (i == 0 ? 2 : 0));
+    qt_free(partial);
+  }
 
   collector bogus = {0};
   bogus.bogus = 42;
@@ -283,6 +295,47 @@ int main(int argc, char **argv) {
   CHECK(qt_generate(base, loaded, "Hi.", &quick, NULL, NULL, &spoken) == QT_STATUS_OK);
   qt_audio_info sinfo = {.struct_size = sizeof sinfo};
   CHECK(qt_audio_get_info(spoken, &sinfo) == QT_STATUS_OK && sinfo.n_frames > 0);
+
+  /* ---- streams: read to the end; cancelled mid-speech; freed while generating (under
+   * valgrind, the worker threads and rings must leave nothing behind) ---- */
+  {
+    qt_gen_params sp = p;
+    sp.max_frames = 6;
+    qt_stream *stream = NULL;
+    CHECK(qt_stream_start(base, voice, "Hi.", &sp, 2048, &stream) == QT_STATUS_OK && stream != NULL);
+    float chunk[512];
+    size_t n = 0, total = 0;
+    int32_t ended = 0;
+    int refused = 0;
+    const struct timespec ms = {0, 1000000};
+    for (long polls = 0; !ended && !refused && polls < 1000000L; ++polls) {
+      refused = qt_stream_read(stream, chunk, 512, &n, &ended) != QT_STATUS_OK;
+      total += n;
+      if (n == 0) nanosleep(&ms, NULL); /* a reader that yields, like an audio callback */
+    }
+    CHECK(!refused);
+    qt_stream_info si = {.struct_size = sizeof si};
+    CHECK(ended && qt_stream_get_info(stream, &si) == QT_STATUS_OK && si.state == QT_STREAM_FINISHED);
+    CHECK(si.samples_read == total && total == 6 * 1920 && qt_stream_result(stream) == QT_STATUS_OK);
+    qt_free(stream);
+
+    sp.max_frames = 400;
+    CHECK(qt_stream_start(base, voice, "Hi.", &sp, 2048, &stream) == QT_STATUS_OK);
+    for (n = 0, refused = 0; n == 0 && !refused;) {
+      refused = qt_stream_read(stream, chunk, 512, &n, &ended) != QT_STATUS_OK;
+      if (n == 0) nanosleep(&ms, NULL);
+    }
+    CHECK(!refused);
+    CHECK(qt_stream_cancel(stream) == QT_STATUS_OK);
+    qt_free(stream); /* waits for the worker, which stops within a frame */
+    CHECK(no_last_error());
+    CHECK(qt_stream_start(base, voice, "Hi.", &sp, 2048, &stream) == QT_STATUS_OK);
+    qt_free(stream); /* never read: freed while generating */
+    CHECK(no_last_error());
+    qt_stream *untouched_stream = (qt_stream *)&checks, *out_stream = untouched_stream;
+    CHECK(qt_stream_start(base, voice, "Hi.", &sp, 3, &out_stream) == QT_STATUS_INVALID_ARGUMENT);
+    CHECK(out_stream == untouched_stream);
+  }
 
   /* ---- release: everything once; a second free is reported, not fatal ---- */
   qt_free(spoken);

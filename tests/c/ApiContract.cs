@@ -142,12 +142,13 @@ static class ApiContract
             using (Audio stopped = model.Generate(voice, "Hello there.", p, c => false))
                 Check(stopped.Aborted && stopped.Finish == NativeMethods.QT_FINISH_ABORTED, "handler returning false aborts");
             int polls = 0;
+            int layers = model.GetInfo().TalkerLayers;
             GenerateParams hooked = model.DefaultGenerateParams();
             hooked.Native.MaxFrames = 12;
-            hooked.ShouldAbort = () => ++polls >= 2;
+            hooked.ShouldAbort = () => ++polls >= layers + 2;
             using (Audio stopped = model.Generate(voice, "Hello there.", hooked, null))
-                // Poll 1 comes before the prefill, poll n + 1 after frame n.
-                Check(stopped.Aborted && stopped.Frames == 1 && polls == 2, "ShouldAbort stops at its second poll: " + stopped.Frames);
+                // Poll 1 comes before the prefill, one after each of its layers, then one after each frame.
+                Check(stopped.Aborted && stopped.Frames == 1 && polls == layers + 2, "ShouldAbort stops after the first frame: " + stopped.Frames);
             bool rethrown = false;
             try { model.Generate(voice, "Hello there.", p, c => { throw new InvalidTimeZoneException("from the handler"); }); }
             catch (InvalidTimeZoneException e) { rethrown = e.Message == "from the handler"; }

@@ -316,9 +316,16 @@ fn callbacks_abort_with_the_aborted_status_and_keep_the_audio() {
     assert!(info.n_frames >= 2 && info.n_frames < 18, "{info:?}");
     assert_eq!(&samples(audio.0)[..rec.chunks[0].1.len()], &rec.chunks[0].1[..], "the audio starts with the chunk");
 
-    // The abort hook, polled before the prefill and after every frame: stopping at poll 4
-    // keeps frames 1..3; stopping at poll 1, before the prefill, keeps none.
-    for (stop_at, frames) in [(4usize, 3usize), (1, 0)] {
+    // The abort hook, polled before the prefill, after each of its L layers and after every
+    // frame: stopping at poll L + 4 keeps frames 1..3; stopping at poll 1 (before the prefill)
+    // or 2 (inside it) keeps none.
+    let layers = {
+        let mut info = std::mem::MaybeUninit::<qt_model_info>::zeroed();
+        unsafe { (*info.as_mut_ptr()).struct_size = size_of::<qt_model_info>() as u32 };
+        expect(unsafe { qt_model_get_info(model.0, info.as_mut_ptr()) }, QT_STATUS_OK, &[]);
+        unsafe { info.assume_init() }.talker_layers as usize
+    };
+    for (stop_at, frames) in [(layers + 4, 3usize), (1, 0), (2, 0)] {
         let mut hook = AbortAfter { polls: 0, stop_at, value: QT_STOP };
         let mut p = greedy(model.0, c"English");
         p.abort_cb = Some(abort_after);

@@ -39,8 +39,6 @@ fn main() {
     println!("cargo:rerun-if-changed=src/ffi");
     println!("cargo:rerun-if-env-changed=QT_GIT_SHA");
 
-    let build_info = build_info(&manifest_dir);
-    println!("cargo:rustc-env=QT_BUILD_INFO={build_info}");
 
     let header = out_dir.join("qwentts.h");
     if let Err(err) = generate_header(&manifest_dir, &header) {
@@ -51,13 +49,20 @@ fn main() {
     println!("cargo:rustc-env=QT_GENERATED_HEADER={}", header.display());
 
     println!("cargo::rustc-check-cfg=cfg(qt_kernels)");
+    let mut backends = "cpu".to_owned();
     if env::var_os("CARGO_FEATURE_CUDA").is_some() {
-        build_kernels(&manifest_dir, &out_dir);
+        backends.push_str(&match build_kernels(&manifest_dir, &out_dir) {
+            Some(targets) => format!(", cuda ({})", targets.join(" ")),
+            None => ", cuda (no kernels compiled)".to_owned(),
+        });
     }
+    let build_info = build_info(&manifest_dir, &backends);
+    println!("cargo:rustc-env=QT_BUILD_INFO={build_info}");
 }
 
-/// Compiles kernels/*.cu into `OUT_DIR/qt_kernels.fatbin` (see the module comment).
-fn build_kernels(manifest_dir: &Path, out_dir: &Path) {
+/// Compiles kernels/*.cu into `OUT_DIR/qt_kernels.fatbin` (see the module comment); returns
+/// the fatbin's targets ("sm_80", ..., "compute_90"), or None when nvcc is missing.
+fn build_kernels(manifest_dir: &Path, out_dir: &Path) -> Option<Vec<String>> {
     for var in ["NVCC", "CUDA_HOME", "CUDA_PATH", "PATH", "QT_REQUIRE_KERNELS", "QT_NVCC_FLAGS"] {
         println!("cargo:rerun-if-env-changed={var}");
     }
@@ -79,7 +84,7 @@ fn build_kernels(manifest_dir: &Path, out_dir: &Path) {
             panic!("QT_REQUIRE_KERNELS=1: {msg}");
         }
         println!("cargo:warning={msg}");
-        return;
+        return None;
     };
     // One translation unit for all kernels, so they land in one fatbin (one module load).
     let unit = out_dir.join("qt_kernels.cu");
@@ -89,9 +94,10 @@ fn build_kernels(manifest_dir: &Path, out_dir: &Path) {
     }
     fs::write(&unit, text).expect("OUT_DIR is writable");
     let fatbin = out_dir.join("qt_kernels.fatbin");
+    let gencode = gencode_args();
     let mut cmd = Command::new(&nvcc);
     cmd.args(["-fatbin", "-O3", "--std=c++17", "--threads", "0", "-Xptxas", "-warn-spills"])
-        .args(gencode_args())
+        .args(&gencode)
         .args(env::var("QT_NVCC_FLAGS").unwrap_or_default().split_whitespace())
         .arg("-I")
         .arg(&kernel_dir)
@@ -120,6 +126,7 @@ fn build_kernels(manifest_dir: &Path, out_dir: &Path) {
     println!("cargo:rustc-cfg=qt_kernels");
     println!("cargo:rustc-env=QT_KERNELS_FATBIN={}", fatbin.display());
     println!("cargo:rustc-env=QT_KERNELS_NVCC={version}");
+    Some(gencode.iter().filter_map(|g| g.rsplit_once("code=").map(|(_, code)| code.to_owned())).collect())
 }
 
 /// SASS targets of the fatbin: Ampere (sm_80, sm_86; sm_87 runs sm_86's code), Ada (sm_89),
@@ -229,7 +236,8 @@ fn version_macros() -> String {
 }
 
 /// "qwentts 0.1.0; git 1a2b3c4d5e6f; x86_64-unknown-linux-gnu; debug; rustc 1.95.0; backends: cpu"
-fn build_info(manifest_dir: &Path) -> String {
+/// (with the CUDA backend: "backends: cpu, cuda (sm_80 ... compute_90)").
+fn build_info(manifest_dir: &Path, backends: &str) -> String {
     let version = env::var("CARGO_PKG_VERSION").unwrap_or_default();
     let git = env::var("QT_GIT_SHA").ok().filter(|s| !s.is_empty()).or_else(|| git_commit(manifest_dir));
     let target = env::var("TARGET").unwrap_or_default();
@@ -240,7 +248,7 @@ fn build_info(manifest_dir: &Path) -> String {
         .map(|v| v.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|| "rustc unknown".to_owned());
     format!(
-        "qwentts {version}; git {}; {target}; {profile}; {rustc}; backends: cpu",
+        "qwentts {version}; git {}; {target}; {profile}; {rustc}; backends: {backends}",
         git.as_deref().unwrap_or("unknown")
     )
 }

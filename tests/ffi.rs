@@ -230,7 +230,14 @@ fn versions_agree() {
     assert_eq!(qt_abi_version(), QT_ABI_VERSION);
     let build = c_string(qt_build_info());
     assert!(build.starts_with(&format!("qwentts {}; git ", env!("CARGO_PKG_VERSION"))), "{build}");
-    assert!(build.ends_with("backends: cpu"), "{build}");
+    // The backends compiled in, and for CUDA the GPU code it carries (or that it has none).
+    if cfg!(feature = "cuda") {
+        let cuda = build.split_once("backends: cpu, cuda (").map(|(_, rest)| rest).unwrap_or_else(|| panic!("{build}"));
+        assert!(cuda.ends_with(')'), "{build}");
+        assert!(cuda.starts_with("sm_") || cuda == "no kernels compiled)", "{build}");
+    } else {
+        assert!(build.ends_with("backends: cpu"), "{build}");
+    }
 }
 
 /// Without the `cuda` feature there is no GPU to count; with it, the count is the backend's

@@ -957,7 +957,8 @@ uint32_t qt_abi_version(void);
 /**
  * One line describing how the loaded library was built: version, git commit, target, profile,
  * compiler and the compute backends compiled in, e.g. "qwentts 0.1.0; git 1a2b3c4d5e6f;
- * x86_64-unknown-linux-gnu; release; rustc 1.95.0; backends: cpu". For bug reports and logs;
+ * x86_64-unknown-linux-gnu; release; rustc 1.95.0; backends: cpu, cuda (sm_80 sm_86 ...
+ * compute_90)" (the GPU code in the library). For bug reports and logs;
  * the format is not stable, do not parse it.
  *
  * Ownership: static; never NULL, never freed. Threads: any thread.

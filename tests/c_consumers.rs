@@ -464,21 +464,6 @@ fn csharp_constants_match_the_header() {
     }
 }
 
-/// Runs a packaging script of tools/ (without LD_LIBRARY_PATH games: it only copies files).
-#[track_caller]
-fn run_tool(cmd: &mut Command) -> Output {
-    let shown = format!("{cmd:?}");
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
-    assert!(
-        out.status.success(),
-        "{shown} failed ({}):\n--- stdout\n{}--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 /// Runs `program` with the loader left to find the library on its own (its RUNPATH): the
 /// installed tree must be usable without LD_LIBRARY_PATH.
 #[track_caller]
@@ -498,10 +483,11 @@ fn run_installed(program: &Path, args: &[&OsStr]) -> String {
 fn installed_package_serves_pkg_config_and_cmake_consumers() {
     require("pkg-config", "Debian: apt-get install pkg-config, as the README's test command does");
     require("cmake", "Debian: apt-get install cmake, as the README's test command does");
-    let tmp = common_tmp("install");
+    let scratch = support::TempDir::new("install");
+    let tmp = scratch.path();
     let staged = tmp.join("staged");
     let lib = lib_dir().join("libqwentts.so");
-    run_tool(Command::new(repo().join("tools/install.sh")).arg("--prefix").arg(&staged).arg("--lib").arg(&lib));
+    run(Command::new(repo().join("tools/install.sh")).arg("--prefix").arg(&staged).arg("--lib").arg(&lib));
     // Consumers use it from somewhere else: the files locate each other relatively.
     let prefix = tmp.join("moved/qwentts");
     fs::create_dir_all(prefix.parent().unwrap()).unwrap();
@@ -525,7 +511,7 @@ fn installed_package_serves_pkg_config_and_cmake_consumers() {
     // pkg-config: flags from the moved tree, then a C and a C++ sample built with nothing else.
     let pc_path = prefix.join("lib/pkgconfig");
     let pkg = |args: &[&str]| {
-        let out = run_tool(Command::new("pkg-config").args(args).arg("qwentts").env("PKG_CONFIG_PATH", &pc_path));
+        let out = run(Command::new("pkg-config").args(args).arg("qwentts").env("PKG_CONFIG_PATH", &pc_path));
         stdout(&out).trim().to_owned()
     };
     assert_eq!(pkg(&["--modversion"]), env!("CARGO_PKG_VERSION"));
@@ -537,7 +523,7 @@ fn installed_package_serves_pkg_config_and_cmake_consumers() {
         ("g++", "-std=c++17", "cpp/describe_model.cpp", "pc_describe_model_cpp"),
     ] {
         let exe = tmp.join(name);
-        run_tool(
+        run(
             Command::new(compiler)
                 .args([std, "-Wall", "-Wextra", "-Werror"])
                 .arg(samples.join(source))
@@ -566,7 +552,7 @@ fn installed_package_serves_pkg_config_and_cmake_consumers() {
     let minor = env!("CARGO_PKG_VERSION").rsplit_once('.').unwrap().0;
     let out = configure(&build, minor);
     assert!(out.status.success(), "cmake configure failed: {}", String::from_utf8_lossy(&out.stderr));
-    run_tool(Command::new("cmake").arg("--build").arg(&build));
+    run(Command::new("cmake").arg("--build").arg(&build));
     for name in ["describe_model_c", "describe_model_cpp"] {
         assert_describes(name, &run_installed(&build.join(name), &[fixture.as_os_str()]), &fixture);
     }
@@ -579,24 +565,17 @@ fn installed_package_serves_pkg_config_and_cmake_consumers() {
 #[test]
 fn release_archive_holds_the_installed_tree_and_its_checksum() {
     let lib = lib_dir().join("libqwentts.so");
-    let dist = common_tmp("dist");
-    let out = run_tool(Command::new(repo().join("tools/release.sh")).arg("--lib").arg(&lib).arg("--out").arg(&dist));
+    let scratch = support::TempDir::new("dist");
+    let dist = scratch.path();
+    let out = run(Command::new(repo().join("tools/release.sh")).arg("--lib").arg(&lib).arg("--out").arg(&dist));
     let name = format!("qwentts-{}-linux-x86_64", env!("CARGO_PKG_VERSION"));
     let archive = dist.join(format!("{name}.tar.gz"));
     assert!(stdout(&out).contains(&format!("{name}.tar.gz")), "{}", stdout(&out));
-    run_tool(Command::new("sha256sum").arg("-c").arg(format!("{name}.tar.gz.sha256")).current_dir(&dist));
-    let listing = stdout(&run_tool(Command::new("tar").arg("-tzf").arg(&archive)));
+    run(Command::new("sha256sum").arg("-c").arg(format!("{name}.tar.gz.sha256")).current_dir(&dist));
+    let listing = stdout(&run(Command::new("tar").arg("-tzf").arg(&archive)));
     for file in ["lib/libqwentts.so", "include/qwentts.h", "include/qwentts.hpp", "lib/pkgconfig/qwentts.pc", "VERSION"] {
         assert!(listing.lines().any(|l| l == format!("{name}/{file}")), "the archive lacks {file}:\n{listing}");
     }
-}
-
-/// A fresh scratch directory under cargo's per-target temp dir.
-fn common_tmp(tag: &str) -> PathBuf {
-    let dir = build_dir().join(format!("{tag}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// examples/c/stream_playback.c through PortAudio on ALSA's null device: the callback plays
@@ -620,7 +599,8 @@ fn stream_playback_sample_plays_through_portaudio() {
         let audio = model.generate(&voice, "Hi there.", &options, None).unwrap();
         audio.samples[audio.chunk_offset..].to_vec()
     };
-    let tmp = common_tmp("portaudio");
+    let scratch = support::TempDir::new("portaudio");
+    let tmp = scratch.path();
     let exe = tmp.join("stream_playback");
     let lib = lib_dir();
     run(Command::new("gcc")

@@ -25,7 +25,7 @@ while [ $# -gt 0 ]; do
     --prefix) prefix="${2:?--prefix needs a directory}"; shift 2 ;;
     --lib) lib="${2:?--lib needs a path}"; shift 2 ;;
     --cuda) features=(--features cuda); shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done

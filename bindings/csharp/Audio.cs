@@ -20,6 +20,25 @@ namespace Qwentts
         /// (Generate then returns an aborted Audio). An exception it throws stops generation
         /// and is rethrown by Generate.</summary>
         public Func<bool> ShouldAbort;
+
+        /// <summary>Native with its string pointers set to pinned UTF-8 copies of Language and
+        /// Instruct (callbacks left to the caller); Free the handles after the call.</summary>
+        internal GenParamsNative Pin(out GCHandle language, out GCHandle instruct)
+        {
+            language = GCHandle.Alloc(Utf8.Encode(Language ?? "auto"), GCHandleType.Pinned);
+            instruct = Instruct == null ? default(GCHandle) : GCHandle.Alloc(Utf8.Encode(Instruct), GCHandleType.Pinned);
+            GenParamsNative native = Native;
+            native.StructSize = (uint)Marshal.SizeOf(typeof(GenParamsNative));
+            native.Language = language.AddrOfPinnedObject();
+            native.Instruct = Instruct == null ? IntPtr.Zero : instruct.AddrOfPinnedObject();
+            return native;
+        }
+
+        internal static void Unpin(GCHandle language, GCHandle instruct)
+        {
+            if (instruct.IsAllocated) instruct.Free();
+            if (language.IsAllocated) language.Free();
+        }
     }
 
     /// <summary>One piece of streamed audio, copied out of the library's buffer.</summary>

@@ -205,14 +205,10 @@ namespace Qwentts
             state.OnChunk = onChunk;
             state.ShouldAbort = p.ShouldAbort;
             GCHandle self = GCHandle.Alloc(state);
-            GCHandle language = GCHandle.Alloc(Utf8.Encode(p.Language ?? "auto"), GCHandleType.Pinned);
-            GCHandle instruct = p.Instruct == null ? default(GCHandle) : GCHandle.Alloc(Utf8.Encode(p.Instruct), GCHandleType.Pinned);
+            GCHandle language, instruct;
+            GenParamsNative native = p.Pin(out language, out instruct);
             try
             {
-                GenParamsNative native = p.Native;
-                native.StructSize = (uint)Marshal.SizeOf(typeof(GenParamsNative));
-                native.Language = language.AddrOfPinnedObject();
-                native.Instruct = p.Instruct == null ? IntPtr.Zero : instruct.AddrOfPinnedObject();
                 native.AbortCb = p.ShouldAbort == null ? IntPtr.Zero : AbortPointer;
                 native.AbortUserData = GCHandle.ToIntPtr(self);
                 AudioHandle h;
@@ -235,8 +231,7 @@ namespace Qwentts
             }
             finally
             {
-                if (instruct.IsAllocated) instruct.Free();
-                language.Free();
+                GenerateParams.Unpin(language, instruct);
                 self.Free();
             }
         }

@@ -27,14 +27,10 @@ namespace Qwentts
             if (capacity < 0) throw new ArgumentOutOfRangeException("capacity");
             if (p == null) p = model.DefaultGenerateParams();
             if (p.ShouldAbort != null) throw new ArgumentException("a stream is stopped with Cancel, not ShouldAbort", "p");
-            GCHandle language = GCHandle.Alloc(Utf8.Encode(p.Language ?? "auto"), GCHandleType.Pinned);
-            GCHandle instruct = p.Instruct == null ? default(GCHandle) : GCHandle.Alloc(Utf8.Encode(p.Instruct), GCHandleType.Pinned);
+            GCHandle language, instruct;
+            GenParamsNative native = p.Pin(out language, out instruct);
             try
             {
-                GenParamsNative native = p.Native;
-                native.StructSize = (uint)Marshal.SizeOf(typeof(GenParamsNative));
-                native.Language = language.AddrOfPinnedObject();
-                native.Instruct = p.Instruct == null ? IntPtr.Zero : instruct.AddrOfPinnedObject();
                 native.AbortCb = IntPtr.Zero;
                 native.AbortUserData = IntPtr.Zero;
                 StreamHandle h;
@@ -50,8 +46,7 @@ namespace Qwentts
             }
             finally
             {
-                if (instruct.IsAllocated) instruct.Free();
-                language.Free();
+                GenerateParams.Unpin(language, instruct);
             }
         }
 

@@ -27,9 +27,9 @@ use super::voice::Voice;
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::generate::FinishReason;
 
-/// Smallest and largest ring a stream may have, in samples (10 ms at 8 kHz .. 10 minutes at
-/// 48 kHz: 110 MB).
+/// Smallest ring a stream may have, in samples (10 ms at 8 kHz).
 pub const MIN_STREAM_CAPACITY: usize = 80;
+/// Largest ring a stream may have, in samples (10 minutes at 48 kHz: 110 MB).
 pub const MAX_STREAM_CAPACITY: usize = 48_000 * 600;
 
 /// Where a stream is. Once it is not `Running`, nothing more will be written to the ring:
@@ -110,14 +110,30 @@ impl SampleRing {
         self.buf.len()
     }
 
+    /// Samples `from..from + n` (counted since the start) as at most two runs of slots:
+    /// (first slot, length) up to the buffer's end, then the rest from slot 0.
+    fn spans(&self, from: usize, n: usize) -> ((usize, usize), (usize, usize)) {
+        let start = from % self.capacity();
+        let first = n.min(self.capacity() - start);
+        ((start, first), (0, n - first))
+    }
+
+    /// Pointer to slot `i` (`UnsafeCell<f32>` has the layout of `f32`).
+    fn slot(&self, i: usize) -> *mut f32 {
+        UnsafeCell::raw_get(self.buf.as_ptr().wrapping_add(i))
+    }
+
     /// Producer: copies as much of `samples` as fits; returns how many.
     fn push(&self, samples: &[f32]) -> usize {
         let w = self.written.load(Ordering::Relaxed);
         let r = self.read.load(Ordering::Acquire);
         let n = samples.len().min(self.capacity() - (w - r));
-        for (i, &s) in samples[..n].iter().enumerate() {
-            // SAFETY: slot (w + i) % cap is in the producer's range (w + i < r + cap).
-            unsafe { *self.buf[(w + i) % self.capacity()].get() = s };
+        let (first, second) = self.spans(w, n);
+        // SAFETY: slots w..w + n (mod cap) are in the producer's range (w + n <= r + cap);
+        // `spans` keeps both copies inside the buffer.
+        unsafe {
+            std::ptr::copy_nonoverlapping(samples.as_ptr(), self.slot(first.0), first.1);
+            std::ptr::copy_nonoverlapping(samples.as_ptr().add(first.1), self.slot(second.0), second.1);
         }
         self.written.store(w + n, Ordering::Release);
         n
@@ -128,9 +144,12 @@ impl SampleRing {
         let r = self.read.load(Ordering::Relaxed);
         let w = self.written.load(Ordering::Acquire);
         let n = out.len().min(w - r);
-        for (i, o) in out[..n].iter_mut().enumerate() {
-            // SAFETY: slot (r + i) % cap is in the consumer's range (r + i < w).
-            *o = unsafe { *self.buf[(r + i) % self.capacity()].get() };
+        let (first, second) = self.spans(r, n);
+        // SAFETY: slots r..r + n (mod cap) are in the consumer's range (r + n <= w); `spans`
+        // keeps both copies inside the buffer.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.slot(first.0), out.as_mut_ptr(), first.1);
+            std::ptr::copy_nonoverlapping(self.slot(second.0), out.as_mut_ptr().add(first.1), second.1);
         }
         self.read.store(r + n, Ordering::Release);
         n

@@ -272,16 +272,16 @@ fn streaming_uneven_pieces_equal_offline_decode() {
     let codes = Golden::open("codec.safetensors").codes("decode_codes");
     let offline = dec.decode_full(&codes, NQ).unwrap();
     for policy in [ChunkPolicy::Official, ChunkPolicy::Continuous] {
-        let mut stream = StreamingDecoder::new(&dec, policy);
+        let mut stream = StreamingDecoder::new(&dec, policy).unwrap();
         let streamed = stream_in_pieces(&mut stream, &codes, &[1, 2, 7, 3, 11, 6]);
         assert_close(&format!("stream {policy:?} vs offline"), &streamed, &offline, 1e-5);
         // Frame by frame, after a reset.
-        stream.reset();
+        stream.reset().unwrap();
         let streamed = stream_in_pieces(&mut stream, &codes, &[1]);
         assert_close(&format!("stream {policy:?} 1-by-1"), &streamed, &offline, 1e-5);
     }
     // An empty push is a no-op.
-    let mut stream = StreamingDecoder::new(&dec, ChunkPolicy::Official);
+    let mut stream = StreamingDecoder::new(&dec, ChunkPolicy::Official).unwrap();
     assert!(stream.push(&[], NQ).unwrap().is_empty());
     assert_eq!(stream.frames(), 0);
 }
@@ -293,7 +293,7 @@ fn streaming_320_frames_official_policy_reproduces_chunked_decode() {
     let codes = g.codes("chunked_codes");
 
     // Official: re-primed at frame 300, so it matches the official chunked output.
-    let mut stream = StreamingDecoder::new(Arc::clone(&dec), ChunkPolicy::Official);
+    let mut stream = StreamingDecoder::new(Arc::clone(&dec), ChunkPolicy::Official).unwrap();
     let streamed = stream_in_pieces(&mut stream, &codes, &[1, 2, 7, 45, 250, 13]);
     let (_, window) = g.f32s("chunked_wave_window");
     assert_close("official stream window", &streamed[290 * HOP..310 * HOP], &window, 1e-4);
@@ -301,12 +301,12 @@ fn streaming_320_frames_official_policy_reproduces_chunked_decode() {
     assert_close("official stream vs decode()", &streamed, &offline, 1e-5);
 
     // A push ending exactly on the seam, then one crossing nothing.
-    let mut stream = StreamingDecoder::new(Arc::clone(&dec), ChunkPolicy::Official);
+    let mut stream = StreamingDecoder::new(Arc::clone(&dec), ChunkPolicy::Official).unwrap();
     let streamed = stream_in_pieces(&mut stream, &codes, &[300, 20]);
     assert_close("official stream 300+20", &streamed, &offline, 1e-5);
 
     // Continuous: one uninterrupted causal decode, no seam.
-    let mut stream = StreamingDecoder::new(Arc::clone(&dec), ChunkPolicy::Continuous);
+    let mut stream = StreamingDecoder::new(Arc::clone(&dec), ChunkPolicy::Continuous).unwrap();
     let streamed = stream_in_pieces(&mut stream, &codes, &[7, 64, 1, 100]);
     let full = dec.decode_full(&codes, NQ).unwrap();
     assert_close("continuous stream vs decode_full()", &streamed, &full, 1e-5);
@@ -335,7 +335,7 @@ fn bad_codes_are_clean_errors() {
     assert_eq!(dec.decode(&codes[..NQ + 3], NQ).unwrap_err().kind(), ErrorKind::InvalidArgument);
 
     // A rejected push leaves the stream untouched.
-    let mut stream = StreamingDecoder::new(&dec, ChunkPolicy::Official);
+    let mut stream = StreamingDecoder::new(&dec, ChunkPolicy::Official).unwrap();
     let first = stream.push(&codes[..2 * NQ], NQ).unwrap();
     assert_eq!(stream.push(&bad[2 * NQ..], NQ).unwrap_err().kind(), ErrorKind::InvalidArgument);
     assert_eq!(stream.frames(), 2);

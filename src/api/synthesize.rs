@@ -110,7 +110,7 @@ impl Model {
         let reference = voice.reference().map(|r| r.codes.as_slice());
         let streaming = hooks.on_chunk.is_some();
         let mut out = OutputStream {
-            decoder: StreamingDecoder::new(decoder, ChunkPolicy::Official),
+            decoder: StreamingDecoder::new(decoder, ChunkPolicy::Official)?,
             groups,
             chunk_frames: options.chunk_frames,
             reference,

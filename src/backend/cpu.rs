@@ -47,6 +47,13 @@ pub struct CpuStream {
     threads: usize,
 }
 
+impl CpuStream {
+    /// Threads this request's ops may use.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+}
+
 impl Default for CpuBackend {
     fn default() -> Self {
         Self::new(std::thread::available_parallelism().map(NonZeroUsize::get).unwrap_or(1))

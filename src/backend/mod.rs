@@ -12,12 +12,18 @@
 //! * [`Backend::Stream`]: one request's execution context (a CUDA stream; on the CPU, the
 //!   thread count). Every op runs on a stream, so requests never share mutable state.
 //!
+//! The codec networks are written over a second op set beside this one,
+//! [`audio::AudioBackend`] (convolutions with streaming state, sliding-window attention, the
+//! vocoder's activations; f32 weights on every backend).
+//!
 //! Conventions: matrices are row-major; a "row" is one sequence position. Linear weights
 //! are stored `[out, in]` as in PyTorch, so `linear` computes `y = x · Wᵀ (+ b)`. Lengths
 //! and offsets are in f32 elements. Ops check their sizes and return an error rather than
 //! read or write out of bounds.
 
+pub mod audio;
 pub mod cpu;
+pub mod cpu_audio;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 

@@ -1,37 +1,40 @@
-//! Causal 1-D convolutions with explicit streaming state.
+//! The codec's convolution layers, written over the audio op set ([`AudioBackend`]).
 //!
-//! Every convolution of the decoder is causal, so each can run on a stream of input rows if
-//! it keeps a little state between calls:
-//! * [`CausalConv1d`] keeps the last `(k−1)·d` input rows. At the start of a stream they are
-//!   zeros, which is exactly the reference's left zero padding; so one call over all rows
-//!   and many calls over consecutive pieces compute the same numbers.
-//! * [`DepthwiseCausalConv1d`] (ConvNeXt's `groups = channels` conv) likewise.
-//! * [`CausalConvTranspose1d`] keeps the `k − s` output rows that the last input row has only
+//! Every convolution of the decoder is causal, so each runs on a stream of input rows with a
+//! little state kept by the caller between calls:
+//! * [`Conv`] (also a dense layer: one tap) keeps the last `(k−1)·d` input rows. At the start
+//!   of a stream they are zeros, which is exactly the reference's left zero padding; so one
+//!   call over all rows and many calls over consecutive pieces compute the same numbers.
+//! * [`DepthwiseConv`] (ConvNeXt's `groups = channels` conv) likewise.
+//! * [`TransposedConv`] keeps the `k − s` output rows that the last input row has only
 //!   partly written (overlap-add carry).
 //!
-//! Activations are channels-last `[rows, channels]` (see `ops`). Weights are repacked at load
-//! so that each inner product reads contiguous memory.
+//! Weights are repacked once at load into the layouts the ops take (tap-major), so that each
+//! inner product reads contiguous memory.
 
-use super::ops::{matmul_xwt, matmul_xwt_strided};
 use super::{TensorSource, load_vec};
+use crate::backend::audio::{AudioBackend, ConvShape, TransposedConvShape};
 use crate::error::{Error, Result};
 
-/// `nn.Conv1d(cin, cout, k, dilation=d)` with left zero padding `(k−1)·d` and none on the
-/// right (`Qwen3TTSTokenizerV2CausalConvNet`, stride 1: the only stride the decoder uses).
-#[derive(Debug, Clone)]
-pub struct CausalConv1d {
-    pub cin: usize,
-    pub cout: usize,
-    pub kernel: usize,
-    pub dilation: usize,
-    /// `[cout][k][cin]`: one row-major `[cout, k·cin]` matrix against the im2col rows.
-    weight: Vec<f32>,
-    bias: Vec<f32>,
+/// A fresh stream state of `len` elements (zeros), or none for a stateless layer.
+fn new_state<B: AudioBackend>(backend: &B, len: usize) -> Result<Option<B::Buffer>> {
+    if len == 0 { Ok(None) } else { backend.alloc(len).map(Some) }
 }
 
-impl CausalConv1d {
+/// `nn.Conv1d(cin, cout, k, dilation=d)` with left zero padding `(k−1)·d` and none on the
+/// right (`Qwen3TTSTokenizerV2CausalConvNet`, stride 1: the only stride the decoder uses),
+/// or a dense layer (one tap).
+pub struct Conv<B: AudioBackend> {
+    pub shape: ConvShape,
+    /// `[cout, k·cin]`: tap-major, one row-major matrix against the im2col rows.
+    weight: B::AudioWeight,
+    bias: Option<B::AudioWeight>,
+}
+
+impl<B: AudioBackend> Conv<B> {
     /// Loads `{prefix}.weight [cout, cin, k]` and `{prefix}.bias [cout]`.
     pub fn load(
+        backend: &B,
         src: &dyn TensorSource,
         prefix: &str,
         cin: usize,
@@ -41,6 +44,23 @@ impl CausalConv1d {
     ) -> Result<Self> {
         let w = load_vec(src, &format!("{prefix}.weight"), &[cout, cin, kernel])?;
         let bias = load_vec(src, &format!("{prefix}.bias"), &[cout])?;
+        Self::from_torch(backend, ConvShape { cin, cout, kernel, dilation }, &w, Some(&bias))
+    }
+
+    /// A dense layer: `{prefix}.weight [n_out, n_in]` (+ `{prefix}.bias [n_out]`).
+    pub fn load_linear(backend: &B, src: &dyn TensorSource, prefix: &str, n_in: usize, n_out: usize, bias: bool) -> Result<Self> {
+        let w = load_vec(src, &format!("{prefix}.weight"), &[n_out, n_in])?;
+        let b = if bias { Some(load_vec(src, &format!("{prefix}.bias"), &[n_out])?) } else { None };
+        Self::from_torch(backend, ConvShape::linear(n_in, n_out), &w, b.as_deref())
+    }
+
+    /// From PyTorch's `[cout, cin, k]` weight (any `k`, including a dense layer's `[n_out,
+    /// n_in]` as k = 1), repacked tap-major.
+    pub fn from_torch(backend: &B, shape: ConvShape, w: &[f32], bias: Option<&[f32]>) -> Result<Self> {
+        let ConvShape { cin, cout, kernel, dilation } = shape;
+        if kernel == 0 || dilation == 0 || w.len() != shape.weight_len() {
+            return Err(Error::bad_config(format!("convolution {shape:?} with {} weights", w.len())));
+        }
         let mut weight = vec![0.0; w.len()];
         for o in 0..cout {
             for i in 0..cin {
@@ -49,82 +69,44 @@ impl CausalConv1d {
                 }
             }
         }
-        Ok(CausalConv1d { cin, cout, kernel, dilation, weight, bias })
+        Ok(Conv {
+            shape,
+            weight: backend.upload_audio_weight(&weight, &[cout, kernel * cin])?,
+            bias: bias.map(|b| backend.upload_audio_weight(b, &[cout])).transpose()?,
+        })
     }
 
-    /// Input rows of history the next call needs: the receptive field minus the current row.
-    pub fn history_rows(&self) -> usize {
-        (self.kernel - 1) * self.dilation
+    /// A fresh stream state: zero history = the causal left padding; none for one tap.
+    pub fn new_state(&self, backend: &B) -> Result<Option<B::Buffer>> {
+        new_state(backend, self.shape.history_rows() * self.shape.cin)
     }
 
-    /// A fresh stream state: zero history = the causal left padding.
-    pub fn new_state(&self) -> Vec<f32> {
-        vec![0.0; self.history_rows() * self.cin]
-    }
-
-    /// Convolves `rows` new input rows `x [rows, cin]` → `[rows, cout]`, updating `history`.
-    pub fn forward(&self, x: &[f32], rows: usize, history: &mut [f32], threads: usize) -> Vec<f32> {
-        let (cin, cout) = (self.cin, self.cout);
-        debug_assert_eq!(x.len(), rows * cin);
-        debug_assert_eq!(history.len(), self.history_rows() * cin);
-        let mut y = self.bias.repeat(rows);
-        if rows == 0 {
-            return y;
-        }
-        // 1. The padded input: carried history rows, then the new rows. Output row t sees
-        //    padded rows t + j·d for taps j = 0..k (tap k−1 is the current row).
-        let padded: Vec<f32>;
-        let input = if history.is_empty() {
-            x
-        } else {
-            padded = [&*history, x].concat();
-            &padded
-        };
-        // 2. Accumulate all taps onto the bias with one product per dilation phase.
-        //    Output row t reads padded rows t, t+d, …, t+(k−1)·d. Channels-last makes the
-        //    im2col matrix free when d = 1: those k·cin values are contiguous, so the padded
-        //    buffer read with row stride cin (rows overlap) *is* the [rows, k·cin] matrix.
-        //    For d > 1, the output rows t ≡ r (mod d) only read padded rows ≡ r (mod d):
-        //    gathered into their own buffer ("phase" r), they form an undilated conv again,
-        //    whose outputs land on every d-th row of y.
-        let (d, kc) = (self.dilation, self.kernel * cin);
-        if d == 1 {
-            matmul_xwt(input, cin, &self.weight, &mut y, rows, cout, kc, true, threads);
-        } else {
-            let total_rows = input.len() / cin;
-            let mut phase = Vec::with_capacity(total_rows.div_ceil(d) * cin);
-            for r in 0..d.min(rows) {
-                let phase_rows = (rows - r).div_ceil(d);
-                phase.clear();
-                for p in (r..total_rows).step_by(d) {
-                    phase.extend_from_slice(&input[p * cin..(p + 1) * cin]);
-                }
-                let y_r = &mut y[r * cout..];
-                matmul_xwt_strided(&phase, cin, &self.weight, y_r, d * cout, phase_rows, cout, kc, true, threads);
-            }
-        }
-        // 3. The last (k−1)·d input rows become the history of the next call.
-        if !history.is_empty() {
-            let keep = history.len();
-            history.copy_from_slice(&input[input.len() - keep..]);
-        }
-        y
+    /// Convolves `rows` new input rows `x [rows, cin]` → `y [rows, cout]`, updating `history`.
+    pub fn forward(
+        &self,
+        backend: &B,
+        s: &mut B::Stream,
+        x: &B::Buffer,
+        rows: usize,
+        history: Option<&mut B::Buffer>,
+        y: &mut B::Buffer,
+    ) -> Result<()> {
+        backend.causal_conv(s, x, rows, history, self.shape, &self.weight, self.bias.as_ref(), y)
     }
 }
 
 /// ConvNeXt's depthwise causal conv (`groups = channels`): each channel has its own kernel.
-#[derive(Debug, Clone)]
-pub struct DepthwiseCausalConv1d {
+pub struct DepthwiseConv<B: AudioBackend> {
     pub channels: usize,
     pub kernel: usize,
     /// Tap-major `[k][channels]`.
-    taps: Vec<f32>,
-    bias: Vec<f32>,
+    taps: B::AudioWeight,
+    bias: B::AudioWeight,
 }
 
-impl DepthwiseCausalConv1d {
+impl<B: AudioBackend> DepthwiseConv<B> {
     /// Loads `{prefix}.weight [channels, 1, k]` and `{prefix}.bias [channels]`.
-    pub fn load(src: &dyn TensorSource, prefix: &str, channels: usize, kernel: usize) -> Result<Self> {
+    pub fn load(backend: &B, src: &dyn TensorSource, prefix: &str, channels: usize, kernel: usize) -> Result<Self> {
         let w = load_vec(src, &format!("{prefix}.weight"), &[channels, 1, kernel])?;
         let bias = load_vec(src, &format!("{prefix}.bias"), &[channels])?;
         let mut taps = vec![0.0; w.len()];
@@ -133,30 +115,21 @@ impl DepthwiseCausalConv1d {
                 taps[j * channels + c] = w[c * kernel + j];
             }
         }
-        Ok(DepthwiseCausalConv1d { channels, kernel, taps, bias })
+        Ok(DepthwiseConv {
+            channels,
+            kernel,
+            taps: backend.upload_audio_weight(&taps, &[kernel, channels])?,
+            bias: backend.upload_audio_weight(&bias, &[channels])?,
+        })
     }
 
-    pub fn new_state(&self) -> Vec<f32> {
-        vec![0.0; (self.kernel - 1) * self.channels]
+    pub fn new_state(&self, backend: &B) -> Result<B::Buffer> {
+        backend.alloc((self.kernel - 1) * self.channels)
     }
 
     /// `[rows, channels]` → `[rows, channels]`, updating `history` (the last k−1 input rows).
-    pub fn forward(&self, x: &[f32], rows: usize, history: &mut [f32]) -> Vec<f32> {
-        let c = self.channels;
-        let padded = [&*history, x].concat();
-        let mut y = self.bias.repeat(rows);
-        for (t, y_row) in y.chunks_exact_mut(c).enumerate() {
-            for j in 0..self.kernel {
-                let x_row = &padded[(t + j) * c..(t + j + 1) * c];
-                let w = &self.taps[j * c..(j + 1) * c];
-                for ((out, &v), &wv) in y_row.iter_mut().zip(x_row).zip(w) {
-                    *out += v * wv;
-                }
-            }
-        }
-        let keep = history.len();
-        history.copy_from_slice(&padded[padded.len() - keep..]);
-        y
+    pub fn forward(&self, backend: &B, s: &mut B::Stream, x: &B::Buffer, rows: usize, history: &mut B::Buffer, y: &mut B::Buffer) -> Result<()> {
+        backend.depthwise_causal_conv(s, x, rows, history, self.channels, self.kernel, &self.taps, &self.bias, y)
     }
 }
 
@@ -164,21 +137,18 @@ impl DepthwiseCausalConv1d {
 /// (`Qwen3TTSTokenizerV2CausalTransConvNet`): of the full `(L−1)·s + k` outputs the last
 /// `k − s` are dropped, leaving exactly `L·s`; output row m depends on inputs ≤ m / s.
 /// (Older ports trim both ends instead: a different, non-causal network.)
-#[derive(Debug, Clone)]
-pub struct CausalConvTranspose1d {
-    pub cin: usize,
-    pub cout: usize,
-    pub kernel: usize,
-    pub stride: usize,
+pub struct TransposedConv<B: AudioBackend> {
+    pub shape: TransposedConvShape,
     /// `[k·cout, cin]`: row (j, o) holds the weights from every input channel to output
     /// channel o at offset j.
-    weight: Vec<f32>,
-    bias: Vec<f32>,
+    weight: B::AudioWeight,
+    bias: B::AudioWeight,
 }
 
-impl CausalConvTranspose1d {
+impl<B: AudioBackend> TransposedConv<B> {
     /// Loads `{prefix}.weight [cin, cout, k]` (PyTorch's transposed layout) and `{prefix}.bias`.
     pub fn load(
+        backend: &B,
         src: &dyn TensorSource,
         prefix: &str,
         cin: usize,
@@ -201,50 +171,22 @@ impl CausalConvTranspose1d {
                 }
             }
         }
-        Ok(CausalConvTranspose1d { cin, cout, kernel, stride, weight, bias })
+        Ok(TransposedConv {
+            shape: TransposedConvShape { cin, cout, kernel, stride },
+            weight: backend.upload_audio_weight(&weight, &[kernel * cout, cin])?,
+            bias: backend.upload_audio_weight(&bias, &[cout])?,
+        })
     }
 
-    /// Output rows the last input row reaches past the end of its own `s` rows.
-    pub fn overlap_rows(&self) -> usize {
-        self.kernel - self.stride
-    }
-
-    /// A fresh stream state: no pending partial sums.
-    pub fn new_state(&self) -> Vec<f32> {
-        vec![0.0; self.overlap_rows() * self.cout]
+    /// A fresh stream state: no pending partial sums (none when kernel = stride).
+    pub fn new_state(&self, backend: &B) -> Result<Option<B::Buffer>> {
+        new_state(backend, self.shape.overlap_rows() * self.shape.cout)
     }
 
     /// `[rows, cin]` → `[rows·s, cout]`, updating `carry` (partial sums of the next `k − s`
     /// output rows, without bias).
-    pub fn forward(&self, x: &[f32], rows: usize, carry: &mut [f32], threads: usize) -> Vec<f32> {
-        let (cout, k, s) = (self.cout, self.kernel, self.stride);
-        debug_assert_eq!(x.len(), rows * self.cin);
-        debug_assert_eq!(carry.len(), self.overlap_rows() * cout);
-        // 1. Each input row's contribution to its k output rows: z[rows, k·cout] = x · Wᵀ.
-        let mut z = vec![0.0; rows * k * cout];
-        matmul_xwt(x, self.cin, &self.weight, &mut z, rows, k * cout, self.cin, false, threads);
-        // 2. Overlap-add, starting from the carried partial sums. Input row n writes output
-        //    rows n·s .. n·s+k; rows are added in input order, so splitting a stream into
-        //    pieces does not even change the rounding.
-        let tail = carry.len();
-        let mut acc = vec![0.0; rows * s * cout + tail];
-        acc[..tail].copy_from_slice(carry);
-        for n in 0..rows {
-            let dst = &mut acc[n * s * cout..(n * s + k) * cout];
-            for (d, &v) in dst.iter_mut().zip(&z[n * k * cout..(n + 1) * k * cout]) {
-                *d += v;
-            }
-        }
-        // 3. Rows past rows·s are incomplete: they are the next call's carry (and what the
-        //    reference trims off at the end of the signal).
-        carry.copy_from_slice(&acc[rows * s * cout..]);
-        acc.truncate(rows * s * cout);
-        for row in acc.chunks_exact_mut(cout) {
-            for (v, &b) in row.iter_mut().zip(&self.bias) {
-                *v += b;
-            }
-        }
-        acc
+    pub fn forward(&self, backend: &B, s: &mut B::Stream, x: &B::Buffer, rows: usize, carry: Option<&mut B::Buffer>, y: &mut B::Buffer) -> Result<()> {
+        backend.causal_conv_transpose(s, x, rows, carry, self.shape, &self.weight, &self.bias, y)
     }
 }
 
@@ -253,6 +195,14 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+    use crate::backend::Backend;
+    use crate::backend::cpu::CpuBackend;
+
+    fn cpu() -> (CpuBackend, <CpuBackend as Backend>::Stream) {
+        let b = CpuBackend::new(1);
+        let s = b.new_stream().unwrap();
+        (b, s)
+    }
 
     /// Named tensors held in memory.
     struct MapSource(HashMap<String, (Vec<usize>, Vec<f32>)>);
@@ -303,7 +253,8 @@ mod tests {
         let (cin, cout, k, rows) = (3, 4, 7, 40);
         for dilation in [1, 3] {
             let src = source(&[cout, cin, k], cout);
-            let conv = CausalConv1d::load(&src, "c", cin, cout, k, dilation).unwrap();
+            let (cpu, mut st) = cpu();
+            let conv = Conv::load(&cpu, &src, "c", cin, cout, k, dilation).unwrap();
             let (w, b) = (&src.0["c.weight"].1, &src.0["c.bias"].1);
             // Reference: y[t, o] = b[o] + Σ_{i,j} w[o, i, j] · x[t − (k−1−j)·d, i], x < 0 = 0.
             let x = noise(rows * cin, 3);
@@ -322,8 +273,12 @@ mod tests {
                 }
             }
             for pieces in [&[rows][..], &[1, 2, 7, 3]] {
-                let mut hist = conv.new_state();
-                let got = in_pieces(rows, cin, pieces, |x, n| conv.forward(x, n, &mut hist, 1));
+                let mut hist = conv.new_state(&cpu).unwrap().expect("k > 1 keeps a history");
+                let got = in_pieces(rows, cin, pieces, |x, n| {
+                    let mut y = vec![0.0; n * cout];
+                    conv.forward(&cpu, &mut st, &x.to_vec(), n, Some(&mut hist), &mut y).unwrap();
+                    y
+                });
                 assert_close(&got, &want);
             }
         }
@@ -333,7 +288,8 @@ mod tests {
     fn depthwise_conv_matches_reference_in_any_pieces() {
         let (ch, k, rows) = (5, 7, 30);
         let src = source(&[ch, 1, k], ch);
-        let conv = DepthwiseCausalConv1d::load(&src, "c", ch, k).unwrap();
+        let (cpu, mut st) = cpu();
+        let conv = DepthwiseConv::load(&cpu, &src, "c", ch, k).unwrap();
         let (w, b) = (&src.0["c.weight"].1, &src.0["c.bias"].1);
         let x = noise(rows * ch, 3);
         let mut want = vec![0.0; rows * ch];
@@ -349,8 +305,12 @@ mod tests {
             }
         }
         for pieces in [&[rows][..], &[1, 4, 2]] {
-            let mut hist = conv.new_state();
-            let got = in_pieces(rows, ch, pieces, |x, n| conv.forward(x, n, &mut hist));
+            let mut hist = conv.new_state(&cpu).unwrap();
+            let got = in_pieces(rows, ch, pieces, |x, n| {
+                let mut y = vec![0.0; n * ch];
+                conv.forward(&cpu, &mut st, &x.to_vec(), n, &mut hist, &mut y).unwrap();
+                y
+            });
             assert_close(&got, &want);
         }
     }
@@ -360,7 +320,8 @@ mod tests {
         let (cin, cout, rows) = (3, 2, 12);
         for (k, s) in [(6, 3), (2, 2), (5, 2)] {
             let src = source(&[cin, cout, k], cout);
-            let conv = CausalConvTranspose1d::load(&src, "c", cin, cout, k, s).unwrap();
+            let (cpu, mut st) = cpu();
+            let conv = TransposedConv::load(&cpu, &src, "c", cin, cout, k, s).unwrap();
             let (w, b) = (&src.0["c.weight"].1, &src.0["c.bias"].1);
             // Reference: the full (L−1)·s + k outputs of nn.ConvTranspose1d, first L·s kept.
             let x = noise(rows * cin, 3);
@@ -382,12 +343,16 @@ mod tests {
             }
             let want = &full[..rows * s * cout];
             for pieces in [&[rows][..], &[1, 2, 5]] {
-                let mut carry = conv.new_state();
-                let got = in_pieces(rows, cin, pieces, |x, n| conv.forward(x, n, &mut carry, 1));
+                let mut carry = conv.new_state(&cpu).unwrap();
+                let got = in_pieces(rows, cin, pieces, |x, n| {
+                    let mut y = vec![0.0; n * s * cout];
+                    conv.forward(&cpu, &mut st, &x.to_vec(), n, carry.as_mut(), &mut y).unwrap();
+                    y
+                });
                 assert_close(&got, want);
             }
         }
         let src = source(&[cin, cout, 2], cout);
-        assert!(CausalConvTranspose1d::load(&src, "c", cin, cout, 2, 3).is_err(), "kernel < stride");
+        assert!(TransposedConv::load(&CpuBackend::new(1), &src, "c", cin, cout, 2, 3).is_err(), "kernel < stride");
     }
 }

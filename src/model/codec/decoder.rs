@@ -1,4 +1,5 @@
-//! Codes → 24 kHz waveform: `Qwen3TTSTokenizerV2Decoder` (qwen-tts 0.1.1) on the CPU in f32.
+//! Codes → 24 kHz waveform: `Qwen3TTSTokenizerV2Decoder` (qwen-tts 0.1.1), written once over
+//! the audio op set ([`AudioBackend`]): on the CPU (the default, f32, the oracle) or on a GPU.
 //!
 //! 1. Dequantise: codebook 0 (`rvq_first`) and the sum of codebooks 1.. (`rvq_rest`), each
 //!    projected 1×1 to `codebook_dim`, added.
@@ -20,11 +21,16 @@
 //! [`CodecDecoder::decode`] reproduces the official wrapper, which for more than 300 frames
 //! decodes 300-frame chunks separately, each with 25 frames of re-computed left context.
 
-use super::conv::{CausalConv1d, CausalConvTranspose1d, DepthwiseCausalConv1d};
-use super::ops::{Linear, SnakeBeta, gelu, layer_norm_rows, par_rows, scale_add_rows};
-use super::stream::{BlockState, DecoderState, UpsampleState};
+use std::ops::Range;
+
+use super::conv::{Conv, DepthwiseConv, TransposedConv};
+use super::stream::{BlockState, DecoderState, UpsampleState, VocoderState};
 use super::transformer::PreTransformer;
-use super::{TensorSource, load_linear, load_vec};
+use super::workspace::fit;
+use super::{TensorSource, load_vec};
+use crate::backend::Backend;
+use crate::backend::audio::{AudioBackend, ConvShape};
+use crate::backend::cpu::CpuBackend;
 use crate::error::{Error, Result};
 use crate::model::Checkpoint;
 use crate::model::config::SpeechTokenizerConfig;
@@ -88,136 +94,196 @@ pub struct DecoderTrace {
     pub decoder0: Vec<f32>,
 }
 
-/// ConvNeXt block: depthwise causal conv k7 → LayerNorm → Linear ×4 → GELU → Linear →
-/// ×gamma → + input.
-pub(crate) struct ConvNeXtBlock {
-    pub(crate) dwconv: DepthwiseCausalConv1d,
-    norm_weight: Vec<f32>,
-    norm_bias: Vec<f32>,
-    pwconv1: Linear,
-    pwconv2: Linear,
-    gamma: Vec<f32>,
+/// SnakeBeta `x + 1/(e^β + 1e-9) · sin²(x · e^α)` per channel. α and β are stored in log
+/// space; the two per-channel factors are computed once at load exactly as the reference
+/// computes them on every call (f32 exp, f32 add and divide).
+pub(crate) struct Snake<B: AudioBackend> {
+    /// e^α: the frequency.
+    freq: B::AudioWeight,
+    /// 1 / (e^β + 1e-9): the magnitude.
+    inv_mag: B::AudioWeight,
 }
 
-impl ConvNeXtBlock {
-    fn load(src: &dyn TensorSource, prefix: &str, dim: usize) -> Result<Self> {
+impl<B: AudioBackend> Snake<B> {
+    fn load(backend: &B, src: &dyn TensorSource, prefix: &str, dim: usize) -> Result<Self> {
+        const NO_DIV_BY_ZERO: f32 = 1e-9;
+        let alpha = load_vec(src, &format!("{prefix}.alpha"), &[dim])?;
+        let beta = load_vec(src, &format!("{prefix}.beta"), &[dim])?;
+        let freq: Vec<f32> = alpha.iter().map(|a| a.exp()).collect();
+        let inv_mag: Vec<f32> = beta.iter().map(|b| 1.0 / (b.exp() + NO_DIV_BY_ZERO)).collect();
+        Ok(Snake { freq: backend.upload_audio_weight(&freq, &[dim])?, inv_mag: backend.upload_audio_weight(&inv_mag, &[dim])? })
+    }
+
+    fn apply(&self, b: &B, s: &mut B::Stream, x: &mut B::Buffer, rows: usize) -> Result<()> {
+        b.snake_beta(s, x, rows, &self.freq, &self.inv_mag)
+    }
+}
+
+/// ConvNeXt block: depthwise causal conv k7 → LayerNorm → Linear ×4 → GELU → Linear →
+/// ×gamma → + input.
+pub(crate) struct ConvNeXtBlock<B: AudioBackend> {
+    pub(crate) dwconv: DepthwiseConv<B>,
+    norm_weight: B::AudioWeight,
+    norm_bias: B::AudioWeight,
+    pwconv1: Conv<B>,
+    pwconv2: Conv<B>,
+    gamma: B::AudioWeight,
+}
+
+impl<B: AudioBackend> ConvNeXtBlock<B> {
+    fn load(backend: &B, src: &dyn TensorSource, prefix: &str, dim: usize) -> Result<Self> {
+        let vec = |name: &str| -> Result<B::AudioWeight> { backend.upload_audio_weight(&load_vec(src, name, &[dim])?, &[dim]) };
         Ok(ConvNeXtBlock {
-            dwconv: DepthwiseCausalConv1d::load(src, &format!("{prefix}.dwconv.conv"), dim, CONVNEXT_KERNEL)?,
-            norm_weight: load_vec(src, &format!("{prefix}.norm.weight"), &[dim])?,
-            norm_bias: load_vec(src, &format!("{prefix}.norm.bias"), &[dim])?,
-            pwconv1: load_linear(src, &format!("{prefix}.pwconv1"), dim, 4 * dim, true)?,
-            pwconv2: load_linear(src, &format!("{prefix}.pwconv2"), 4 * dim, dim, true)?,
-            gamma: load_vec(src, &format!("{prefix}.gamma"), &[dim])?,
+            dwconv: DepthwiseConv::load(backend, src, &format!("{prefix}.dwconv.conv"), dim, CONVNEXT_KERNEL)?,
+            norm_weight: vec(&format!("{prefix}.norm.weight"))?,
+            norm_bias: vec(&format!("{prefix}.norm.bias"))?,
+            pwconv1: Conv::load_linear(backend, src, &format!("{prefix}.pwconv1"), dim, 4 * dim, true)?,
+            pwconv2: Conv::load_linear(backend, src, &format!("{prefix}.pwconv2"), 4 * dim, dim, true)?,
+            gamma: vec(&format!("{prefix}.gamma"))?,
         })
     }
 
-    fn forward(&self, x: &[f32], rows: usize, dw_history: &mut [f32], threads: usize) -> Vec<f32> {
-        let mut h = self.dwconv.forward(x, rows, dw_history);
-        layer_norm_rows(&mut h, &self.norm_weight, &self.norm_bias, CONVNEXT_NORM_EPS);
-        let mut h = self.pwconv1.forward(&h, rows, threads);
-        par_rows(&mut h, self.pwconv1.n_out, threads, |_, chunk| chunk.iter_mut().for_each(|v| *v = gelu(*v)));
-        let h = self.pwconv2.forward(&h, rows, threads);
-        let mut out = x.to_vec();
-        scale_add_rows(&mut out, &h, &self.gamma);
-        out
+    /// `x [rows, dim]` in place, using `t1 [rows, dim]` and `t2 [rows, 4·dim]`.
+    #[allow(clippy::too_many_arguments)]
+    fn forward(
+        &self,
+        b: &B,
+        s: &mut B::Stream,
+        x: &mut B::Buffer,
+        rows: usize,
+        dw_history: &mut B::Buffer,
+        t1: &mut B::Buffer,
+        t2: &mut B::Buffer,
+    ) -> Result<()> {
+        self.dwconv.forward(b, s, x, rows, dw_history, t1)?;
+        b.layer_norm(s, t1, rows, &self.norm_weight, &self.norm_bias, CONVNEXT_NORM_EPS)?;
+        self.pwconv1.forward(b, s, t1, rows, None, t2)?;
+        b.gelu(s, t2, rows * self.pwconv1.shape.cout)?;
+        self.pwconv2.forward(b, s, t2, rows, None, t1)?;
+        b.scale_add(s, x, t1, rows, &self.gamma)
     }
 }
 
 /// One upsampling stage of step 4.
-pub(crate) struct UpsampleStage {
-    pub(crate) up: CausalConvTranspose1d,
-    pub(crate) convnext: ConvNeXtBlock,
+pub(crate) struct UpsampleStage<B: AudioBackend> {
+    pub(crate) up: TransposedConv<B>,
+    pub(crate) convnext: ConvNeXtBlock<B>,
 }
 
 /// `[SnakeBeta → causal conv k7 (dilation d) → SnakeBeta → conv k1] + identity`.
-pub(crate) struct ResidualUnit {
-    act1: SnakeBeta,
-    pub(crate) conv1: CausalConv1d,
-    act2: SnakeBeta,
-    pub(crate) conv2: CausalConv1d,
+pub(crate) struct ResidualUnit<B: AudioBackend> {
+    act1: Snake<B>,
+    pub(crate) conv1: Conv<B>,
+    act2: Snake<B>,
+    pub(crate) conv2: Conv<B>,
 }
 
-impl ResidualUnit {
-    fn load(src: &dyn TensorSource, prefix: &str, dim: usize, dilation: usize) -> Result<Self> {
+impl<B: AudioBackend> ResidualUnit<B> {
+    fn load(backend: &B, src: &dyn TensorSource, prefix: &str, dim: usize, dilation: usize) -> Result<Self> {
         Ok(ResidualUnit {
-            act1: load_snake(src, &format!("{prefix}.act1"), dim)?,
-            conv1: CausalConv1d::load(src, &format!("{prefix}.conv1.conv"), dim, dim, VOCODER_KERNEL, dilation)?,
-            act2: load_snake(src, &format!("{prefix}.act2"), dim)?,
-            conv2: CausalConv1d::load(src, &format!("{prefix}.conv2.conv"), dim, dim, 1, 1)?,
+            act1: Snake::load(backend, src, &format!("{prefix}.act1"), dim)?,
+            conv1: Conv::load(backend, src, &format!("{prefix}.conv1.conv"), dim, dim, VOCODER_KERNEL, dilation)?,
+            act2: Snake::load(backend, src, &format!("{prefix}.act2"), dim)?,
+            conv2: Conv::load(backend, src, &format!("{prefix}.conv2.conv"), dim, dim, 1, 1)?,
         })
     }
 
-    fn forward(&self, x: Vec<f32>, rows: usize, state: &mut [Vec<f32>; 2], threads: usize) -> Vec<f32> {
-        let mut h = x.clone();
-        self.act1.apply(&mut h, threads);
-        let mut h = self.conv1.forward(&h, rows, &mut state[0], threads);
-        self.act2.apply(&mut h, threads);
-        let mut h = self.conv2.forward(&h, rows, &mut state[1], threads);
-        for (v, r) in h.iter_mut().zip(&x) {
-            *v += r;
-        }
-        h
+    /// `x [rows, dim]` → `out [rows, dim]`, using `t1`, `t2` of the same size.
+    #[allow(clippy::too_many_arguments)]
+    fn forward(
+        &self,
+        b: &B,
+        s: &mut B::Stream,
+        x: &B::Buffer,
+        rows: usize,
+        state: &mut [Option<B::Buffer>; 2],
+        t1: &mut B::Buffer,
+        t2: &mut B::Buffer,
+        out: &mut B::Buffer,
+    ) -> Result<()> {
+        let len = rows * self.conv1.shape.cin;
+        b.copy(s, x, 0, t1, 0, len)?;
+        self.act1.apply(b, s, t1, rows)?;
+        let [h1, h2] = state;
+        self.conv1.forward(b, s, t1, rows, h1.as_mut(), t2)?;
+        self.act2.apply(b, s, t2, rows)?;
+        self.conv2.forward(b, s, t2, rows, h2.as_mut(), out)?;
+        b.add(s, out, x, len)
     }
 }
 
 /// One vocoder block of step 6.
-pub(crate) struct VocoderBlock {
-    act: SnakeBeta,
-    pub(crate) up: CausalConvTranspose1d,
-    pub(crate) units: Vec<ResidualUnit>,
+pub(crate) struct VocoderBlock<B: AudioBackend> {
+    act: Snake<B>,
+    pub(crate) up: TransposedConv<B>,
+    pub(crate) units: Vec<ResidualUnit<B>>,
 }
 
-fn load_snake(src: &dyn TensorSource, prefix: &str, dim: usize) -> Result<SnakeBeta> {
-    let alpha = load_vec(src, &format!("{prefix}.alpha"), &[dim])?;
-    let beta = load_vec(src, &format!("{prefix}.beta"), &[dim])?;
-    Ok(SnakeBeta::new(&alpha, &beta))
-}
-
-/// The decoder's weights. Immutable after load, `Send + Sync`: one instance serves any
-/// number of concurrent decodes and streams.
-pub struct CodecDecoder {
+/// The decoder's weights on backend `B` (the CPU unless said otherwise). Immutable after
+/// load, `Send + Sync`: one instance serves any number of concurrent decodes and streams,
+/// each with its own state ([`super::StreamingDecoder`]).
+pub struct CodecDecoder<B: AudioBackend = CpuBackend> {
+    backend: B,
     num_quantizers: usize,
     codebook_size: usize,
     /// Width of the codebook vectors (`codebook_dim / 2`).
     quant_dim: usize,
+    codebook_dim: usize,
     latent_dim: usize,
     samples_per_frame: usize,
     sample_rate: u32,
-    /// `[num_quantizers][codebook_size · quant_dim]`, already divided by the usage.
-    codebooks: Vec<Vec<f32>>,
+    /// `[num_quantizers]` tables `[codebook_size, quant_dim]`, already divided by the usage.
+    codebooks: Vec<B::AudioWeight>,
     /// `rvq_first.output_proj` / `rvq_rest.output_proj` (1×1 convs, no bias).
-    first_proj: Linear,
-    rest_proj: Linear,
-    pub(crate) pre_conv: CausalConv1d,
-    pub(crate) transformer: PreTransformer,
-    pub(crate) upsample: Vec<UpsampleStage>,
-    pub(crate) conv_in: CausalConv1d,
-    pub(crate) blocks: Vec<VocoderBlock>,
-    final_act: SnakeBeta,
-    pub(crate) conv_out: CausalConv1d,
-    threads: usize,
+    first_proj: Conv<B>,
+    rest_proj: Conv<B>,
+    pub(crate) pre_conv: Conv<B>,
+    pub(crate) transformer: PreTransformer<B>,
+    pub(crate) upsample: Vec<UpsampleStage<B>>,
+    pub(crate) conv_in: Conv<B>,
+    pub(crate) blocks: Vec<VocoderBlock<B>>,
+    final_act: Snake<B>,
+    pub(crate) conv_out: Conv<B>,
 }
 
-impl std::fmt::Debug for CodecDecoder {
+impl<B: AudioBackend> std::fmt::Debug for CodecDecoder<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CodecDecoder")
+            .field("backend", &self.backend.name())
             .field("num_quantizers", &self.num_quantizers)
             .field("codebook_size", &self.codebook_size)
             .field("latent_dim", &self.latent_dim)
             .field("samples_per_frame", &self.samples_per_frame)
-            .field("threads", &self.threads)
             .finish_non_exhaustive()
     }
 }
 
-impl CodecDecoder {
-    /// The decoder of an opened checkpoint (`speech_tokenizer/`).
+impl CodecDecoder<CpuBackend> {
+    /// The decoder of an opened checkpoint (`speech_tokenizer/`), on the CPU.
     pub fn from_checkpoint(ckpt: &Checkpoint) -> Result<Self> {
         Self::load(&ckpt.speech_config, &ckpt.speech_weights)
     }
 
-    /// Builds the decoder from `decoder.*` tensors, every shape checked against `cfg`.
+    /// Builds the CPU decoder from `decoder.*` tensors, every shape checked against `cfg`,
+    /// using every available thread.
     pub fn load(cfg: &SpeechTokenizerConfig, src: &dyn TensorSource) -> Result<Self> {
+        Self::load_on(CpuBackend::default(), cfg, src)
+    }
+
+    /// Threads each decode may use (default: all available). Results do not depend on it.
+    pub fn threads(&self) -> usize {
+        self.backend.threads()
+    }
+
+    pub fn set_threads(&mut self, threads: usize) {
+        self.backend = CpuBackend::new(threads);
+    }
+}
+
+impl<B: AudioBackend> CodecDecoder<B> {
+    /// Builds the decoder on `backend` from `decoder.*` tensors, every shape checked against
+    /// `cfg`.
+    pub fn load_on(backend: B, cfg: &SpeechTokenizerConfig, src: &dyn TensorSource) -> Result<Self> {
         let d = &cfg.decoder_config;
         let nq = d.num_quantizers;
         // 1. Shape sanity the module constructors would assert.
@@ -251,8 +317,10 @@ impl CodecDecoder {
         }
         let (cd, qd, latent) = (d.codebook_dim, d.codebook_dim / 2, d.latent_dim);
 
+
         // 2. Quantizer: codebooks materialised once (the reference recomputes the same
         //    division on every call).
+        let b = &backend;
         let mut codebooks = Vec::with_capacity(nq);
         for q in 0..nq {
             let p = if q == 0 {
@@ -262,11 +330,11 @@ impl CodecDecoder {
             };
             let sum = load_vec(src, &format!("{p}.embedding_sum"), &[d.codebook_size, qd])?;
             let usage = load_vec(src, &format!("{p}.cluster_usage"), &[d.codebook_size])?;
-            codebooks.push(materialize_codebook(&sum, &usage, qd));
+            codebooks.push(b.upload_audio_weight(&materialize_codebook(&sum, &usage, qd), &[d.codebook_size, qd])?);
         }
-        let proj = |name: &str| -> Result<Linear> {
+        let proj = |name: &str| -> Result<Conv<B>> {
             let w = load_vec(src, &format!("decoder.quantizer.{name}.output_proj.weight"), &[cd, qd, 1])?;
-            Ok(Linear { n_in: qd, n_out: cd, weight: w, bias: None })
+            Conv::from_torch(b, ConvShape::linear(qd, cd), &w, None)
         };
 
         // 3. Steps 2–7.
@@ -274,8 +342,8 @@ impl CodecDecoder {
         for (i, &r) in d.upsampling_ratios.iter().enumerate() {
             let p = format!("decoder.upsample.{i}");
             upsample.push(UpsampleStage {
-                up: CausalConvTranspose1d::load(src, &format!("{p}.0.conv"), latent, latent, r, r)?,
-                convnext: ConvNeXtBlock::load(src, &format!("{p}.1"), latent)?,
+                up: TransposedConv::load(b, src, &format!("{p}.0.conv"), latent, latent, r, r)?,
+                convnext: ConvNeXtBlock::load(b, src, &format!("{p}.1"), latent)?,
             });
         }
         let mut blocks = Vec::with_capacity(blocks_n);
@@ -284,11 +352,11 @@ impl CodecDecoder {
             let p = format!("decoder.decoder.{}.block", i + 1);
             let mut units = Vec::with_capacity(RESIDUAL_DILATIONS.len());
             for (u, &dil) in RESIDUAL_DILATIONS.iter().enumerate() {
-                units.push(ResidualUnit::load(src, &format!("{p}.{}", u + 2), cout, dil)?);
+                units.push(ResidualUnit::load(b, src, &format!("{p}.{}", u + 2), cout, dil)?);
             }
             blocks.push(VocoderBlock {
-                act: load_snake(src, &format!("{p}.0"), cin)?,
-                up: CausalConvTranspose1d::load(src, &format!("{p}.1.conv"), cin, cout, 2 * r, r)?,
+                act: Snake::load(b, src, &format!("{p}.0"), cin)?,
+                up: TransposedConv::load(b, src, &format!("{p}.1.conv"), cin, cout, 2 * r, r)?,
                 units,
             });
         }
@@ -297,21 +365,27 @@ impl CodecDecoder {
             num_quantizers: nq,
             codebook_size: d.codebook_size,
             quant_dim: qd,
+            codebook_dim: cd,
             latent_dim: latent,
             samples_per_frame,
             sample_rate: cfg.output_sample_rate,
             codebooks,
             first_proj: proj("rvq_first")?,
             rest_proj: proj("rvq_rest")?,
-            pre_conv: CausalConv1d::load(src, "decoder.pre_conv.conv", cd, latent, PRE_CONV_KERNEL, 1)?,
-            transformer: PreTransformer::load(src, "decoder.pre_transformer", d)?,
+            pre_conv: Conv::load(b, src, "decoder.pre_conv.conv", cd, latent, PRE_CONV_KERNEL, 1)?,
+            transformer: PreTransformer::load(b, src, "decoder.pre_transformer", d)?,
             upsample,
-            conv_in: CausalConv1d::load(src, "decoder.decoder.0.conv", latent, d.decoder_dim, VOCODER_KERNEL, 1)?,
+            conv_in: Conv::load(b, src, "decoder.decoder.0.conv", latent, d.decoder_dim, VOCODER_KERNEL, 1)?,
             blocks,
-            final_act: load_snake(src, &format!("decoder.decoder.{}", blocks_n + 1), out_dim)?,
-            conv_out: CausalConv1d::load(src, &format!("decoder.decoder.{}.conv", blocks_n + 2), out_dim, 1, VOCODER_KERNEL, 1)?,
-            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            final_act: Snake::load(b, src, &format!("decoder.decoder.{}", blocks_n + 1), out_dim)?,
+            conv_out: Conv::load(b, src, &format!("decoder.decoder.{}.conv", blocks_n + 2), out_dim, 1, VOCODER_KERNEL, 1)?,
+            backend,
         })
+    }
+
+    /// The backend the decoder computes on.
+    pub fn backend(&self) -> &B {
+        &self.backend
     }
 
     /// Codebooks per frame (16).
@@ -332,15 +406,6 @@ impl CodecDecoder {
     /// Output sample rate in Hz (24000).
     pub fn sample_rate(&self) -> u32 {
         self.sample_rate
-    }
-
-    /// Threads each decode may use (default: all available). Results do not depend on it.
-    pub fn threads(&self) -> usize {
-        self.threads
-    }
-
-    pub fn set_threads(&mut self, threads: usize) {
-        self.threads = threads.max(1);
     }
 
     /// Checks `codes` (row-major `[frames, num_codebooks]`) and returns the frame count.
@@ -376,13 +441,16 @@ impl CodecDecoder {
         let frames = self.check_codes(codes, num_codebooks)?;
         let nq = self.num_quantizers;
         let mut wav = Vec::with_capacity(frames * self.samples_per_frame);
+        let mut state = DecoderState::new(self)?;
         let mut start = 0;
         while start < frames {
             let end = (start + OFFICIAL_CHUNK_FRAMES).min(frames);
             // `left_context_size if start_index - left_context_size > 0 else start_index`
             let context = OFFICIAL_LEFT_CONTEXT_FRAMES.min(start);
-            let mut state = DecoderState::new(self);
-            let chunk = self.forward(&codes[(start - context) * nq..end * nq], &mut state, None);
+            if start > 0 {
+                state.reset(self)?;
+            }
+            let chunk = self.forward(&codes[(start - context) * nq..end * nq], &mut state, None)?;
             wav.extend_from_slice(&chunk[context * self.samples_per_frame..]);
             start = end;
         }
@@ -394,14 +462,14 @@ impl CodecDecoder {
     /// up to rounding for ≤ 300 frames.
     pub fn decode_full(&self, codes: &[u32], num_codebooks: usize) -> Result<Vec<f32>> {
         self.check_codes(codes, num_codebooks)?;
-        Ok(self.forward(codes, &mut DecoderState::new(self), None))
+        self.forward(codes, &mut DecoderState::new(self)?, None)
     }
 
     /// [`decode_full`](Self::decode_full), also returning the intermediate activations.
     pub fn decode_traced(&self, codes: &[u32], num_codebooks: usize) -> Result<(Vec<f32>, DecoderTrace)> {
         self.check_codes(codes, num_codebooks)?;
         let mut trace = DecoderTrace::default();
-        let wav = self.forward(codes, &mut DecoderState::new(self), Some(&mut trace));
+        let wav = self.forward(codes, &mut DecoderState::new(self)?, Some(&mut trace))?;
         Ok((wav, trace))
     }
 
@@ -430,112 +498,156 @@ impl CodecDecoder {
     }
 
     /// Decodes checked `codes` continuing from `state`: exactly `1920` samples per frame.
-    pub(crate) fn forward(&self, codes: &[u32], state: &mut DecoderState, mut trace: Option<&mut DecoderTrace>) -> Vec<f32> {
-        let threads = self.threads;
+    pub(crate) fn forward(&self, codes: &[u32], state: &mut DecoderState<B>, mut trace: Option<&mut DecoderTrace>) -> Result<Vec<f32>> {
+        let b = &self.backend;
         let frames = codes.len() / self.num_quantizers;
+        let mut wav = vec![0.0; frames * self.samples_per_frame];
+        if frames == 0 {
+            return Ok(wav);
+        }
+        let DecoderState { stream: s, pre_conv, transformer, vocoder, workspace: ws } = state;
+        let (cd, latent) = (self.codebook_dim, self.latent_dim);
+        let q = fit(b, &mut ws.dequant, frames * cd)?;
+        let h = fit(b, &mut ws.pre_conv, frames * latent)?;
+        let lat = fit(b, &mut ws.latent, frames * latent)?;
         // 1. Dequantise.
-        let q = self.dequantize(codes, frames);
+        self.dequantize(s, codes, frames, q, &mut ws.quant)?;
         // 2. pre_conv.
-        let h = self.pre_conv.forward(&q, frames, &mut state.pre_conv, threads);
+        self.pre_conv.forward(b, s, q, frames, pre_conv.as_mut(), h)?;
         if let Some(t) = trace.as_deref_mut() {
-            t.dequant.extend_from_slice(&q);
-            t.pre_conv.extend_from_slice(&h);
+            t.dequant.extend(read(b, s, q, frames * cd)?);
+            t.pre_conv.extend(read(b, s, h, frames * latent)?);
         }
         // 3. Pre-transformer.
-        let h = self.transformer.forward(&h, frames, &mut state.transformer, threads);
+        self.transformer.forward(b, s, h, frames, transformer, lat)?;
         if let Some(t) = trace.as_deref_mut() {
-            t.pre_transformer.extend_from_slice(&h);
+            t.pre_transformer.extend(read(b, s, lat, frames * latent)?);
         }
         // 4–7. The convolutional stages, a few frames at a time.
-        let mut wav = Vec::with_capacity(frames * self.samples_per_frame);
         let mut start = 0;
         while start < frames {
             let n = SLICE_FRAMES.min(frames - start);
-            let slice = &h[start * self.latent_dim..(start + n) * self.latent_dim];
-            wav.extend(self.vocode(slice, n, state, trace.as_deref_mut()));
+            let out = &mut wav[start * self.samples_per_frame..(start + n) * self.samples_per_frame];
+            let rows = start * latent..(start + n) * latent;
+            self.vocode(s, lat, rows, n, vocoder, &mut ws.vocoder, out, trace.as_deref_mut())?;
             start += n;
         }
-        wav
+        Ok(wav)
     }
 
-    /// Step 1: `[frames, num_quantizers]` codes → `[frames, codebook_dim]`.
-    fn dequantize(&self, codes: &[u32], frames: usize) -> Vec<f32> {
-        let (nq, qd) = (self.num_quantizers, self.quant_dim);
-        let mut first = vec![0.0; frames * qd];
-        let mut rest = vec![0.0; frames * qd];
-        for t in 0..frames {
-            let row = &codes[t * nq..(t + 1) * nq];
-            let c0 = row[0] as usize;
-            first[t * qd..(t + 1) * qd].copy_from_slice(&self.codebooks[0][c0 * qd..(c0 + 1) * qd]);
-            // rvq_rest sums its embeddings in codebook order, then projects once.
-            let acc = &mut rest[t * qd..(t + 1) * qd];
-            for (q, &c) in row.iter().enumerate().skip(1) {
-                let e = &self.codebooks[q][c as usize * qd..(c as usize + 1) * qd];
-                for (a, &v) in acc.iter_mut().zip(e) {
-                    *a += v;
-                }
-            }
-        }
-        let mut out = self.first_proj.forward(&first, frames, 1);
-        let rest = self.rest_proj.forward(&rest, frames, 1);
-        for (o, r) in out.iter_mut().zip(&rest) {
-            *o += r;
-        }
-        out
+    /// Step 1: `[frames, num_quantizers]` codes → `q [frames, codebook_dim]`: codebook 0
+    /// projected by `rvq_first`, plus the sum of codebooks 1.. (in codebook order) projected
+    /// by `rvq_rest`.
+    fn dequantize(&self, s: &mut B::Stream, codes: &[u32], frames: usize, q: &mut B::Buffer, bufs: &mut [Option<B::Buffer>; 3]) -> Result<()> {
+        let b = &self.backend;
+        let nq = self.num_quantizers;
+        let first_ids: Vec<u32> = codes.chunks_exact(nq).map(|row| row[0]).collect();
+        let rest_ids: Vec<u32> = codes.chunks_exact(nq).flat_map(|row| row[1..].iter().copied()).collect();
+        let rest_tables: Vec<&B::AudioWeight> = self.codebooks[1..].iter().collect();
+        let [first, rest, projected] = bufs;
+        let first = fit(b, first, frames * self.quant_dim)?;
+        let rest = fit(b, rest, frames * self.quant_dim)?;
+        let projected = fit(b, projected, frames * self.codebook_dim)?;
+        b.codebook_sum(s, &[&self.codebooks[0]], &first_ids, first)?;
+        b.codebook_sum(s, &rest_tables, &rest_ids, rest)?;
+        self.first_proj.forward(b, s, first, frames, None, q)?;
+        self.rest_proj.forward(b, s, rest, frames, None, projected)?;
+        b.add(s, q, projected, frames * self.codebook_dim)
     }
 
-    /// Steps 4–7 for `frames` frames of pre-transformer output `x [frames, latent]`.
-    fn vocode(&self, x: &[f32], frames: usize, state: &mut DecoderState, mut trace: Option<&mut DecoderTrace>) -> Vec<f32> {
-        let threads = self.threads;
+    /// Largest activation (elements) of steps 4–7 over `frames` frames.
+    fn vocoder_buffer_len(&self, frames: usize) -> usize {
         let mut rows = frames;
-        let mut h = x.to_vec();
+        let mut len = rows * self.latent_dim;
+        for stage in &self.upsample {
+            rows *= stage.up.shape.stride;
+            len = len.max(rows * stage.convnext.pwconv1.shape.cout);
+        }
+        len = len.max(rows * self.conv_in.shape.cout);
+        for block in &self.blocks {
+            rows *= block.up.shape.stride;
+            len = len.max(rows * block.up.shape.cout);
+        }
+        len
+    }
+
+    /// Steps 4–7 for `frames` frames of pre-transformer output (`x[range]`, `[frames,
+    /// latent]`) into `out` (`1920·frames` samples).
+    #[allow(clippy::too_many_arguments)]
+    fn vocode(
+        &self,
+        s: &mut B::Stream,
+        x: &B::Buffer,
+        range: Range<usize>,
+        frames: usize,
+        st: &mut VocoderState<B>,
+        bufs: &mut [Option<B::Buffer>; 4],
+        out: &mut [f32],
+        mut trace: Option<&mut DecoderTrace>,
+    ) -> Result<()> {
+        let b = &self.backend;
+        let len = self.vocoder_buffer_len(frames);
+        let [a, t1, t2, t3] = bufs;
+        let (mut a, mut t1, t2, mut t3) = (fit(b, a, len)?, fit(b, t1, len)?, fit(b, t2, len)?, fit(b, t3, len)?);
+        b.copy(s, x, range.start, a, 0, range.len())?;
+        let mut rows = frames;
         // 4. Upsampling stages (12.5 Hz → 50 Hz).
-        for (stage, st) in self.upsample.iter().zip(&mut state.upsample) {
-            h = stage.up.forward(&h, rows, &mut st.up, threads);
-            rows *= stage.up.stride;
-            h = stage.convnext.forward(&h, rows, &mut st.dwconv, threads);
+        for (stage, ust) in self.upsample.iter().zip(&mut st.upsample) {
+            stage.up.forward(b, s, a, rows, ust.up.as_mut(), t1)?;
+            rows *= stage.up.shape.stride;
+            stage.convnext.forward(b, s, t1, rows, &mut ust.dwconv, t2, t3)?;
+            std::mem::swap(&mut a, &mut t1);
         }
         if let Some(t) = trace.as_deref_mut() {
-            t.upsample.extend_from_slice(&h);
+            t.upsample.extend(read(b, s, a, rows * self.latent_dim)?);
         }
         // 5. decoder.0.
-        h = self.conv_in.forward(&h, rows, &mut state.conv_in, threads);
+        self.conv_in.forward(b, s, a, rows, st.conv_in.as_mut(), t1)?;
+        std::mem::swap(&mut a, &mut t1);
         if let Some(t) = trace {
-            t.decoder0.extend_from_slice(&h);
+            t.decoder0.extend(read(b, s, a, rows * self.conv_in.shape.cout)?);
         }
         // 6. Vocoder blocks (50 Hz → 24 kHz).
-        for (block, st) in self.blocks.iter().zip(&mut state.blocks) {
-            block.act.apply(&mut h, threads);
-            h = block.up.forward(&h, rows, &mut st.up, threads);
-            rows *= block.up.stride;
-            for (unit, ust) in block.units.iter().zip(&mut st.units) {
-                h = unit.forward(h, rows, ust, threads);
+        for (block, bst) in self.blocks.iter().zip(&mut st.blocks) {
+            block.act.apply(b, s, a, rows)?;
+            block.up.forward(b, s, a, rows, bst.up.as_mut(), t1)?;
+            rows *= block.up.shape.stride;
+            std::mem::swap(&mut a, &mut t1);
+            for (unit, ust) in block.units.iter().zip(&mut bst.units) {
+                unit.forward(b, s, a, rows, ust, t1, t2, t3)?;
+                std::mem::swap(&mut a, &mut t3);
             }
         }
         // 7. Output conv to one channel, clamped.
-        self.final_act.apply(&mut h, threads);
-        let mut wav = self.conv_out.forward(&h, rows, &mut state.conv_out, threads);
-        for v in &mut wav {
-            *v = v.clamp(-1.0, 1.0);
-        }
-        wav
+        self.final_act.apply(b, s, a, rows)?;
+        self.conv_out.forward(b, s, a, rows, st.conv_out.as_mut(), t1)?;
+        b.clamp(s, t1, rows, -1.0, 1.0)?;
+        b.read(s, t1, 0, out)
     }
 
-    /// A fresh per-stream state for this decoder's layers.
-    pub(crate) fn new_upsample_states(&self) -> Vec<UpsampleState> {
-        self.upsample
+    /// A fresh per-stream state of this decoder's vocoder layers.
+    pub(crate) fn new_vocoder_state(&self) -> Result<VocoderState<B>> {
+        let b = &self.backend;
+        let upsample = self
+            .upsample
             .iter()
-            .map(|s| UpsampleState { up: s.up.new_state(), dwconv: s.convnext.dwconv.new_state() })
-            .collect()
-    }
-
-    pub(crate) fn new_block_states(&self) -> Vec<BlockState> {
-        self.blocks
+            .map(|st| Ok(UpsampleState { up: st.up.new_state(b)?, dwconv: st.convnext.dwconv.new_state(b)? }))
+            .collect::<Result<_>>()?;
+        let blocks = self
+            .blocks
             .iter()
-            .map(|b| BlockState {
-                up: b.up.new_state(),
-                units: b.units.iter().map(|u| [u.conv1.new_state(), u.conv2.new_state()]).collect(),
+            .map(|blk| {
+                let units = blk.units.iter().map(|u| Ok([u.conv1.new_state(b)?, u.conv2.new_state(b)?])).collect::<Result<_>>()?;
+                Ok(BlockState { up: blk.up.new_state(b)?, units })
             })
-            .collect()
+            .collect::<Result<_>>()?;
+        Ok(VocoderState { upsample, conv_in: self.conv_in.new_state(b)?, blocks, conv_out: self.conv_out.new_state(b)? })
     }
+}
+
+/// The first `len` elements of `buf`, on the host.
+fn read<B: Backend>(b: &B, s: &mut B::Stream, buf: &B::Buffer, len: usize) -> Result<Vec<f32>> {
+    let mut host = vec![0.0; len];
+    b.read(s, buf, 0, &mut host)?;
+    Ok(host)
 }

@@ -4,7 +4,9 @@
 //!   decode, and the ICL output cut.
 //! * [`encoder`]: waveform → reference codes (the Mimi-based encoder), for in-context cloning.
 //! * [`stream`]: incremental decoding, frames in as they are generated.
-//! * [`conv`], [`transformer`], [`ops`]: the building blocks, CPU f32.
+//! * [`conv`], [`transformer`]: the decoder's layers over the audio op set
+//!   ([`AudioBackend`](crate::backend::audio::AudioBackend)); [`ops`]: the encoder's CPU
+//!   building blocks.
 //!
 //! Tensors are read through [`TensorSource`], so a decoder can be built from a checkpoint
 //! file or from tensors made in memory (tests, benchmarks).
@@ -15,6 +17,7 @@ pub mod encoder;
 pub mod ops;
 pub mod stream;
 pub mod transformer;
+mod workspace;
 
 pub use decoder::{CodecDecoder, DecoderTrace, icl_cut, materialize_codebook};
 pub use encoder::CodecEncoder;

@@ -23,48 +23,80 @@ use std::ops::Deref;
 
 use super::decoder::{CodecDecoder, OFFICIAL_CHUNK_FRAMES, OFFICIAL_LEFT_CONTEXT_FRAMES};
 use super::transformer::TransformerState;
+use crate::backend::Backend;
+use crate::backend::audio::AudioBackend;
+use crate::backend::cpu::CpuBackend;
 use crate::error::Result;
 
 /// Stream state of one upsampling stage.
-#[derive(Debug, Clone)]
-pub(crate) struct UpsampleState {
-    /// Transposed-conv carry (empty: kernel = stride there).
-    pub(crate) up: Vec<f32>,
+pub(crate) struct UpsampleState<B: Backend> {
+    /// Transposed-conv carry (none: kernel = stride there).
+    pub(crate) up: Option<B::Buffer>,
     /// ConvNeXt depthwise conv history.
-    pub(crate) dwconv: Vec<f32>,
+    pub(crate) dwconv: B::Buffer,
 }
 
 /// Stream state of one vocoder block.
-#[derive(Debug, Clone)]
-pub(crate) struct BlockState {
-    pub(crate) up: Vec<f32>,
-    /// Per residual unit: [conv1 history, conv2 history (empty, k = 1)].
-    pub(crate) units: Vec<[Vec<f32>; 2]>,
+pub(crate) struct BlockState<B: Backend> {
+    pub(crate) up: Option<B::Buffer>,
+    /// Per residual unit: [conv1 history, conv2 history (none, k = 1)].
+    pub(crate) units: Vec<[Option<B::Buffer>; 2]>,
 }
 
-/// Everything a decode carries from one frame to the next.
-#[derive(Debug, Clone)]
-pub(crate) struct DecoderState {
-    pub(crate) pre_conv: Vec<f32>,
-    pub(crate) transformer: TransformerState,
-    pub(crate) upsample: Vec<UpsampleState>,
-    pub(crate) conv_in: Vec<f32>,
-    pub(crate) blocks: Vec<BlockState>,
-    pub(crate) conv_out: Vec<f32>,
+/// Stream state of steps 4–7.
+pub(crate) struct VocoderState<B: Backend> {
+    pub(crate) upsample: Vec<UpsampleState<B>>,
+    pub(crate) conv_in: Option<B::Buffer>,
+    pub(crate) blocks: Vec<BlockState<B>>,
+    pub(crate) conv_out: Option<B::Buffer>,
 }
 
-impl DecoderState {
+/// Activation buffers of one stream, grown to its largest call and reused.
+#[derive(Default)]
+pub(crate) struct Workspace<B: Backend> {
+    /// `[frames, codebook_dim]`: the quantizer output.
+    pub(crate) dequant: Option<B::Buffer>,
+    /// The quantizer's gathers and second projection.
+    pub(crate) quant: [Option<B::Buffer>; 3],
+    pub(crate) pre_conv: Option<B::Buffer>,
+    /// `[frames, latent]`: the pre-transformer output.
+    pub(crate) latent: Option<B::Buffer>,
+    /// The vocoder's four rotating activations.
+    pub(crate) vocoder: [Option<B::Buffer>; 4],
+}
+
+/// Everything a decode carries from one frame to the next, and the context it runs on.
+pub(crate) struct DecoderState<B: AudioBackend> {
+    /// The execution context every op of this stream is queued on (on a GPU: its own stream,
+    /// apart from generation).
+    pub(crate) stream: B::Stream,
+    pub(crate) pre_conv: Option<B::Buffer>,
+    pub(crate) transformer: TransformerState<B>,
+    pub(crate) vocoder: VocoderState<B>,
+    pub(crate) workspace: Workspace<B>,
+}
+
+impl<B: AudioBackend> DecoderState<B> {
     /// The state at the start of a signal: all histories zero (= the causal zero padding),
     /// no keys remembered, position 0.
-    pub(crate) fn new(decoder: &CodecDecoder) -> Self {
-        DecoderState {
-            pre_conv: decoder.pre_conv.new_state(),
+    pub(crate) fn new(decoder: &CodecDecoder<B>) -> Result<Self> {
+        let b = decoder.backend();
+        Ok(DecoderState {
+            stream: b.new_stream()?,
+            pre_conv: decoder.pre_conv.new_state(b)?,
             transformer: decoder.transformer.new_state(),
-            upsample: decoder.new_upsample_states(),
-            conv_in: decoder.conv_in.new_state(),
-            blocks: decoder.new_block_states(),
-            conv_out: decoder.conv_out.new_state(),
-        }
+            vocoder: decoder.new_vocoder_state()?,
+            workspace: Workspace { dequant: None, quant: [None, None, None], pre_conv: None, latent: None, vocoder: [None, None, None, None] },
+        })
+    }
+
+    /// Back to the start of a signal, keeping the execution context and the buffers.
+    pub(crate) fn reset(&mut self, decoder: &CodecDecoder<B>) -> Result<()> {
+        let b = decoder.backend();
+        self.pre_conv = decoder.pre_conv.new_state(b)?;
+        self.transformer.reset();
+        self.vocoder = decoder.new_vocoder_state()?;
+        Ok(())
     }
 }
 
@@ -80,21 +112,23 @@ pub enum ChunkPolicy {
 }
 
 /// A per-request incremental decoder over shared weights (`&CodecDecoder`,
-/// `Arc<CodecDecoder>`, …).
-pub struct StreamingDecoder<D: Deref<Target = CodecDecoder>> {
+/// `Arc<CodecDecoder>`, …), on the decoder's backend.
+pub struct StreamingDecoder<D: Deref<Target = CodecDecoder<B>>, B: AudioBackend = CpuBackend> {
     decoder: D,
     policy: ChunkPolicy,
-    state: DecoderState,
+    state: DecoderState<B>,
     /// Frames pushed so far.
     frames: usize,
     /// The last ≤ 25 frames of codes (row-major), to re-prime at a chunk boundary.
     recent: Vec<u32>,
 }
 
-impl<D: Deref<Target = CodecDecoder>> StreamingDecoder<D> {
-    pub fn new(decoder: D, policy: ChunkPolicy) -> Self {
-        let state = DecoderState::new(&decoder);
-        StreamingDecoder { decoder, policy, state, frames: 0, recent: Vec::new() }
+impl<D: Deref<Target = CodecDecoder<B>>, B: AudioBackend> StreamingDecoder<D, B> {
+    /// A stream at the start of a signal. Errors only when the backend cannot create its
+    /// execution context or state buffers (a GPU out of memory).
+    pub fn new(decoder: D, policy: ChunkPolicy) -> Result<Self> {
+        let state = DecoderState::new(&decoder)?;
+        Ok(StreamingDecoder { decoder, policy, state, frames: 0, recent: Vec::new() })
     }
 
     /// Frames pushed since creation or the last [`reset`](Self::reset).
@@ -107,10 +141,11 @@ impl<D: Deref<Target = CodecDecoder>> StreamingDecoder<D> {
     }
 
     /// Starts a new signal.
-    pub fn reset(&mut self) {
-        self.state = DecoderState::new(&self.decoder);
+    pub fn reset(&mut self) -> Result<()> {
+        self.state.reset(&self.decoder)?;
         self.frames = 0;
         self.recent.clear();
+        Ok(())
     }
 
     /// Decodes the next frames (`codes`: row-major `[n, num_codebooks]`) and returns their
@@ -127,8 +162,8 @@ impl<D: Deref<Target = CodecDecoder>> StreamingDecoder<D> {
                     if self.frames > 0 && self.frames.is_multiple_of(OFFICIAL_CHUNK_FRAMES) {
                         // 2. A boundary: the reference decodes the next chunk afresh, with
                         //    the preceding 25 frames as context whose audio it drops.
-                        self.state = DecoderState::new(&self.decoder);
-                        let _context_audio = self.decoder.forward(&self.recent, &mut self.state, None);
+                        self.state.reset(&self.decoder)?;
+                        let _context_audio = self.decoder.forward(&self.recent, &mut self.state, None)?;
                     }
                     (n - done).min(OFFICIAL_CHUNK_FRAMES - self.frames % OFFICIAL_CHUNK_FRAMES)
                 }
@@ -136,7 +171,7 @@ impl<D: Deref<Target = CodecDecoder>> StreamingDecoder<D> {
             };
             // 3. Decode the piece on the running state.
             let piece = &codes[done * nq..(done + take) * nq];
-            wav.extend(self.decoder.forward(piece, &mut self.state, None));
+            wav.extend(self.decoder.forward(piece, &mut self.state, None)?);
             self.frames += take;
             done += take;
             if self.policy == ChunkPolicy::Official {

@@ -1,4 +1,5 @@
-//! The decoder's pre-transformer (`Qwen3TTSTokenizerV2DecoderTransformerModel`).
+//! The decoder's pre-transformer (`Qwen3TTSTokenizerV2DecoderTransformerModel`), written over
+//! the audio op set.
 //!
 //! input_proj (bias) → N × [RMSNorm → sliding-window causal self-attention (RoPE, no QK-norm)
 //! → ×layer_scale → residual; RMSNorm → SwiGLU → ×layer_scale → residual] → RMSNorm →
@@ -9,59 +10,85 @@
 //! needs is the last `window − 1` rotated keys and values of every layer plus the running
 //! position ([`TransformerState`]).
 
-use super::ops::{Linear, rms_norm_rows, scale_add_rows, silu, softmax_inplace};
-use super::{TensorSource, load_linear, load_vec};
+use super::conv::Conv;
+use super::workspace::fit;
+use super::{TensorSource, load_vec};
+use crate::backend::audio::AudioBackend;
+use crate::backend::{AttentionShape, Backend, Rope};
 use crate::error::{Error, Result};
 use crate::model::config::SpeechDecoderConfig;
 
-struct Layer {
-    input_norm: Vec<f32>,
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    o_proj: Linear,
-    attn_scale: Vec<f32>,
-    post_norm: Vec<f32>,
-    gate_proj: Linear,
-    up_proj: Linear,
-    down_proj: Linear,
-    mlp_scale: Vec<f32>,
+struct Layer<B: AudioBackend> {
+    input_norm: B::AudioWeight,
+    q_proj: Conv<B>,
+    k_proj: Conv<B>,
+    v_proj: Conv<B>,
+    o_proj: Conv<B>,
+    attn_scale: B::AudioWeight,
+    post_norm: B::AudioWeight,
+    gate_proj: Conv<B>,
+    up_proj: Conv<B>,
+    down_proj: Conv<B>,
+    mlp_scale: B::AudioWeight,
 }
 
 /// The pre-transformer's weights and shape.
-pub struct PreTransformer {
-    heads: usize,
-    kv_heads: usize,
-    head_dim: usize,
+pub struct PreTransformer<B: AudioBackend> {
+    shape: AttentionShape,
+    hidden: usize,
+    intermediate: usize,
     eps: f32,
     /// Keys visible to each query, itself included.
     window: usize,
-    /// `1 / θ^(2i/head_dim)` in f32, as the default RoPE init computes it.
-    inv_freq: Vec<f32>,
-    input_proj: Linear,
-    layers: Vec<Layer>,
-    norm: Vec<f32>,
-    output_proj: Linear,
+    /// RoPE over the whole head, `inv_freq = 1 / θ^(2i/head_dim)` in f32 (the default init).
+    rope: Rope,
+    input_proj: Conv<B>,
+    layers: Vec<Layer<B>>,
+    norm: B::AudioWeight,
+    output_proj: Conv<B>,
 }
 
-/// One layer's attention memory: the last ≤ `window − 1` rotated keys and values.
-#[derive(Debug, Clone, Default)]
-pub struct KvWindow {
-    /// `[rows, kv_heads·head_dim]`.
-    keys: Vec<f32>,
-    values: Vec<f32>,
+/// One layer's attention memory: the last ≤ `window − 1` rotated keys and values at the
+/// front of buffers that grow to hold a call's new rows too.
+struct KvWindow<B: Backend> {
+    /// `[capacity, kv_heads·head_dim]`.
+    keys: Option<B::Buffer>,
+    values: Option<B::Buffer>,
+    /// Rows at the front of `keys` / `values` that are remembered.
+    past: usize,
+}
+
+/// Activations of one call, grown to the largest call seen.
+struct Scratch<B: Backend> {
+    h: Option<B::Buffer>,
+    normed: Option<B::Buffer>,
+    q: Option<B::Buffer>,
+    k: Option<B::Buffer>,
+    v: Option<B::Buffer>,
+    attn: Option<B::Buffer>,
+    proj: Option<B::Buffer>,
+    gate: Option<B::Buffer>,
+    up: Option<B::Buffer>,
 }
 
 /// Streaming state of the pre-transformer.
-#[derive(Debug, Clone)]
-pub struct TransformerState {
-    layers: Vec<KvWindow>,
+pub struct TransformerState<B: Backend> {
+    layers: Vec<KvWindow<B>>,
+    scratch: Scratch<B>,
     /// RoPE position of the next row (frames consumed so far).
     pub position: usize,
 }
 
-impl PreTransformer {
-    pub fn load(src: &dyn TensorSource, prefix: &str, cfg: &SpeechDecoderConfig) -> Result<Self> {
+impl<B: Backend> TransformerState<B> {
+    /// Back to the start of a signal: nothing remembered, position 0 (buffers kept).
+    pub fn reset(&mut self) {
+        self.layers.iter_mut().for_each(|kv| kv.past = 0);
+        self.position = 0;
+    }
+}
+
+impl<B: AudioBackend> PreTransformer<B> {
+    pub fn load(backend: &B, src: &dyn TensorSource, prefix: &str, cfg: &SpeechDecoderConfig) -> Result<Self> {
         let (latent, hidden) = (cfg.latent_dim, cfg.hidden_size);
         let (heads, kv_heads, head_dim) = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim());
         if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 || head_dim == 0 || head_dim % 2 != 0 {
@@ -80,157 +107,121 @@ impl PreTransformer {
         }
         let (q_dim, kv_dim, bias) = (heads * head_dim, kv_heads * head_dim, cfg.attention_bias);
         let inter = cfg.intermediate_size;
+        let vec = |name: &str| -> Result<B::AudioWeight> { backend.upload_audio_weight(&load_vec(src, name, &[hidden])?, &[hidden]) };
+        let linear = |name: &str, n_in: usize, n_out: usize, bias: bool| Conv::load_linear(backend, src, name, n_in, n_out, bias);
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
             let p = format!("{prefix}.layers.{i}");
             layers.push(Layer {
-                input_norm: load_vec(src, &format!("{p}.input_layernorm.weight"), &[hidden])?,
-                q_proj: load_linear(src, &format!("{p}.self_attn.q_proj"), hidden, q_dim, bias)?,
-                k_proj: load_linear(src, &format!("{p}.self_attn.k_proj"), hidden, kv_dim, bias)?,
-                v_proj: load_linear(src, &format!("{p}.self_attn.v_proj"), hidden, kv_dim, bias)?,
-                o_proj: load_linear(src, &format!("{p}.self_attn.o_proj"), q_dim, hidden, bias)?,
-                attn_scale: load_vec(src, &format!("{p}.self_attn_layer_scale.scale"), &[hidden])?,
-                post_norm: load_vec(src, &format!("{p}.post_attention_layernorm.weight"), &[hidden])?,
-                gate_proj: load_linear(src, &format!("{p}.mlp.gate_proj"), hidden, inter, false)?,
-                up_proj: load_linear(src, &format!("{p}.mlp.up_proj"), hidden, inter, false)?,
-                down_proj: load_linear(src, &format!("{p}.mlp.down_proj"), inter, hidden, false)?,
-                mlp_scale: load_vec(src, &format!("{p}.mlp_layer_scale.scale"), &[hidden])?,
+                input_norm: vec(&format!("{p}.input_layernorm.weight"))?,
+                q_proj: linear(&format!("{p}.self_attn.q_proj"), hidden, q_dim, bias)?,
+                k_proj: linear(&format!("{p}.self_attn.k_proj"), hidden, kv_dim, bias)?,
+                v_proj: linear(&format!("{p}.self_attn.v_proj"), hidden, kv_dim, bias)?,
+                o_proj: linear(&format!("{p}.self_attn.o_proj"), q_dim, hidden, bias)?,
+                attn_scale: vec(&format!("{p}.self_attn_layer_scale.scale"))?,
+                post_norm: vec(&format!("{p}.post_attention_layernorm.weight"))?,
+                gate_proj: linear(&format!("{p}.mlp.gate_proj"), hidden, inter, false)?,
+                up_proj: linear(&format!("{p}.mlp.up_proj"), hidden, inter, false)?,
+                down_proj: linear(&format!("{p}.mlp.down_proj"), inter, hidden, false)?,
+                mlp_scale: vec(&format!("{p}.mlp_layer_scale.scale"))?,
             });
         }
-        // `ROPE_INIT_FUNCTIONS["default"]`: base ** (arange(0, dim, 2).float() / dim), in f32.
-        let theta = cfg.rope_theta as f32;
-        let inv_freq = (0..head_dim / 2).map(|i| 1.0 / theta.powf((2 * i) as f32 / head_dim as f32)).collect();
         Ok(PreTransformer {
-            heads,
-            kv_heads,
-            head_dim,
+            shape: AttentionShape { num_heads: heads, num_kv_heads: kv_heads, head_dim },
+            hidden,
+            intermediate: inter,
             eps: cfg.rms_norm_eps as f32,
             window: cfg.sliding_window,
-            inv_freq,
-            input_proj: load_linear(src, &format!("{prefix}.input_proj"), latent, hidden, true)?,
+            rope: Rope { theta: cfg.rope_theta as f32, head_dim },
+            input_proj: linear(&format!("{prefix}.input_proj"), latent, hidden, true)?,
             layers,
-            norm: load_vec(src, &format!("{prefix}.norm.weight"), &[hidden])?,
-            output_proj: load_linear(src, &format!("{prefix}.output_proj"), hidden, latent, true)?,
+            norm: vec(&format!("{prefix}.norm.weight"))?,
+            output_proj: linear(&format!("{prefix}.output_proj"), hidden, latent, true)?,
         })
     }
 
-    pub fn new_state(&self) -> TransformerState {
-        TransformerState { layers: vec![KvWindow::default(); self.layers.len()], position: 0 }
+    pub fn new_state(&self) -> TransformerState<B> {
+        TransformerState {
+            layers: self.layers.iter().map(|_| KvWindow { keys: None, values: None, past: 0 }).collect(),
+            scratch: Scratch { h: None, normed: None, q: None, k: None, v: None, attn: None, proj: None, gate: None, up: None },
+            position: 0,
+        }
     }
 
-    /// `x [rows, latent]` at positions `state.position ..` → `[rows, latent]`.
-    pub fn forward(&self, x: &[f32], rows: usize, state: &mut TransformerState, threads: usize) -> Vec<f32> {
-        // 1. Project into the transformer width.
-        let mut h = self.input_proj.forward(x, rows, threads);
-        // 2. RoPE tables for this call's positions: cos/sin of pos·inv_freq, both in f32 (the
-        //    product is a single f32 multiply in the reference's matmul too).
-        let half = self.head_dim / 2;
-        let mut cos = vec![0.0; rows * half];
-        let mut sin = vec![0.0; rows * half];
-        for t in 0..rows {
-            let pos = (state.position + t) as f32;
-            for (i, &f) in self.inv_freq.iter().enumerate() {
-                let angle = f * pos;
-                cos[t * half + i] = angle.cos();
-                sin[t * half + i] = angle.sin();
-            }
+    /// `x [rows, latent]` at positions `state.position ..` → `y [rows, latent]`.
+    pub fn forward(
+        &self,
+        b: &B,
+        s: &mut B::Stream,
+        x: &B::Buffer,
+        rows: usize,
+        state: &mut TransformerState<B>,
+        y: &mut B::Buffer,
+    ) -> Result<()> {
+        if rows == 0 {
+            return Ok(());
         }
-        // 3. The layers.
+        let AttentionShape { num_heads, num_kv_heads, head_dim } = self.shape;
+        let (q_dim, kv_dim, hidden, inter) = (num_heads * head_dim, num_kv_heads * head_dim, self.hidden, self.intermediate);
+        let sc = &mut state.scratch;
+        let h = fit(b, &mut sc.h, rows * hidden)?;
+        let normed = fit(b, &mut sc.normed, rows * hidden)?;
+        let q = fit(b, &mut sc.q, rows * q_dim)?;
+        let k = fit(b, &mut sc.k, rows * kv_dim)?;
+        let v = fit(b, &mut sc.v, rows * kv_dim)?;
+        let attn = fit(b, &mut sc.attn, rows * q_dim)?;
+        let proj = fit(b, &mut sc.proj, rows * hidden)?;
+        let gate = fit(b, &mut sc.gate, rows * inter)?;
+        let up = fit(b, &mut sc.up, rows * inter)?;
+        // 1. Project into the transformer width.
+        self.input_proj.forward(b, s, x, rows, None, h)?;
+        // 2. The layers.
         for (layer, kv) in self.layers.iter().zip(&mut state.layers) {
-            let normed = rms_norm_rows(&h, &layer.input_norm, self.eps);
-            let attn = self.attention(layer, &normed, rows, &cos, &sin, kv, threads);
-            scale_add_rows(&mut h, &attn, &layer.attn_scale);
-
-            let normed = rms_norm_rows(&h, &layer.post_norm, self.eps);
-            let mut gate = layer.gate_proj.forward(&normed, rows, threads);
-            let up = layer.up_proj.forward(&normed, rows, threads);
-            for (g, &u) in gate.iter_mut().zip(&up) {
-                *g = silu(*g) * u;
-            }
-            let mlp = layer.down_proj.forward(&gate, rows, threads);
-            scale_add_rows(&mut h, &mlp, &layer.mlp_scale);
+            // Attention: projections, RoPE (rotate_half form, positions from the stream's
+            // running count), the window, the output projection, layer scale + residual.
+            b.audio_rms_norm(s, h, rows, &layer.input_norm, self.eps, normed)?;
+            layer.q_proj.forward(b, s, normed, rows, None, q)?;
+            layer.k_proj.forward(b, s, normed, rows, None, k)?;
+            layer.v_proj.forward(b, s, normed, rows, None, v)?;
+            b.rope(s, q, rows, num_heads, self.rope, state.position)?;
+            b.rope(s, k, rows, num_kv_heads, self.rope, state.position)?;
+            let keys = grow_window(b, s, &mut kv.keys, kv.past, (kv.past + rows) * kv_dim, kv_dim)?;
+            let values = grow_window(b, s, &mut kv.values, kv.past, (kv.past + rows) * kv_dim, kv_dim)?;
+            kv.past = b.window_attention(s, q, k, v, rows, self.shape, self.window, keys, values, kv.past, attn)?;
+            layer.o_proj.forward(b, s, attn, rows, None, proj)?;
+            b.scale_add(s, h, proj, rows, &layer.attn_scale)?;
+            // SwiGLU MLP, layer scale + residual.
+            b.audio_rms_norm(s, h, rows, &layer.post_norm, self.eps, normed)?;
+            layer.gate_proj.forward(b, s, normed, rows, None, gate)?;
+            layer.up_proj.forward(b, s, normed, rows, None, up)?;
+            b.silu_mul(s, gate, up, rows * inter)?;
+            layer.down_proj.forward(b, s, gate, rows, None, proj)?;
+            b.scale_add(s, h, proj, rows, &layer.mlp_scale)?;
         }
         state.position += rows;
-        // 4. Final norm and projection back to the latent width.
-        let normed = rms_norm_rows(&h, &self.norm, self.eps);
-        self.output_proj.forward(&normed, rows, threads)
-    }
-
-    /// Self-attention of `rows` new rows over the remembered window plus themselves.
-    #[allow(clippy::too_many_arguments)]
-    fn attention(
-        &self,
-        layer: &Layer,
-        x: &[f32],
-        rows: usize,
-        cos: &[f32],
-        sin: &[f32],
-        kv: &mut KvWindow,
-        threads: usize,
-    ) -> Vec<f32> {
-        let hd = self.head_dim;
-        let (q_dim, kv_dim) = (self.heads * hd, self.kv_heads * hd);
-        // 1. Projections and RoPE (rotate_half form: pairs i and i + head_dim/2).
-        let mut q = layer.q_proj.forward(x, rows, threads);
-        let mut k = layer.k_proj.forward(x, rows, threads);
-        let v = layer.v_proj.forward(x, rows, threads);
-        rope_rows(&mut q, rows, hd, cos, sin);
-        rope_rows(&mut k, rows, hd, cos, sin);
-        // 2. Keys/values visible to this call: the remembered ones, then the new ones.
-        let past = kv.keys.len() / kv_dim;
-        kv.keys.extend_from_slice(&k);
-        kv.values.extend_from_slice(&v);
-        // 3. Scaled dot-product attention; new row t is key index past + t and sees key
-        //    indices past + t − (window − 1) ..= past + t.
-        let scale = 1.0 / (hd as f32).sqrt();
-        let group = self.heads / self.kv_heads;
-        let mut out = vec![0.0; rows * q_dim];
-        let mut scores = Vec::with_capacity(self.window);
-        for t in 0..rows {
-            let last = past + t;
-            let first = (last + 1).saturating_sub(self.window);
-            for head in 0..self.heads {
-                let kv_off = (head / group) * hd;
-                let q_row = &q[t * q_dim + head * hd..t * q_dim + (head + 1) * hd];
-                scores.clear();
-                for key in first..=last {
-                    let k_row = &kv.keys[key * kv_dim + kv_off..key * kv_dim + kv_off + hd];
-                    scores.push(q_row.iter().zip(k_row).map(|(a, b)| a * b).sum::<f32>() * scale);
-                }
-                softmax_inplace(&mut scores);
-                let o = &mut out[t * q_dim + head * hd..t * q_dim + (head + 1) * hd];
-                for (key, &p) in (first..=last).zip(&scores) {
-                    let v_row = &kv.values[key * kv_dim + kv_off..key * kv_dim + kv_off + hd];
-                    for (acc, &vv) in o.iter_mut().zip(v_row) {
-                        *acc += p * vv;
-                    }
-                }
-            }
-        }
-        // 4. Forget what no future query can see.
-        let total = past + rows;
-        let keep = total.min(self.window - 1);
-        kv.keys.drain(..(total - keep) * kv_dim);
-        kv.values.drain(..(total - keep) * kv_dim);
-        // 5. Output projection.
-        layer.o_proj.forward(&out, rows, threads)
+        // 3. Final norm and projection back to the latent width.
+        b.audio_rms_norm(s, h, rows, &self.norm, self.eps, normed)?;
+        self.output_proj.forward(b, s, normed, rows, None, y)
     }
 }
 
-/// `x·cos + rotate_half(x)·sin` on every head of every row; `cos`/`sin` are `[rows, hd/2]`
-/// (the reference's tables repeat the same values for both halves).
-fn rope_rows(x: &mut [f32], rows: usize, hd: usize, cos: &[f32], sin: &[f32]) {
-    let half = hd / 2;
-    let width = x.len() / rows.max(1);
-    for t in 0..rows {
-        let (c, s) = (&cos[t * half..(t + 1) * half], &sin[t * half..(t + 1) * half]);
-        for head in x[t * width..(t + 1) * width].chunks_exact_mut(hd) {
-            let (lo, hi) = head.split_at_mut(half);
-            for i in 0..half {
-                let (a, b) = (lo[i], hi[i]);
-                lo[i] = a * c[i] - b * s[i];
-                hi[i] = b * c[i] + a * s[i];
-            }
+/// A key or value window with room for `len` elements, its first `past` rows kept.
+fn grow_window<'a, B: Backend>(
+    b: &B,
+    s: &mut B::Stream,
+    slot: &'a mut Option<B::Buffer>,
+    past: usize,
+    len: usize,
+    row: usize,
+) -> Result<&'a mut B::Buffer> {
+    let buf = match slot.take() {
+        Some(old) if b.buffer_len(&old) >= len => old,
+        Some(old) => {
+            let mut grown = b.alloc(len)?;
+            b.copy(s, &old, 0, &mut grown, 0, past * row)?;
+            grown
         }
-    }
+        None => b.alloc(len.max(1))?,
+    };
+    Ok(slot.insert(buf))
 }

@@ -1,0 +1,230 @@
+//! The audio op set: what the codec networks are written in, beside [`Backend`]'s.
+//!
+//! The codec decoder (and later its encoder and the speaker encoder) is written once, generic
+//! over [`AudioBackend`], so the CPU implementation ([`super::cpu`]) stays the oracle for the
+//! GPU one, op by op, as it is for the talker. Its ops are the codec's building blocks:
+//! causal convolutions that carry their own streaming state, the transposed convolution's
+//! overlap-add carry, sliding-window attention over a window of remembered keys, and the
+//! element-wise activations (SnakeBeta, GELU) and norms of the vocoder.
+//!
+//! Weights are [`AudioBackend::AudioWeight`]: f32 on every backend. The released codec
+//! checkpoints store f32, and the vocoder is ~40 convolutions deep, so rounding its weights to
+//! bf16 (as [`Backend::Weight`] does on CUDA) would cost more accuracy than the issue's
+//! −60 dB bound allows; what precision each backend computes in is its own documented choice.
+//!
+//! Conventions are [`Backend`]'s: activations are row-major, one row per time step
+//! ("channels last": `x[t · channels + c]`), lengths in f32 elements, every op checks its
+//! sizes and returns an error instead of touching memory out of range. Ops work on the first
+//! `rows · width` elements of a buffer; a buffer may be longer. A `history` or `carry` buffer
+//! is exactly its stated size.
+
+use super::{AttentionShape, Backend};
+use crate::error::Result;
+
+/// A causal 1-D convolution, stride 1: `nn.Conv1d(cin, cout, kernel, dilation)` with
+/// `(kernel − 1) · dilation` rows of left zero padding and none on the right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvShape {
+    pub cin: usize,
+    pub cout: usize,
+    pub kernel: usize,
+    pub dilation: usize,
+}
+
+impl ConvShape {
+    /// A dense layer `y = x · Wᵀ + b` as a convolution with one tap.
+    pub fn linear(n_in: usize, n_out: usize) -> Self {
+        ConvShape { cin: n_in, cout: n_out, kernel: 1, dilation: 1 }
+    }
+
+    /// Input rows a stream carries between calls: the receptive field minus the current row.
+    pub fn history_rows(&self) -> usize {
+        (self.kernel - 1) * self.dilation
+    }
+
+    /// Elements of the tap-major weight `[cout, kernel · cin]`.
+    pub fn weight_len(&self) -> usize {
+        self.cout * self.kernel * self.cin
+    }
+}
+
+/// A causal transposed convolution (`Qwen3TTSTokenizerV2CausalTransConvNet`):
+/// `nn.ConvTranspose1d(cin, cout, kernel, stride)` whose last `kernel − stride` outputs are
+/// dropped, leaving exactly `rows · stride` outputs for `rows` inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransposedConvShape {
+    pub cin: usize,
+    pub cout: usize,
+    pub kernel: usize,
+    pub stride: usize,
+}
+
+impl TransposedConvShape {
+    /// Output rows the last input row reaches past its own `stride` rows: the carry.
+    pub fn overlap_rows(&self) -> usize {
+        self.kernel - self.stride
+    }
+
+    /// Elements of the offset-major weight `[kernel · cout, cin]`.
+    pub fn weight_len(&self) -> usize {
+        self.kernel * self.cout * self.cin
+    }
+}
+
+/// The audio operations. Each documents its math; a backend must agree with the CPU backend
+/// to the tolerance its precision documents.
+pub trait AudioBackend: Backend {
+    /// An immutable f32 parameter tensor resident where this backend computes.
+    type AudioWeight: Send + Sync;
+
+    /// Uploads an f32 tensor of `shape` (`data.len()` must equal the product).
+    fn upload_audio_weight(&self, data: &[f32], shape: &[usize]) -> Result<Self::AudioWeight>;
+
+    /// Elements of an audio weight.
+    fn audio_weight_len(&self, w: &Self::AudioWeight) -> usize;
+
+    /// Causal convolution of `rows` new rows `x: [rows, cin]` continuing a stream:
+    /// with `padded = history ++ x`, `y[t, o] = bias[o] + Σ_j Σ_i w[o, j·cin + i] ·
+    /// padded[t + j·dilation, i]` into `y: [rows, cout]`. `w` is tap-major `[cout, kernel·cin]`
+    /// (PyTorch's `weight[o, i, j]` at `w[o, j·cin + i]`), `bias: [cout]` (absent = 0).
+    /// `history: [history_rows, cin]` is required when `history_rows() > 0` and must be
+    /// `None` otherwise; afterwards it holds the last `history_rows` rows of `padded`. A new
+    /// stream starts with a zero history: the reference's left padding.
+    #[allow(clippy::too_many_arguments)]
+    fn causal_conv(
+        &self,
+        s: &mut Self::Stream,
+        x: &Self::Buffer,
+        rows: usize,
+        history: Option<&mut Self::Buffer>,
+        shape: ConvShape,
+        w: &Self::AudioWeight,
+        bias: Option<&Self::AudioWeight>,
+        y: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// Causal transposed convolution of `x: [rows, cin]` into `y: [rows·stride, cout]`:
+    /// input row n adds `Σ_i x[n, i] · w[j·cout + o, i]` to output row `n·stride + j` for
+    /// `j < kernel` (w offset-major `[kernel·cout, cin]`, PyTorch's `weight[i, o, j]`), added
+    /// in input-row order onto `carry` (the partial sums the previous call left for its first
+    /// `kernel − stride` rows), then `bias[o]` is added to the `rows·stride` complete rows.
+    /// The partial sums past them (without bias) become the new `carry:
+    /// [kernel − stride, cout]`, required when `kernel > stride`, `None` when equal.
+    #[allow(clippy::too_many_arguments)]
+    fn causal_conv_transpose(
+        &self,
+        s: &mut Self::Stream,
+        x: &Self::Buffer,
+        rows: usize,
+        carry: Option<&mut Self::Buffer>,
+        shape: TransposedConvShape,
+        w: &Self::AudioWeight,
+        bias: &Self::AudioWeight,
+        y: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// Depthwise causal convolution (`groups = channels`, dilation 1): with
+    /// `padded = history ++ x`, `y[t, c] = bias[c] + Σ_j taps[j, c] · padded[t + j, c]`, taps
+    /// tap-major `[kernel, channels]`. `history: [kernel − 1, channels]` is updated as in
+    /// [`causal_conv`](Self::causal_conv).
+    #[allow(clippy::too_many_arguments)]
+    fn depthwise_causal_conv(
+        &self,
+        s: &mut Self::Stream,
+        x: &Self::Buffer,
+        rows: usize,
+        history: &mut Self::Buffer,
+        channels: usize,
+        kernel: usize,
+        taps: &Self::AudioWeight,
+        bias: &Self::AudioWeight,
+        y: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// In-place LayerNorm of each row (width `weight.len()`): biased variance,
+    /// `(x − mean) / sqrt(var + eps) · weight + bias`.
+    fn layer_norm(
+        &self,
+        s: &mut Self::Stream,
+        x: &mut Self::Buffer,
+        rows: usize,
+        weight: &Self::AudioWeight,
+        bias: &Self::AudioWeight,
+        eps: f32,
+    ) -> Result<()>;
+
+    /// RMSNorm of each row into `y`: `weight · (x / sqrt(mean(x²) + eps))`.
+    fn audio_rms_norm(
+        &self,
+        s: &mut Self::Stream,
+        x: &Self::Buffer,
+        rows: usize,
+        weight: &Self::AudioWeight,
+        eps: f32,
+        y: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// Exact GELU `x/2 · (1 + erf(x/√2))` on the first `len` elements, in place.
+    fn gelu(&self, s: &mut Self::Stream, x: &mut Self::Buffer, len: usize) -> Result<()>;
+
+    /// SnakeBeta on `[rows, channels]` in place: `x + inv_mag[c] · sin²(x · freq[c])`, with
+    /// `freq = e^α` and `inv_mag = 1 / (e^β + 1e-9)` precomputed at load (`[channels]` each).
+    fn snake_beta(
+        &self,
+        s: &mut Self::Stream,
+        x: &mut Self::Buffer,
+        rows: usize,
+        freq: &Self::AudioWeight,
+        inv_mag: &Self::AudioWeight,
+    ) -> Result<()>;
+
+    /// Layer scale plus residual: `residual[t, c] += scale[c] · x[t, c]` over `rows` rows of
+    /// width `scale.len()`.
+    fn scale_add(
+        &self,
+        s: &mut Self::Stream,
+        residual: &mut Self::Buffer,
+        x: &Self::Buffer,
+        rows: usize,
+        scale: &Self::AudioWeight,
+    ) -> Result<()>;
+
+    /// `x[i] = min(max(x[i], lo), hi)` on the first `len` elements.
+    fn clamp(&self, s: &mut Self::Stream, x: &mut Self::Buffer, len: usize, lo: f32, hi: f32) -> Result<()>;
+
+    /// Codebook lookup: `ids` is `[rows, tables.len()]`; `out[r, :] = tables[0][ids[r·T]] +
+    /// tables[1][ids[r·T + 1]] + …`, added in table order starting from the first table's row
+    /// (no leading zero). Every table is `[entries, dim]`; an id out of range is an error.
+    fn codebook_sum(
+        &self,
+        s: &mut Self::Stream,
+        tables: &[&Self::AudioWeight],
+        ids: &[u32],
+        out: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// Sliding-window causal attention continuing a stream. `keys`/`values: [capacity,
+    /// num_kv_heads · head_dim]` hold `past` remembered (already rotated) rows; the `rows`
+    /// new ones `k, v: [rows, num_kv_heads · head_dim]` are appended after them, and new query
+    /// `t` (`q: [rows, num_heads · head_dim]`) attends to the `window` most recent keys up to
+    /// and including its own (`past + t + 1 − window ..= past + t`, clipped at 0). Scale
+    /// `1/sqrt(head_dim)`, softmax in f32. Output `out: [rows, num_heads · head_dim]`.
+    /// Afterwards the last `min(past + rows, window − 1)` key and value rows are moved to the
+    /// front (all any later query can see); that count is returned, the next call's `past`.
+    /// Needs `capacity ≥ past + rows` and `past < window`.
+    #[allow(clippy::too_many_arguments)]
+    fn window_attention(
+        &self,
+        s: &mut Self::Stream,
+        q: &Self::Buffer,
+        k: &Self::Buffer,
+        v: &Self::Buffer,
+        rows: usize,
+        shape: AttentionShape,
+        window: usize,
+        keys: &mut Self::Buffer,
+        values: &mut Self::Buffer,
+        past: usize,
+        out: &mut Self::Buffer,
+    ) -> Result<usize>;
+}

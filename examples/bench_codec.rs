@@ -1,8 +1,11 @@
-//! CPU benchmark of the audio networks: codec decoder, codec encoder and speaker encoder,
-//! reported as CPU seconds per second of audio.
+//! Benchmark of the audio networks: codec decoder, codec encoder and speaker encoder on the
+//! CPU, reported as CPU seconds per second of audio; with `--device N` (feature `cuda`), the
+//! codec decoder on that GPU instead: offline (the official decode), per frame amortised over
+//! a stream fed 4-frame chunks, and the latency of a first 1-frame chunk.
 //!
 //! ```text
 //! cargo run --release --example bench_codec -- --model DIR [--seconds S] [--threads T] [--runs R]
+//! cargo run --release --features cuda --example bench_codec -- --model DIR --device 0
 //! ```
 //!
 //! Use a full-size checkpoint from `make_random_checkpoint` (speed does not depend on the
@@ -55,9 +58,14 @@ fn main() {
     let audio_s = (frames * HOP) as f64 / RATE as f64;
     println!("model     {} ({} frames = {audio_s:.2} s of audio, {threads} threads, median of {runs})", dir.display(), frames);
 
+    let codes: Vec<u32> = (0..frames * CODEBOOKS).map(|i| ((i * 7919 + 13) % 2048) as u32).collect();
+    if let Some(device) = args.iter().position(|a| a == "--device").and_then(|i| args.get(i + 1)) {
+        let ordinal: usize = device.parse().unwrap_or_else(|_| panic!("bad --device {device}"));
+        gpu_decoder(&ckpt, ordinal, &codes, frames, runs);
+        return;
+    }
     let mut decoder = CodecDecoder::from_checkpoint(&ckpt).expect("codec decoder");
     decoder.set_threads(threads);
-    let codes: Vec<u32> = (0..frames * CODEBOOKS).map(|i| ((i * 7919 + 13) % 2048) as u32).collect();
     let t = time(runs, || {
         decoder.decode(&codes, CODEBOOKS).expect("decode");
     });
@@ -89,4 +97,51 @@ fn main() {
         }
         Err(e) => println!("speaker   n/a ({e})"),
     }
+}
+
+/// The codec decoder on CUDA device `ordinal`: offline, streamed in 4-frame chunks, and a
+/// first 1-frame chunk. Each figure includes copying the samples to the host.
+#[cfg(feature = "cuda")]
+fn gpu_decoder(ckpt: &Checkpoint, ordinal: usize, codes: &[u32], frames: usize, runs: usize) {
+    use qwentts::backend::cuda::CudaBackend;
+    use qwentts::model::codec::{ChunkPolicy, StreamingDecoder};
+
+    let backend = CudaBackend::new(ordinal).expect("CUDA device");
+    let t0 = Instant::now();
+    let decoder = CodecDecoder::load_on(backend, &ckpt.speech_config, &ckpt.speech_weights).expect("GPU codec decoder");
+    println!("gpu decoder: cuda:{ordinal}, loaded in {:.0} ms (f32 weights)", t0.elapsed().as_secs_f64() * 1e3);
+    let t = time(runs, || {
+        decoder.decode(codes, CODEBOOKS).expect("decode");
+    });
+    println!("offline   {frames} frames in {:.2} ms ({:.4} ms per frame)", t * 1e3, t * 1e3 / frames as f64);
+    const CHUNK: usize = 4;
+    let t = time(runs, || {
+        let mut stream = StreamingDecoder::new(&decoder, ChunkPolicy::Official).expect("stream");
+        for chunk in codes.chunks(CHUNK * CODEBOOKS) {
+            stream.push(chunk, CODEBOOKS).expect("push");
+        }
+    });
+    println!("stream    {CHUNK}-frame chunks: {:.4} ms per frame amortised ({frames} frames)", t * 1e3 / frames as f64);
+    // First audio: a fresh stream (its state and CUDA stream included) and one frame.
+    let t = time(runs.max(5), || {
+        let mut stream = StreamingDecoder::new(&decoder, ChunkPolicy::Official).expect("stream");
+        stream.push(&codes[..CODEBOOKS], CODEBOOKS).expect("push");
+    });
+    println!("first     1-frame chunk on a fresh stream: {:.3} ms", t * 1e3);
+    // The same on a stream already warm (its buffers allocated): a later 1-frame chunk.
+    let mut stream = StreamingDecoder::new(&decoder, ChunkPolicy::Continuous).expect("stream");
+    stream.push(&codes[..CODEBOOKS], CODEBOOKS).expect("push");
+    let mut i = 1;
+    let t = time(runs.max(5), || {
+        let f = i % frames;
+        stream.push(&codes[f * CODEBOOKS..(f + 1) * CODEBOOKS], CODEBOOKS).expect("push");
+        i += 1;
+    });
+    println!("next      1-frame chunk on a warm stream: {:.3} ms", t * 1e3);
+}
+
+#[cfg(not(feature = "cuda"))]
+fn gpu_decoder(_: &Checkpoint, _: usize, _: &[u32], _: usize, _: usize) {
+    eprintln!("--device needs a build with the `cuda` feature");
+    std::process::exit(2);
 }

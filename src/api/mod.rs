@@ -10,6 +10,7 @@
 //!   callback ([`SpeechStream`]).
 
 mod audio;
+mod audio_decoder;
 mod clone;
 mod generate;
 mod model;

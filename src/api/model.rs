@@ -21,6 +21,7 @@ pub use crate::engine::EngineKind;
 use crate::error::{Error, Result};
 use crate::model::code_predictor::CodePredictor;
 use crate::model::codec::CodecDecoder;
+use super::audio_decoder::AudioDecoder;
 use crate::model::codec::encoder::CodecEncoder;
 use crate::model::speaker_encoder::SpeakerEncoder;
 use crate::model::talker::Talker;
@@ -100,8 +101,8 @@ fn megakernel_for(
 /// The networks on their backends.
 pub(crate) struct Networks {
     pub decoders: DecoderSet,
-    /// Codes → 24 kHz audio (every model).
-    pub codec_decoder: CodecDecoder,
+    /// Codes → 24 kHz audio (every model), on the model's device.
+    pub codec_decoder: AudioDecoder,
     /// What cloning needs; `None` on CustomVoice / VoiceDesign checkpoints, which have no
     /// speaker encoder and never encode audio.
     pub cloning: Option<CloningNetworks>,
@@ -208,18 +209,29 @@ impl Model {
         }
         let checkpoint = Checkpoint::open(dir)?;
         let tokenizer = TextTokenizer::from_dir(dir)?;
-        let decoders = match options.device {
+        let cpu_codec = |checkpoint: &Checkpoint| -> Result<AudioDecoder> {
+            let mut d = CodecDecoder::from_checkpoint(checkpoint).map_err(|e| e.context("codec decoder"))?;
+            if let Some(t) = options.threads {
+                d.set_threads(t);
+            }
+            Ok(AudioDecoder::Cpu(d))
+        };
+        let (decoders, codec_decoder) = match options.device {
             Device::Cpu => {
                 if options.engine == EngineKind::Megakernel {
                     return Err(Error::unsupported("the megakernel engine needs a CUDA device (LoadOptions::device)"));
                 }
-                DecoderSet::Cpu(Decoders::load(options.threads.map(CpuBackend::new).unwrap_or_default(), &checkpoint)?)
+                let d = Decoders::load(options.threads.map(CpuBackend::new).unwrap_or_default(), &checkpoint)?;
+                (DecoderSet::Cpu(d), cpu_codec(&checkpoint)?)
             }
             #[cfg(feature = "cuda")]
             Device::Cuda(ordinal) => {
                 let d = Decoders::load(CudaBackend::new(ordinal)?, &checkpoint)?;
                 let max_frames = checkpoint.generation.max_new_tokens.max(2);
-                DecoderSet::Cuda(megakernel_for(&d, options.engine, max_frames)?, d)
+                // The codec decodes on the same GPU (f32 weights, its own streams).
+                let codec = CodecDecoder::load_on(d.backend.clone(), &checkpoint.speech_config, &checkpoint.speech_weights)
+                    .map_err(|e| e.context("codec decoder"))?;
+                (DecoderSet::Cuda(megakernel_for(&d, options.engine, max_frames)?, d), AudioDecoder::Cuda(codec))
             }
             #[cfg(not(feature = "cuda"))]
             Device::Cuda(ordinal) => {
@@ -227,10 +239,6 @@ impl Model {
                 return Err(Error::unsupported(format!("CUDA device {ordinal}: this build has no CUDA backend")));
             }
         };
-        let mut codec_decoder = CodecDecoder::from_checkpoint(&checkpoint).map_err(|e| e.context("codec decoder"))?;
-        if let Some(t) = options.threads {
-            codec_decoder.set_threads(t);
-        }
         let cloning = match checkpoint.config.kind() {
             ModelKind::Base => Some(CloningNetworks::load(&checkpoint, options.threads)?),
             ModelKind::CustomVoice | ModelKind::VoiceDesign => None,
@@ -256,6 +264,12 @@ impl Model {
             #[cfg(feature = "cuda")]
             DecoderSet::Cuda(None, _) => "unfused",
         }
+    }
+
+    /// Where the codec decoder runs: `cpu (N threads)` for CPU models, `cuda:N` for CUDA
+    /// models, which decode on their GPU.
+    pub fn audio_device(&self) -> String {
+        self.inner.networks.codec_decoder.device_name()
     }
 
     /// The frame megakernel, when this model runs on it (benchmarks and diagnostics).

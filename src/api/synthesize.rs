@@ -17,7 +17,8 @@ use super::model::Model;
 use super::voice::Voice;
 use crate::audio::reference::MAX_SAMPLE_RATE;
 use crate::error::{Error, Result};
-use crate::model::codec::{ChunkPolicy, CodecDecoder, StreamingDecoder, icl_cut};
+use super::audio_decoder::AudioStream;
+use crate::model::codec::{ChunkPolicy, icl_cut};
 use crate::model::generate::{FinishReason, StopPoll};
 
 /// What the chunk callback returns: `true` to go on, `false` to stop (the call then ends
@@ -110,7 +111,7 @@ impl Model {
         let reference = voice.reference().map(|r| r.codes.as_slice());
         let streaming = hooks.on_chunk.is_some();
         let mut out = OutputStream {
-            decoder: StreamingDecoder::new(decoder, ChunkPolicy::Official)?,
+            decoder: decoder.stream(ChunkPolicy::Official)?,
             groups,
             chunk_frames: options.chunk_frames,
             reference,
@@ -229,7 +230,7 @@ impl Model {
 /// Per-request decode state: codes waiting for their chunk, the decoder stream, the
 /// resampler, and the samples produced so far (the returned audio, from the boundary on).
 struct OutputStream<'m, 'h> {
-    decoder: StreamingDecoder<&'m CodecDecoder>,
+    decoder: AudioStream<'m>,
     groups: usize,
     chunk_frames: usize,
     /// ICL reference codes, until they are decoded (just before the first chunk).

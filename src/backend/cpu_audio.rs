@@ -12,6 +12,7 @@
 //! one call over all rows and many calls over consecutive pieces compute the same numbers.
 
 use std::f64::consts::PI;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::audio::{AudioBackend, ConvShape, TransposedConvShape};
 use super::cpu::{CpuBackend, CpuStream, CpuWeight, softmax_inplace};
@@ -207,11 +208,36 @@ pub fn erf(x: f64) -> f64 {
     r.copysign(x)
 }
 
+static OPS_RUN: AtomicU64 = AtomicU64::new(0);
+
+/// Audio ops run on the CPU so far, process-wide. Tests read it around a request on a GPU
+/// model to show that no codec network ran on the CPU.
+pub fn cpu_audio_ops_run() -> u64 {
+    OPS_RUN.load(Ordering::Relaxed)
+}
+
+fn count_op() {
+    OPS_RUN.fetch_add(1, Ordering::Relaxed);
+}
+
 fn check_len(what: &str, needed: usize, available: usize) -> Result<()> {
     if needed > available {
         return Err(Error::invalid_argument(format!("{what}: needs {needed} elements but the buffer holds {available}")));
     }
     Ok(())
+}
+
+/// `rows · width` elements, or an error when the product does not fit.
+fn elems(what: &str, rows: usize, width: usize) -> Result<usize> {
+    rows.checked_mul(width).ok_or_else(|| Error::invalid_argument(format!("{what}: {rows} rows of {width} overflow")))
+}
+
+/// The width of a per-channel parameter vector (never 0).
+fn channels(what: &str, w: &CpuWeight) -> Result<usize> {
+    match w.data().len() {
+        0 => Err(Error::invalid_argument(format!("{what}: empty parameter vector"))),
+        n => Ok(n),
+    }
 }
 
 fn check_exact(what: &str, expected: usize, got: usize) -> Result<()> {
@@ -265,6 +291,7 @@ impl AudioBackend for CpuBackend {
         bias: Option<&CpuWeight>,
         y: &mut Vec<f32>,
     ) -> Result<()> {
+        count_op();
         let ConvShape { cin, cout, kernel, dilation } = shape;
         if kernel == 0 || dilation == 0 {
             return Err(Error::invalid_argument(format!("causal_conv: kernel {kernel} and dilation {dilation} must be positive")));
@@ -273,8 +300,8 @@ impl AudioBackend for CpuBackend {
         if let Some(b) = bias {
             check_exact("causal_conv bias", cout, b.data().len())?;
         }
-        check_len("causal_conv input", rows * cin, x.len())?;
-        check_len("causal_conv output", rows * cout, y.len())?;
+        check_len("causal_conv input", elems("causal_conv input", rows, cin)?, x.len())?;
+        check_len("causal_conv output", elems("causal_conv output", rows, cout)?, y.len())?;
         let history = check_state("causal_conv history", history, shape.history_rows(), cin)?;
         let y = &mut y[..rows * cout];
         fill_bias(y, cout, bias.map(|b| b.data()));
@@ -332,6 +359,7 @@ impl AudioBackend for CpuBackend {
         bias: &CpuWeight,
         y: &mut Vec<f32>,
     ) -> Result<()> {
+        count_op();
         let TransposedConvShape { cin, cout, kernel: k, stride } = shape;
         if stride == 0 || k < stride {
             return Err(Error::invalid_argument(format!(
@@ -340,7 +368,9 @@ impl AudioBackend for CpuBackend {
         }
         check_exact("causal_conv_transpose weight", shape.weight_len(), w.data().len())?;
         check_exact("causal_conv_transpose bias", cout, bias.data().len())?;
-        check_len("causal_conv_transpose input", rows * cin, x.len())?;
+        check_len("causal_conv_transpose input", elems("causal_conv_transpose input", rows, cin)?, x.len())?;
+        // z holds k ≥ stride rows per input row: when its size fits, so does the output's.
+        elems("causal_conv_transpose", rows, elems("causal_conv_transpose", k, cout)?)?;
         check_len("causal_conv_transpose output", rows * stride * cout, y.len())?;
         let carry = check_state("causal_conv_transpose carry", carry, shape.overlap_rows(), cout)?;
         // 1. Each input row's contribution to its k output rows: z[rows, k·cout] = x · Wᵀ.
@@ -386,6 +416,7 @@ impl AudioBackend for CpuBackend {
         bias: &CpuWeight,
         y: &mut Vec<f32>,
     ) -> Result<()> {
+        count_op();
         let c = channels;
         if kernel == 0 {
             return Err(Error::invalid_argument("depthwise_causal_conv: kernel must be positive"));
@@ -393,7 +424,7 @@ impl AudioBackend for CpuBackend {
         check_exact("depthwise_causal_conv taps", kernel * c, taps.data().len())?;
         check_exact("depthwise_causal_conv bias", c, bias.data().len())?;
         check_exact("depthwise_causal_conv history", (kernel - 1) * c, history.len())?;
-        check_len("depthwise_causal_conv input", rows * c, x.len())?;
+        check_len("depthwise_causal_conv input", elems("depthwise_causal_conv input", rows, c)?, x.len())?;
         check_len("depthwise_causal_conv output", rows * c, y.len())?;
         let padded = [history.as_slice(), &x[..rows * c]].concat();
         let y = &mut y[..rows * c];
@@ -421,9 +452,10 @@ impl AudioBackend for CpuBackend {
         bias: &CpuWeight,
         eps: f32,
     ) -> Result<()> {
-        let dim = weight.data().len();
+        count_op();
+        let dim = channels("layer_norm weight", weight)?;
         check_exact("layer_norm bias", dim, bias.data().len())?;
-        check_len("layer_norm input", rows * dim, x.len())?;
+        check_len("layer_norm input", elems("layer_norm input", rows, dim)?, x.len())?;
         layer_norm_rows(&mut x[..rows * dim], weight.data(), bias.data(), eps);
         Ok(())
     }
@@ -437,14 +469,16 @@ impl AudioBackend for CpuBackend {
         eps: f32,
         y: &mut Vec<f32>,
     ) -> Result<()> {
-        let dim = weight.data().len();
-        check_len("rms_norm input", rows * dim, x.len())?;
+        count_op();
+        let dim = channels("rms_norm weight", weight)?;
+        check_len("rms_norm input", elems("rms_norm input", rows, dim)?, x.len())?;
         check_len("rms_norm output", rows * dim, y.len())?;
         rms_norm_rows_into(&x[..rows * dim], weight.data(), eps, &mut y[..rows * dim]);
         Ok(())
     }
 
     fn gelu(&self, s: &mut CpuStream, x: &mut Vec<f32>, len: usize) -> Result<()> {
+        count_op();
         check_len("gelu", len, x.len())?;
         // Split into 1024-wide "rows" only to spread the work over threads.
         par_rows(&mut x[..len], 1024, s.threads(), |_, chunk| chunk.iter_mut().for_each(|v| *v = gelu(*v)));
@@ -459,9 +493,10 @@ impl AudioBackend for CpuBackend {
         freq: &CpuWeight,
         inv_mag: &CpuWeight,
     ) -> Result<()> {
-        let c = freq.data().len();
+        count_op();
+        let c = channels("snake_beta frequencies", freq)?;
         check_exact("snake_beta magnitudes", c, inv_mag.data().len())?;
-        check_len("snake_beta input", rows * c, x.len())?;
+        check_len("snake_beta input", elems("snake_beta input", rows, c)?, x.len())?;
         let (freq, inv_mag) = (freq.data(), inv_mag.data());
         par_rows(&mut x[..rows * c], c, s.threads(), |_, chunk| {
             for row in chunk.chunks_exact_mut(c) {
@@ -482,20 +517,26 @@ impl AudioBackend for CpuBackend {
         rows: usize,
         scale: &CpuWeight,
     ) -> Result<()> {
-        let c = scale.data().len();
-        check_len("scale_add residual", rows * c, residual.len())?;
+        count_op();
+        let c = channels("scale_add scale", scale)?;
+        check_len("scale_add residual", elems("scale_add residual", rows, c)?, residual.len())?;
         check_len("scale_add input", rows * c, x.len())?;
         scale_add_rows(&mut residual[..rows * c], &x[..rows * c], scale.data());
         Ok(())
     }
 
     fn clamp(&self, _s: &mut CpuStream, x: &mut Vec<f32>, len: usize, lo: f32, hi: f32) -> Result<()> {
+        count_op();
         check_len("clamp", len, x.len())?;
+        if lo.is_nan() || hi.is_nan() || lo > hi {
+            return Err(Error::invalid_argument(format!("clamp: bounds {lo}..={hi}")));
+        }
         x[..len].iter_mut().for_each(|v| *v = v.clamp(lo, hi));
         Ok(())
     }
 
     fn codebook_sum(&self, _s: &mut CpuStream, tables: &[&CpuWeight], ids: &[u32], out: &mut Vec<f32>) -> Result<()> {
+        count_op();
         let t = tables.len();
         if t == 0 || !ids.len().is_multiple_of(t) {
             return Err(Error::invalid_argument(format!("codebook_sum: {} ids for {t} tables", ids.len())));
@@ -508,15 +549,20 @@ impl AudioBackend for CpuBackend {
             return Err(Error::invalid_argument(format!("codebook_sum: tables of widths {dim} and {:?}", bad.shape())));
         }
         let rows = ids.len() / t;
-        check_len("codebook_sum output", rows * dim, out.len())?;
+        check_len("codebook_sum output", elems("codebook_sum output", rows, dim)?, out.len())?;
+        // Every id is checked before anything is written.
+        for row_ids in ids.chunks_exact(t) {
+            for (&id, table) in row_ids.iter().zip(tables) {
+                let entries = table.shape()[0];
+                if id as usize >= entries {
+                    return Err(Error::invalid_argument(format!("codebook_sum: id {id} out of range for {entries} entries")));
+                }
+            }
+        }
         for (r, row_ids) in ids.chunks_exact(t).enumerate() {
             let dst = &mut out[r * dim..(r + 1) * dim];
             for (i, (&id, table)) in row_ids.iter().zip(tables).enumerate() {
-                let entries = table.shape()[0];
                 let id = id as usize;
-                if id >= entries {
-                    return Err(Error::invalid_argument(format!("codebook_sum: id {id} out of range for {entries} entries")));
-                }
                 let src = &table.data()[id * dim..(id + 1) * dim];
                 if i == 0 {
                     dst.copy_from_slice(src);
@@ -542,6 +588,7 @@ impl AudioBackend for CpuBackend {
         past: usize,
         out: &mut Vec<f32>,
     ) -> Result<usize> {
+        count_op();
         let AttentionShape { num_heads, num_kv_heads, head_dim: hd } = shape;
         if num_kv_heads == 0 || num_heads % num_kv_heads != 0 || hd == 0 {
             return Err(Error::invalid_argument(format!(
@@ -601,6 +648,7 @@ impl AudioBackend for CpuBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::Backend;
     #[test]
     fn erf_matches_reference_values() {
         // Values from Python's math.erf (within an ulp of the true value).
@@ -646,4 +694,28 @@ mod tests {
         }
     }
 
+
+    #[test]
+    fn bad_arguments_are_errors_not_panics() {
+        let cpu = CpuBackend::new(1);
+        let mut s = cpu.new_stream().unwrap();
+        let mut x = vec![0.5f32; 8];
+        assert!(cpu.clamp(&mut s, &mut x, 8, 1.0, -1.0).is_err(), "lo > hi");
+        assert!(cpu.clamp(&mut s, &mut x, 8, f32::NAN, 1.0).is_err(), "NaN bound");
+        let empty = cpu.upload_weight_f32(&[], &[0]).unwrap();
+        let mut y = vec![0.0f32; 8];
+        assert!(cpu.layer_norm(&mut s, &mut x, 2, &empty, &empty, 1e-5).is_err());
+        assert!(cpu.audio_rms_norm(&mut s, &x, 2, &empty, 1e-5, &mut y).is_err());
+        assert!(cpu.snake_beta(&mut s, &mut x, 2, &empty, &empty).is_err());
+        assert!(cpu.scale_add(&mut s, &mut y, &x, 2, &empty).is_err());
+        let w = cpu.upload_weight_f32(&[1.0; 4], &[1, 4]).unwrap();
+        assert!(cpu.scale_add(&mut s, &mut y, &x, usize::MAX / 2, &w).is_err(), "rows · width overflows");
+        // An out-of-range id in the second row leaves the output untouched.
+        let table = cpu.upload_weight_f32(&[1.0, 2.0, 3.0, 4.0], &[2, 2]).unwrap();
+        let mut out = vec![-7.0f32; 4];
+        assert!(cpu.codebook_sum(&mut s, &[&table], &[1, 2], &mut out).is_err());
+        assert_eq!(out, [-7.0; 4]);
+        cpu.codebook_sum(&mut s, &[&table, &table], &[1, 0, 0, 0], &mut out).unwrap();
+        assert_eq!(out, [4.0, 6.0, 2.0, 4.0], "rows summed table by table");
+    }
 }

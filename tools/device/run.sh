@@ -5,6 +5,7 @@
 #
 #   run tool:  command "./tools/device/run.sh", carry [".device"], timeout <= 600 s
 #   QT_RUN_BENCH=0 skips the benchmarks; QT_MODELS="0.6B" limits the checkpoints;
+#   QT_CODEC_BENCH=0 skips the GPU codec benchmark;
 #   QT_TESTS="cuda_megakernel cuda_model:megakernel" limits the test binaries (NAME:FILTER or
 #   QT_TEST_FILTER filters inside them); QT_SANITIZE=1 runs the megakernel tests under compute-sanitizer (memcheck,
 #   racecheck, synccheck, initcheck; QT_SANITIZE_TOOLS picks, QT_SANITIZE_TIMEOUT bounds each); QT_REFBENCH=1 runs faster-qwen3-tts (../shared/tools/reference-bench,
@@ -67,7 +68,7 @@ if [[ " ${QT_TESTS:-cuda_megakernel} " == *" cuda_megakernel"[:\ ]* ]] && [ -x "
     "$bin/cuda_megakernel" --include-ignored --test-threads 1 --nocapture ${QT_TEST_FILTER:-}
 fi
 # An entry NAME:FILTER runs only NAME's tests whose names contain FILTER.
-for entry in ${QT_TESTS:-cuda_backend cuda_kernels cuda_model cuda_megakernel ffi}; do
+for entry in ${QT_TESTS:-cuda_backend cuda_kernels cuda_audio_ops cuda_codec cuda_model cuda_megakernel ffi}; do
   t="${entry%%:*}"; filter="${QT_TEST_FILTER:-}"
   [ "$t" != "$entry" ] && filter="${entry#*:}"
   [ -x "$bin/$t" ] && run_step "$t" "${QT_TEST_TIMEOUT:-300}" "$bin/$t" --include-ignored --test-threads 1 --nocapture $filter
@@ -90,6 +91,11 @@ run_step cli_tiny_cuda 60 "$bin/qwentts" --device 0 --out "$out/tiny_cuda.wav"
 if [ "${QT_RUN_BENCH:-1}" = 1 ]; then
   run_step bench_cuda 300 "$bin/bench_cuda" "${models[@]}" ${QT_BENCH_ARGS:-}
   sed -n '/^## summary/,$p' "$out/bench_cuda.log"
+fi
+# The codec decoder on the GPU (offline, 4-frame stream, first 1-frame chunk) on the first
+# full-size checkpoint; QT_CODEC_BENCH=0 skips it.
+if [ "${QT_CODEC_BENCH:-1}" = 1 ] && [ -x "$bin/bench_codec" ] && [ -n "$full" ]; then
+  run_step bench_codec_cuda 120 "$bin/bench_codec" --model "${full%%:*}" --device 0 --seconds 8 --runs 5
 fi
 # Soak and sanitizers after the measurements, which a deadline must not cut.
 # QT_SOAK=N: N load/clone/generate/free cycles on the GPU with device memory recorded.

@@ -49,12 +49,12 @@ impl CudaWeight {
 
 /// One request's execution context: a CUDA stream and per-stream scratch.
 pub struct CudaStreamCtx {
-    stream: Arc<CudaStream>,
+    pub(crate) stream: Arc<CudaStream>,
     /// Partial sums of split attention and split-K GEMMs (grown on demand; ops on one stream
     /// run in order, so they can share it).
-    scratch: DeviceMemory<f32>,
+    pub(crate) scratch: DeviceMemory<f32>,
     /// Embedding ids uploaded for the next gather (grown on demand).
-    ids: DeviceMemory<u32>,
+    pub(crate) ids: DeviceMemory<u32>,
     pool: Arc<DevicePool>,
 }
 
@@ -121,7 +121,7 @@ impl CudaBackend {
     }
 
     /// Grows the stream's scratch to at least `len` elements (a power of two, so it settles).
-    fn ensure_scratch(&self, s: &mut CudaStreamCtx, len: usize) -> Result<()> {
+    pub(crate) fn ensure_scratch(&self, s: &mut CudaStreamCtx, len: usize) -> Result<()> {
         if s.scratch.len() < len {
             s.scratch = DeviceMemory::zeros(self.dev.pool(), len.next_power_of_two())?;
         }
@@ -157,7 +157,7 @@ impl CudaBackend {
 
     /// Uploads `ids` into the stream's id scratch, after checking each against `vocab[t]`
     /// (ids are `[rows, tables]`).
-    fn stage_ids(&self, s: &mut CudaStreamCtx, ids: &[u32], vocab: &[usize]) -> Result<()> {
+    pub(crate) fn stage_ids(&self, s: &mut CudaStreamCtx, ids: &[u32], vocab: &[usize]) -> Result<()> {
         for (i, &id) in ids.iter().enumerate() {
             let v = vocab[i % vocab.len()];
             if id as usize >= v {
@@ -175,7 +175,7 @@ impl CudaBackend {
             .map_err(|e| cuda_error("uploading embedding ids", e))
     }
 
-    fn bind(&self) -> Result<()> {
+    pub(crate) fn bind(&self) -> Result<()> {
         self.dev.ctx().bind_to_thread().map_err(|e| cuda_error("binding the context", e))
     }
 }

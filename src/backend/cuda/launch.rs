@@ -51,18 +51,18 @@ pub fn default_warps_per_row(rows: usize, n: usize, k: usize) -> u32 {
     }
 }
 
-fn check(what: &str, needed: usize, have: usize) -> Result<()> {
+pub(crate) fn check(what: &str, needed: usize, have: usize) -> Result<()> {
     if needed > have {
         return Err(Error::invalid_argument(format!("{what}: needs {needed} elements, buffer holds {have}")));
     }
     Ok(())
 }
 
-fn int(what: &str, v: usize) -> Result<i32> {
+pub(crate) fn int(what: &str, v: usize) -> Result<i32> {
     i32::try_from(v).map_err(|_| Error::invalid_argument(format!("{what} = {v} exceeds the kernels' 32-bit range")))
 }
 
-fn launch<'a>(
+pub(crate) fn launch<'a>(
     stream: &'a Arc<CudaStream>,
     f: &'a CudaFunction,
     name: &str,
@@ -79,7 +79,7 @@ fn launch<'a>(
 }
 
 /// A kernel argument (lets `launch` take a heterogeneous list).
-trait Arg {
+pub(crate) trait Arg {
     fn push<'a>(&'a self, b: &mut cudarc::driver::LaunchArgs<'a>);
 }
 impl<T: DeviceRepr> Arg for T {
@@ -105,7 +105,7 @@ struct Tables([u64; MAX_EMBEDDING_TABLES]);
 // SAFETY: plain-old-data with the layout of the kernel's struct.
 unsafe impl DeviceRepr for Tables {}
 
-fn grid1(n: usize, per_block: usize) -> u32 {
+pub(crate) fn grid1(n: usize, per_block: usize) -> u32 {
     n.div_ceil(per_block).clamp(1, 1 << 20) as u32
 }
 

@@ -4,6 +4,8 @@
 //! * [`CudaBackend`](backend::CudaBackend): the [`Backend`](super::Backend) implementation
 //!   (weights uploaded once as BF16, f32 activations, one CUDA stream per request).
 //! * [`DeviceMemory`](memory::DeviceMemory): library-owned device allocations.
+//! * `audio`: the codec's [`AudioBackend`](super::audio::AudioBackend) op set on the GPU
+//!   (`kernels/codec.cu`; f32 weights, [`CudaF32Weight`]).
 //! * `launch`: typed, argument-checked launchers, one per kernel file in `kernels/`.
 //!
 //! Design notes:
@@ -38,11 +40,13 @@ use cudarc::driver::{
 
 use crate::error::{Error, ErrorKind, Result};
 
+pub mod audio;
 pub mod backend;
 pub mod launch;
 pub mod megakernel;
 pub mod memory;
 
+pub use audio::CudaF32Weight;
 pub use backend::{CudaBackend, CudaStreamCtx, CudaWeight};
 pub use memory::{DeviceMemory, DevicePool};
 
@@ -194,6 +198,8 @@ pub(crate) struct Kernels {
     pub mk_frame_portable: CudaFunction,
     /// The megakernel's sampler over test vectors.
     pub mk_sample_cases: CudaFunction,
+    /// The codec's audio ops (`kernels/codec.cu`).
+    pub(crate) codec: audio::CodecKernels,
 }
 
 impl Kernels {
@@ -224,6 +230,7 @@ impl Kernels {
             mk_frame_tma: load("qt_mk_frame_tma")?,
             mk_frame_portable: load("qt_mk_frame_portable")?,
             mk_sample_cases: load("qt_mk_sample_cases")?,
+            codec: audio::CodecKernels::load(&load)?,
         })
     }
 }

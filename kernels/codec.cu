@@ -1,0 +1,420 @@
+/*
+ * The codec's audio ops (src/backend/audio.rs, `AudioBackend`): causal and transposed
+ * convolutions with streaming state, the vocoder's norms and activations, the codebook sum
+ * and sliding-window attention. Everything is f32: activations, weights (the codec's are
+ * uploaded as f32, never bf16) and accumulation. No atomics: every sum has a fixed order, so
+ * results are deterministic, and a stream cut into pieces gives bit-identical outputs.
+ *
+ * qt_codec_conv_gemm (implicit-GEMM causal convolution; kernel = 1 is a dense layer)
+ *   Math    y[t, o] = (bias ? bias[o] : 0) + sum_{j < taps} sum_{i < cin} w[o, j*cin + i] * P[t + j*dilation, i]
+ *           for t < M, o < N, where P is the padded input: P[p] = hist[p] for p < H, else
+ *           x[p - H] (H = (taps - 1) * dilation history rows). The reduction index is
+ *           k = j*cin + i (K = taps * cin), so the A operand is the im2col matrix
+ *           A[t, k] = P[t + (k / cin) * dilation, k % cin], gathered by the tile loader.
+ *   Layout  x: f32 [M, cin]. hist: f32 [H, cin] (NULL when H = 0). w: f32 [N, K] row-major
+ *           (tap-major: PyTorch's weight[o, i, j] at w[o*K + j*cin + i]). bias: f32 [N] or
+ *           NULL. y: f32 [M, N], must not overlap the inputs.
+ *   Launch  grid = (ceil(M / 64), ceil(N / 64)), blockDim = 256, static shared memory
+ *           2 x (16 x 68 + 16 x 68) floats = 17 KB. Classic SGEMM: a 64 x 64 output tile per
+ *           block, K-steps of BK = 16; each thread owns a 4 x 4 register micro-tile (rows
+ *           ty*4.., columns tx*4.., tx = tid % 16, ty = tid / 16) and reads one float4 of A
+ *           and one of B from shared memory per k. The tiles are stored k-major
+ *           (As[k][m], Bs[k][n]) and double-buffered: the next K-step's A and B (one float4
+ *           each per thread: row tid / 4, k (tid % 4) * 4) are fetched into registers while
+ *           the current one is multiplied, one barrier per step. When cin % 4 == 0 (every
+ *           real codec layer: cin 96..1536) and the bases are 16-byte aligned, the 4 k of a
+ *           thread's fetch lie in one tap and one input row: one float4 load; otherwise 4
+ *           scalar loads, each mapped (t, k) -> (j, i) -> history or x. Any M, N, cin.
+ *   Precision plain FFMA in f32 (no tensor cores: TF32 would cost ~1e-4 relative): each
+ *           output is one sequential fma chain over k = 0..K-1, then + bias. The chain does
+ *           not depend on the tiling or the row count, so streamed calls equal one call.
+ *
+ * qt_codec_tail_rows (history and window shifts)
+ *   Math    out[p, c] = S[head_rows + tail_rows - keep + p, c] for p < keep, c < width,
+ *           S = head ++ tail (rows). The new history of a conv is the last H rows of hist ++ x.
+ *   Layout  head: f32 [head_rows, width], tail: f32 [tail_rows, width] (either may be NULL
+ *           with 0 rows), out: f32 [keep, width] NOT overlapping head or tail (the backend
+ *           writes into its scratch and copies back, so a shift by fewer rows than the
+ *           history is never an in-place hazard).
+ *   Launch  grid-stride over keep * width, blockDim = 256.
+ *
+ * qt_codec_overlap_add (causal transposed convolution, after the GEMM z = x · Wᵀ)
+ *   Math    With T = kernel - stride and L = rows * stride, for output row m < L + T and o:
+ *             acc = (carry && m < T) ? carry[m, o] : 0
+ *             acc += z[n, (m - n*stride)*cout + o] for n = n_lo, n_lo + 1, ..., n_hi
+ *                    (every n < rows with n*stride <= m < n*stride + kernel, increasing n)
+ *           m < L: y[m, o] = acc + bias[o]; m >= L: new_carry[m - L, o] = acc (no bias).
+ *   Layout  z: f32 [rows, kernel*cout] (offset-major: column j*cout + o). carry: f32 [T, cout]
+ *           or NULL (T = 0). new_carry: f32 [T, cout] not overlapping carry (scratch).
+ *   Launch  grid-stride over (L + T) * cout, blockDim = 256.
+ *   Precision the adds happen in the CPU backend's order (carry first, then input rows in
+ *           order): given the same z the result is bit-identical.
+ *
+ * qt_codec_depthwise (ConvNeXt's depthwise causal conv, dilation 1)
+ *   Math    y[t, c] = bias[c] + sum_{j < kernel} taps[j, c] * P[t + j, c], P = hist ++ x,
+ *           H = kernel - 1; added in j order without fma (the CPU backend's rounding).
+ *   Layout  x: [rows, C], hist: [H, C] (NULL when H = 0), taps: [kernel, C], bias: [C],
+ *           y: [rows, C]. Launch: grid-stride over rows * C, blockDim = 256.
+ *
+ * qt_codec_layer_norm / qt_codec_rms_norm
+ *   Math    layer: mean = sum(x) / dim, var = sum((x - mean)^2) / dim (biased, two passes),
+ *           x = (x - mean) * (1 / sqrt(var + eps)) * w + b, in place.
+ *           rms: y = w * (x * (1 / sqrt(sum(x^2) / dim + eps))).
+ *   Launch  grid = rows, blockDim = 256: one block per row. Each sum is a per-thread strided
+ *           chain, a fixed xor-shuffle tree and the 8 warp sums added in order (deterministic;
+ *           the CPU adds sequentially, so the two agree to ~1e-7 relative).
+ *
+ * Element-wise (blockDim = 256, grid-stride over n; rows * channels for the per-channel ops)
+ *   qt_codec_gelu       x = x * 0.5 * (1 + erff(x * (1 / sqrt 2)))      (exact GELU)
+ *   qt_codec_snake      x = x + inv_mag[c] * s * s, s = sinf(x * freq[c])  (SnakeBeta)
+ *   qt_codec_scale_add  residual = residual + scale[c] * x               (layer scale)
+ *   qt_codec_clamp      x = x < lo ? lo : (x > hi ? hi : x)             (NaN stays NaN)
+ *   Precision every multiply and add rounds on its own (__fmul_rn / __fadd_rn: no fma
+ *           contraction) as on the CPU; erff and sinf are CUDA's accurate forms (within 2 ulp;
+ *           this file is never compiled with --use_fast_math), the CPU uses f64 erf / libm sinf.
+ *
+ * qt_codec_codebook_sum
+ *   Math    out[r, :] = (accumulate ? out[r, :] : tables[0][ids[r*id_stride + id_first]])
+ *           + tables[t][ids[r*id_stride + id_first + t]] for the remaining t < num_tables, in
+ *           table order (the first table's row is the start: no 0 + ...). More than 16 tables
+ *           are summed by consecutive launches with accumulate = 1 (same order).
+ *   Layout  tables passed by value (up to 16 f32 [entries, dim] pointers), ids: u32 on the
+ *           device, range-checked by the host. Launch: grid = rows, blockDim = 256.
+ *
+ * qt_codec_window_attention
+ *   Math    For query row t (key index past + t) and head h (KV head h / (heads / kv_heads)):
+ *           keys first = max(0, past + t + 1 - window) ..= past + t;
+ *           s_j = (q[t, h, :] · K[j, kvh, :]) * scale, p = softmax(s) (max subtracted, expf,
+ *           sum in key order, then divided), out[t, h, :] = sum_j p_j V[j, kvh, :] in key order.
+ *   Layout  q, out: f32 [rows, heads * head_dim]; K, V: f32 [capacity, kv_heads * head_dim]
+ *           holding key indices 0..past + rows (the host copied the new rows in first).
+ *   Launch  grid = (rows, heads), blockDim = 128, dynamic shared memory
+ *           (head_dim + min(window, past + rows)) floats. Thread j computes score j as a
+ *           sequential dot product (the CPU's order); thread 0 sums the exponentials in key
+ *           order; thread d accumulates output dim d over the keys in order (coalesced V reads).
+ *   Precision f32 with expf; the products and sums round exactly as the CPU's do, so only
+ *           expf's last bit can differ (~1e-7 relative).
+ */
+#include "common.cuh"
+
+namespace qt_codec {
+
+constexpr int BM = 64, BN = 64, BK = 16;
+constexpr int kThreads = 256;
+constexpr int LDT = BM + 4;  // padded tile row (floats): float4-aligned, 2-way store conflicts at most
+static_assert(BM == BN, "one padded row length serves both tiles");
+constexpr int kMaxTables = 16;
+
+struct Tables {
+    const float* t[kMaxTables];
+};
+
+// A[m, k] of the implicit im2col matrix: padded row m + (k / cin) * dilation, channel k % cin.
+__device__ __forceinline__ float im2col(const float* __restrict__ x, const float* __restrict__ hist, int H, int cin,
+                                        int dilation, int m, int k) {
+    const int j = k / cin, i = k - j * cin;
+    const int p = m + j * dilation;
+    return p < H ? hist[(size_t)p * cin + i] : x[(size_t)(p - H) * cin + i];
+}
+
+// One thread's share of a K-step: 4 consecutive k of one A row and of one W row.
+__device__ __forceinline__ void fetch(float4& a, float4& b, const float* __restrict__ x,
+                                      const float* __restrict__ hist, const float* __restrict__ w, int M, int N,
+                                      int cin, int K, int dilation, int H, int m, int n, int k, bool vec) {
+    a = make_float4(0.f, 0.f, 0.f, 0.f);
+    b = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (vec) {
+        // cin % 4 == 0: k..k+3 share one tap and one padded row, and K % 4 == 0.
+        if (m < M && k < K) {
+            const int j = k / cin, i = k - j * cin;
+            const int p = m + j * dilation;
+            const float* src = p < H ? hist + (size_t)p * cin + i : x + (size_t)(p - H) * cin + i;
+            a = *reinterpret_cast<const float4*>(src);
+        }
+        if (n < N && k < K) b = __ldg(reinterpret_cast<const float4*>(w + (size_t)n * K + k));
+    } else {
+        if (m < M) {
+            if (k < K) a.x = im2col(x, hist, H, cin, dilation, m, k);
+            if (k + 1 < K) a.y = im2col(x, hist, H, cin, dilation, m, k + 1);
+            if (k + 2 < K) a.z = im2col(x, hist, H, cin, dilation, m, k + 2);
+            if (k + 3 < K) a.w = im2col(x, hist, H, cin, dilation, m, k + 3);
+        }
+        if (n < N) {
+            const float* row = w + (size_t)n * K;
+            if (k < K) b.x = __ldg(row + k);
+            if (k + 1 < K) b.y = __ldg(row + k + 1);
+            if (k + 2 < K) b.z = __ldg(row + k + 2);
+            if (k + 3 < K) b.w = __ldg(row + k + 3);
+        }
+    }
+}
+
+__device__ __forceinline__ void stash(float (*As)[LDT], float (*Bs)[LDT], const float4& a, const float4& b, int r,
+                                      int c) {
+    As[c][r] = a.x, As[c + 1][r] = a.y, As[c + 2][r] = a.z, As[c + 3][r] = a.w;
+    Bs[c][r] = b.x, Bs[c + 1][r] = b.y, Bs[c + 2][r] = b.z, Bs[c + 3][r] = b.w;
+}
+
+// Sum over the block (blockDim a multiple of 32, at most 1024); every thread gets the same
+// value. Ends with a barrier, so it can be called again right away.
+__device__ __forceinline__ float block_sum(float v) {
+    __shared__ float partial[32];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+    v = qt::warp_sum(v);
+    if (lane == 0) partial[warp] = v;
+    __syncthreads();
+    float total = 0.0f;
+    for (int i = 0; i < warps; ++i) total += partial[i];
+    __syncthreads();
+    return total;
+}
+
+__device__ __forceinline__ float block_max(float v) {
+    __shared__ float partial[32];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+    v = qt::warp_max(v);
+    if (lane == 0) partial[warp] = v;
+    __syncthreads();
+    float m = partial[0];
+    for (int i = 1; i < warps; ++i) m = fmaxf(m, partial[i]);
+    __syncthreads();
+    return m;
+}
+
+__device__ __forceinline__ size_t grid_start() { return blockIdx.x * (size_t)blockDim.x + threadIdx.x; }
+__device__ __forceinline__ size_t grid_step() { return (size_t)gridDim.x * blockDim.x; }
+
+}  // namespace qt_codec
+
+extern "C" __global__ void __launch_bounds__(qt_codec::kThreads)
+    qt_codec_conv_gemm(const float* __restrict__ x, const float* __restrict__ hist, const float* __restrict__ w,
+                       const float* __restrict__ bias, float* __restrict__ y, int M, int N, int cin, int taps,
+                       int dilation, int H) {
+    using namespace qt_codec;
+    __shared__ __align__(16) float As[2][BK][LDT];
+    __shared__ __align__(16) float Bs[2][BK][LDT];
+    const int tid = threadIdx.x;
+    const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
+    const int K = taps * cin;
+    const bool vec = (cin & 3) == 0 &&
+                     ((reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(hist) |
+                       reinterpret_cast<uintptr_t>(w)) & 15) == 0;
+    const int lr = tid >> 2, lk = (tid & 3) << 2;  // loader: tile row lr, k offset lk..lk+3
+    const int tx = tid & 15, ty = tid >> 4;        // compute: rows ty*4.., columns tx*4..
+
+    float acc[4][4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f;
+
+    float4 a, b;
+    fetch(a, b, x, hist, w, M, N, cin, K, dilation, H, m0 + lr, n0 + lr, lk, vec);
+    stash(As[0], Bs[0], a, b, lr, lk);
+    __syncthreads();
+    int cur = 0;
+    for (int k0 = 0; k0 < K; k0 += BK) {
+        const bool more = k0 + BK < K;
+        if (more) fetch(a, b, x, hist, w, M, N, cin, K, dilation, H, m0 + lr, n0 + lr, k0 + BK + lk, vec);
+#pragma unroll
+        for (int kk = 0; kk < BK; ++kk) {
+            const float4 av = *reinterpret_cast<const float4*>(&As[cur][kk][ty * 4]);
+            const float4 bv = *reinterpret_cast<const float4*>(&Bs[cur][kk][tx * 4]);
+            const float ar[4] = {av.x, av.y, av.z, av.w};
+            const float br[4] = {bv.x, bv.y, bv.z, bv.w};
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+#pragma unroll
+                for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(ar[i], br[j], acc[i][j]);
+        }
+        // The other buffer was last read before the previous barrier: safe to overwrite.
+        if (more) stash(As[cur ^ 1], Bs[cur ^ 1], a, b, lr, lk);
+        __syncthreads();
+        cur ^= 1;
+    }
+
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const int m = m0 + ty * 4 + i;
+        if (m >= M) break;
+        float* out = y + (size_t)m * N;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const int n = n0 + tx * 4 + j;
+            if (n < N) out[n] = bias != nullptr ? __fadd_rn(acc[i][j], bias[n]) : acc[i][j];
+        }
+    }
+}
+
+extern "C" __global__ void qt_codec_tail_rows(const float* __restrict__ head, int head_rows,
+                                              const float* __restrict__ tail, int tail_rows, int keep, int width,
+                                              float* __restrict__ out) {
+    const size_t total = (size_t)keep * width;
+    const int first = head_rows + tail_rows - keep;
+    for (size_t e = qt_codec::grid_start(); e < total; e += qt_codec::grid_step()) {
+        const int p = (int)(e / width), c = (int)(e % width);
+        const int src = first + p;
+        out[e] = src < head_rows ? head[(size_t)src * width + c] : tail[(size_t)(src - head_rows) * width + c];
+    }
+}
+
+extern "C" __global__ void qt_codec_overlap_add(const float* __restrict__ z, const float* __restrict__ carry,
+                                                const float* __restrict__ bias, float* __restrict__ y,
+                                                float* __restrict__ new_carry, int rows, int cout, int kernel,
+                                                int stride) {
+    const int T = kernel - stride, L = rows * stride;
+    const size_t total = (size_t)(L + T) * cout;
+    const size_t zrow = (size_t)kernel * cout;
+    for (size_t e = qt_codec::grid_start(); e < total; e += qt_codec::grid_step()) {
+        const int m = (int)(e / cout), o = (int)(e % cout);
+        float acc = (carry != nullptr && m < T) ? carry[(size_t)m * cout + o] : 0.0f;
+        // Input rows n with n*stride <= m < n*stride + kernel, in increasing order.
+        const int n_lo = m >= kernel ? (m - kernel) / stride + 1 : 0;
+        const int n_hi = min(m / stride, rows - 1);
+        for (int n = n_lo; n <= n_hi; ++n) acc = __fadd_rn(acc, z[n * zrow + (size_t)(m - n * stride) * cout + o]);
+        if (m < L) {
+            y[e] = __fadd_rn(acc, bias[o]);
+        } else {
+            new_carry[e - (size_t)L * cout] = acc;
+        }
+    }
+}
+
+extern "C" __global__ void qt_codec_depthwise(const float* __restrict__ x, const float* __restrict__ hist,
+                                              const float* __restrict__ taps, const float* __restrict__ bias,
+                                              float* __restrict__ y, int rows, int channels, int kernel) {
+    const int H = kernel - 1;
+    const size_t total = (size_t)rows * channels;
+    for (size_t e = qt_codec::grid_start(); e < total; e += qt_codec::grid_step()) {
+        const int t = (int)(e / channels), c = (int)(e % channels);
+        float acc = bias[c];
+        for (int j = 0; j < kernel; ++j) {
+            const int p = t + j;
+            const float v = p < H ? hist[(size_t)p * channels + c] : x[(size_t)(p - H) * channels + c];
+            acc = __fadd_rn(acc, __fmul_rn(v, taps[(size_t)j * channels + c]));
+        }
+        y[e] = acc;
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+    qt_codec_layer_norm(float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ b, int dim,
+                        float eps) {
+    float* row = x + (size_t)blockIdx.x * dim;
+    float s = 0.0f;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) s = __fadd_rn(s, row[i]);
+    const float mean = __fdiv_rn(qt_codec::block_sum(s), (float)dim);
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+        const float d = __fsub_rn(row[i], mean);
+        ss = __fadd_rn(ss, __fmul_rn(d, d));
+    }
+    const float var = __fdiv_rn(qt_codec::block_sum(ss), (float)dim);
+    const float inv = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(var, eps)));
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+        row[i] = __fadd_rn(__fmul_rn(__fmul_rn(__fsub_rn(row[i], mean), inv), w[i]), b[i]);
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+    qt_codec_rms_norm(const float* __restrict__ x, const float* __restrict__ w, float* __restrict__ y, int dim,
+                      float eps) {
+    const float* row = x + (size_t)blockIdx.x * dim;
+    float* out = y + (size_t)blockIdx.x * dim;
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) ss = __fadd_rn(ss, __fmul_rn(row[i], row[i]));
+    const float mean_sq = __fdiv_rn(qt_codec::block_sum(ss), (float)dim);
+    const float inv = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(mean_sq, eps)));
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) out[i] = __fmul_rn(w[i], __fmul_rn(row[i], inv));
+}
+
+extern "C" __global__ void qt_codec_gelu(float* __restrict__ x, long long n) {
+    for (size_t i = qt_codec::grid_start(); i < (size_t)n; i += qt_codec::grid_step()) {
+        const float v = x[i];
+        const float e = erff(__fmul_rn(v, 0.70710678118654752440f));
+        x[i] = __fmul_rn(__fmul_rn(v, 0.5f), __fadd_rn(1.0f, e));
+    }
+}
+
+extern "C" __global__ void qt_codec_snake(float* __restrict__ x, const float* __restrict__ freq,
+                                          const float* __restrict__ inv_mag, long long n, int channels) {
+    for (size_t i = qt_codec::grid_start(); i < (size_t)n; i += qt_codec::grid_step()) {
+        const int c = (int)(i % channels);
+        const float v = x[i];
+        const float s = sinf(__fmul_rn(v, freq[c]));
+        x[i] = __fadd_rn(v, __fmul_rn(inv_mag[c], __fmul_rn(s, s)));
+    }
+}
+
+extern "C" __global__ void qt_codec_scale_add(float* __restrict__ residual, const float* __restrict__ x,
+                                              const float* __restrict__ scale, long long n, int channels) {
+    for (size_t i = qt_codec::grid_start(); i < (size_t)n; i += qt_codec::grid_step()) {
+        residual[i] = __fadd_rn(residual[i], __fmul_rn(scale[i % channels], x[i]));
+    }
+}
+
+extern "C" __global__ void qt_codec_clamp(float* __restrict__ x, long long n, float lo, float hi) {
+    for (size_t i = qt_codec::grid_start(); i < (size_t)n; i += qt_codec::grid_step()) {
+        const float v = x[i];
+        x[i] = v < lo ? lo : (v > hi ? hi : v);
+    }
+}
+
+extern "C" __global__ void qt_codec_codebook_sum(const qt_codec::Tables tables, int num_tables,
+                                                 const unsigned int* __restrict__ ids, int id_stride, int id_first,
+                                                 float* __restrict__ out, int dim, int accumulate) {
+    const unsigned int* rid = ids + (size_t)blockIdx.x * id_stride + id_first;
+    float* o = out + (size_t)blockIdx.x * dim;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+        float s = accumulate ? o[i] : tables.t[0][(size_t)rid[0] * dim + i];
+        for (int t = accumulate ? 0 : 1; t < num_tables; ++t) s = __fadd_rn(s, tables.t[t][(size_t)rid[t] * dim + i]);
+        o[i] = s;
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(128)
+    qt_codec_window_attention(const float* __restrict__ q, const float* __restrict__ keys,
+                              const float* __restrict__ values, float* __restrict__ out, int heads, int kv_heads,
+                              int head_dim, int past, int window, float scale) {
+    extern __shared__ float smem[];
+    float* sq = smem;              // [head_dim]
+    float* sp = smem + head_dim;   // [n]: scores, then probabilities
+    const int t = blockIdx.x, h = blockIdx.y;
+    const int kvh = h / (heads / kv_heads);
+    const size_t q_row = (size_t)heads * head_dim, kv_row = (size_t)kv_heads * head_dim;
+    const int last = past + t;
+    const int first = max(0, last + 1 - window);
+    const int n = last - first + 1;
+    const float* qr = q + t * q_row + (size_t)h * head_dim;
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) sq[d] = qr[d];
+    __syncthreads();
+    float local_max = -INFINITY;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+        const float* kr = keys + (size_t)(first + j) * kv_row + (size_t)kvh * head_dim;
+        float dot = 0.0f;
+        for (int d = 0; d < head_dim; ++d) dot = __fadd_rn(dot, __fmul_rn(sq[d], kr[d]));
+        const float s = __fmul_rn(dot, scale);
+        sp[j] = s;
+        local_max = fmaxf(local_max, s);
+    }
+    const float mx = qt_codec::block_max(local_max);  // its barriers also publish sp
+    for (int j = threadIdx.x; j < n; j += blockDim.x) sp[j] = expf(__fsub_rn(sp[j], mx));
+    __syncthreads();
+    __shared__ float denom;
+    if (threadIdx.x == 0) {
+        float sum = 0.0f;
+        for (int j = 0; j < n; ++j) sum = __fadd_rn(sum, sp[j]);
+        denom = sum;
+    }
+    __syncthreads();
+    const float sum = denom;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) sp[j] = __fdiv_rn(sp[j], sum);
+    __syncthreads();
+    float* orow = out + t * q_row + (size_t)h * head_dim;
+    const float* vbase = values + (size_t)first * kv_row + (size_t)kvh * head_dim;
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+        float acc = 0.0f;
+        for (int j = 0; j < n; ++j) acc = __fadd_rn(acc, __fmul_rn(sp[j], vbase[(size_t)j * kv_row + d]));
+        orow[d] = acc;
+    }
+}

@@ -1,0 +1,766 @@
+//! [`AudioBackend`] on the GPU: the codec's op set over `kernels/codec.cu`.
+//!
+//! * Weights are [`CudaF32Weight`]: f32 device memory (never rounded to bf16, see
+//!   [`crate::backend::audio`]). Every kernel computes in f32 with f32 accumulation and a fixed
+//!   summation order (no atomics), so results are deterministic; the codec's convolutions
+//!   are a plain-FFMA implicit GEMM (no TF32): only the summation order differs from the CPU.
+//! * Stream state (`history`, `carry`, the attention window) lives in the caller's buffers.
+//!   Where new state overlaps old state (a history shifted by fewer rows than it holds, the
+//!   transposed conv's carry, the window moved to the front), it is built in the stream's
+//!   scratch ([`CudaStreamCtx`]) and copied back on the same stream: never an in-place race.
+//! * Every size is checked on the host before anything is queued (the launchers below):
+//!   a wrong size is an `InvalidArgument` error, never an out-of-range access. Buffers are
+//!   used from element 0, like every [`Backend`](crate::backend::Backend) op.
+
+use std::sync::Arc;
+
+use cudarc::driver::{CudaFunction, DeviceRepr, LaunchConfig};
+
+use super::backend::{CudaBackend, CudaStreamCtx};
+use super::driver::CudaStream;
+use super::launch::{Arg, check, grid1, int, launch};
+use super::memory::DeviceMemory;
+use super::{CudaDevice, cuda_error};
+use crate::backend::AttentionShape;
+use crate::backend::audio::{AudioBackend, ConvShape, TransposedConvShape};
+use crate::error::{Error, Result};
+
+/// Tables one `qt_codec_codebook_sum` launch takes; more are summed by further launches (in
+/// table order, so the sum is the same).
+pub const MAX_CODEBOOK_TABLES_PER_LAUNCH: usize = 16;
+
+/// Shared memory a block of `qt_codec_window_attention` may use (the default limit without
+/// an opt-in): `head_dim + min(window, past + rows)` floats.
+const MAX_ATTENTION_SMEM: usize = 48 * 1024;
+
+/// Output tile of `qt_codec_conv_gemm` (rows and columns).
+const GEMM_TILE: usize = 64;
+
+/// The entry points of `kernels/codec.cu`.
+pub(crate) struct CodecKernels {
+    conv_gemm: CudaFunction,
+    tail_rows: CudaFunction,
+    overlap_add: CudaFunction,
+    depthwise: CudaFunction,
+    layer_norm: CudaFunction,
+    rms_norm: CudaFunction,
+    gelu: CudaFunction,
+    snake: CudaFunction,
+    scale_add: CudaFunction,
+    clamp: CudaFunction,
+    codebook_sum: CudaFunction,
+    window_attention: CudaFunction,
+}
+
+impl CodecKernels {
+    pub(crate) fn load(load: &dyn Fn(&str) -> Result<CudaFunction>) -> Result<Self> {
+        Ok(CodecKernels {
+            conv_gemm: load("qt_codec_conv_gemm")?,
+            tail_rows: load("qt_codec_tail_rows")?,
+            overlap_add: load("qt_codec_overlap_add")?,
+            depthwise: load("qt_codec_depthwise")?,
+            layer_norm: load("qt_codec_layer_norm")?,
+            rms_norm: load("qt_codec_rms_norm")?,
+            gelu: load("qt_codec_gelu")?,
+            snake: load("qt_codec_snake")?,
+            scale_add: load("qt_codec_scale_add")?,
+            clamp: load("qt_codec_clamp")?,
+            codebook_sum: load("qt_codec_codebook_sum")?,
+            window_attention: load("qt_codec_window_attention")?,
+        })
+    }
+}
+
+/// An f32 parameter tensor in device memory (the codec's weights).
+pub struct CudaF32Weight {
+    mem: DeviceMemory<f32>,
+    shape: Vec<usize>,
+}
+
+impl CudaF32Weight {
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    pub fn memory(&self) -> &DeviceMemory<f32> {
+        &self.mem
+    }
+}
+
+impl std::fmt::Debug for CudaF32Weight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CudaF32Weight").field("shape", &self.shape).finish()
+    }
+}
+
+/// Codebook table pointers passed by value (`qt_codec::Tables`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CodecTables([u64; MAX_CODEBOOK_TABLES_PER_LAUNCH]);
+// SAFETY: plain-old-data with the layout of the kernel's struct (16 device pointers).
+unsafe impl DeviceRepr for CodecTables {}
+
+fn mul(what: &str, a: usize, b: usize) -> Result<usize> {
+    a.checked_mul(b).ok_or_else(|| Error::invalid_argument(format!("{what}: {a} x {b} overflows")))
+}
+
+fn exact(what: &str, expected: usize, got: usize) -> Result<()> {
+    if expected != got {
+        return Err(Error::invalid_argument(format!("{what}: expected {expected} elements, got {got}")));
+    }
+    Ok(())
+}
+
+/// The stream state of a causal op: present with exactly `len` elements when `rows > 0`,
+/// absent when the shape keeps none (the CPU backend's rule).
+fn check_state<'a>(
+    what: &str,
+    state: Option<&'a mut DeviceMemory<f32>>,
+    rows: usize,
+    len: usize,
+) -> Result<Option<&'a mut DeviceMemory<f32>>> {
+    match state {
+        None if rows == 0 => Ok(None),
+        None => Err(Error::invalid_argument(format!("{what}: a state of {rows} rows is required"))),
+        Some(_) if rows == 0 => {
+            Err(Error::invalid_argument(format!("{what}: this shape keeps no state, but one was given")))
+        }
+        Some(s) => {
+            exact(what, len, s.len())?;
+            Ok(Some(s))
+        }
+    }
+}
+
+/// Grid-stride launch shape for `n` elements, 256 threads a block.
+fn elementwise_cfg(n: usize) -> LaunchConfig {
+    LaunchConfig { grid_dim: (grid1(n, 256).min(65535 * 8), 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }
+}
+
+/// Queues `dst[dst_off..][..len] = src[src_off..][..len]` on `stream`. Both ranges are
+/// checked; `src` and `dst` are distinct allocations (Rust borrows). The context must be
+/// bound to this thread ([`CudaBackend::bind`]).
+fn copy_between(
+    stream: &CudaStream,
+    src: &DeviceMemory<f32>,
+    src_off: usize,
+    dst: &mut DeviceMemory<f32>,
+    dst_off: usize,
+    len: usize,
+) -> Result<()> {
+    check("device copy source", src_off.saturating_add(len), src.len())?;
+    check("device copy destination", dst_off.saturating_add(len), dst.len())?;
+    if len == 0 {
+        return Ok(());
+    }
+    // SAFETY: both ranges lie inside their allocations (checked above) and the allocations
+    // are distinct; the copy is ordered on the stream with the kernels around it.
+    unsafe {
+        cudarc::driver::result::memcpy_dtod_async(
+            dst.ptr_at(dst_off),
+            src.ptr_at(src_off),
+            len * size_of::<f32>(),
+            stream.cu_stream(),
+        )
+    }
+    .map_err(|e| cuda_error("device-to-device copy", e))
+}
+
+/// [`copy_between`] inside one buffer; the two ranges must not overlap.
+fn copy_within(
+    stream: &CudaStream,
+    buf: &mut DeviceMemory<f32>,
+    src_off: usize,
+    dst_off: usize,
+    len: usize,
+) -> Result<()> {
+    check("device copy source", src_off.saturating_add(len), buf.len())?;
+    check("device copy destination", dst_off.saturating_add(len), buf.len())?;
+    if src_off < dst_off + len && dst_off < src_off + len && len > 0 {
+        return Err(Error::invalid_argument("device copy within a buffer: the ranges overlap"));
+    }
+    if len == 0 {
+        return Ok(());
+    }
+    // SAFETY: both ranges lie inside the allocation and do not overlap (checked above).
+    unsafe {
+        cudarc::driver::result::memcpy_dtod_async(
+            buf.ptr_at(dst_off),
+            buf.ptr_at(src_off),
+            len * size_of::<f32>(),
+            stream.cu_stream(),
+        )
+    }
+    .map_err(|e| cuda_error("device-to-device copy", e))
+}
+
+impl CudaDevice {
+    /// `y[rows, n] = bias + implicit-im2col(hist ++ x) · Wᵀ` (`qt_codec_conv_gemm`): the causal
+    /// conv of `x: [rows, cin]` with `taps` taps `dilation` apart and `h_rows` history rows in
+    /// `hist` (`None` when `h_rows == 0`), `w: [n, taps·cin]`. With `taps = 1` a dense layer.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn codec_conv_gemm(
+        &self,
+        stream: &Arc<CudaStream>,
+        x: &DeviceMemory<f32>,
+        rows: usize,
+        hist: Option<&DeviceMemory<f32>>,
+        (cin, taps, dilation): (usize, usize, usize),
+        w: &DeviceMemory<f32>,
+        bias: Option<&DeviceMemory<f32>>,
+        y: (&mut DeviceMemory<f32>, usize),
+        n: usize,
+    ) -> Result<()> {
+        if taps == 0 || dilation == 0 {
+            return Err(Error::invalid_argument("conv GEMM: taps and dilation must be positive"));
+        }
+        let h_rows = mul("conv GEMM history rows", taps - 1, dilation)?;
+        let k = mul("conv GEMM reduction", taps, cin)?;
+        exact("conv GEMM weight", mul("conv GEMM weight", n, k)?, w.len())?;
+        if let Some(b) = bias {
+            exact("conv GEMM bias", n, b.len())?;
+        }
+        check("conv GEMM input", mul("conv GEMM input", rows, cin)?, x.len())?;
+        let out_len = mul("conv GEMM output", rows, n)?;
+        check("conv GEMM output", y.1.saturating_add(out_len), y.0.len())?;
+        let hist_ptr = match hist {
+            Some(h) if h_rows > 0 => {
+                exact("conv GEMM history", mul("conv GEMM history", h_rows, cin)?, h.len())?;
+                h.ptr()
+            }
+            None if h_rows == 0 => 0,
+            _ => return Err(Error::invalid_argument("conv GEMM: history given for the wrong shape")),
+        };
+        // Every index the kernel forms in 32 bits: rows, padded rows, channels, K.
+        let m_i = int("rows", rows)?;
+        int("padded rows", rows.saturating_add(h_rows))?;
+        let (cin_i, n_i) = (int("in channels", cin)?, int("out channels", n)?);
+        let (taps_i, dil_i, h_i) = (int("taps", taps)?, int("dilation", dilation)?, int("history rows", h_rows)?);
+        int("taps x in channels", k)?;
+        if rows == 0 || n == 0 {
+            return Ok(());
+        }
+        let col_tiles = n.div_ceil(GEMM_TILE);
+        if col_tiles > 65535 {
+            return Err(Error::invalid_argument(format!("conv GEMM: {n} output channels exceed the grid")));
+        }
+        let cfg = LaunchConfig {
+            grid_dim: (rows.div_ceil(GEMM_TILE) as u32, col_tiles as u32, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let bias_ptr = bias.map_or(0u64, |b| b.ptr());
+        let yp = y.0.ptr_at(y.1);
+        let args: [&dyn Arg; 11] =
+            [&x.ptr(), &hist_ptr, &w.ptr(), &bias_ptr, &yp, &m_i, &n_i, &cin_i, &taps_i, &dil_i, &h_i];
+        launch(stream, &self.kernels.codec.conv_gemm, "qt_codec_conv_gemm", cfg, &args)
+    }
+
+    /// `out[p, :] = (head ++ tail)[head_rows + tail_rows − keep + p, :]` for `p < keep`
+    /// (`qt_codec_tail_rows`); `out` must be a buffer other than `head` and `tail`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn codec_tail_rows(
+        &self,
+        stream: &Arc<CudaStream>,
+        head: &DeviceMemory<f32>,
+        head_rows: usize,
+        tail: &DeviceMemory<f32>,
+        tail_rows: usize,
+        keep: usize,
+        width: usize,
+        out: &mut DeviceMemory<f32>,
+    ) -> Result<()> {
+        check("tail rows head", mul("tail rows head", head_rows, width)?, head.len())?;
+        check("tail rows tail", mul("tail rows tail", tail_rows, width)?, tail.len())?;
+        let n = mul("tail rows output", keep, width)?;
+        check("tail rows output", n, out.len())?;
+        if keep > head_rows.saturating_add(tail_rows) {
+            return Err(Error::invalid_argument(format!(
+                "tail rows: keeping {keep} of {head_rows} + {tail_rows} rows"
+            )));
+        }
+        int("rows", head_rows.saturating_add(tail_rows))?;
+        if n == 0 {
+            return Ok(());
+        }
+        let args: [&dyn Arg; 7] = [
+            &head.ptr(),
+            &(head_rows as i32),
+            &tail.ptr(),
+            &(tail_rows as i32),
+            &(keep as i32),
+            &int("width", width)?,
+            &out.ptr(),
+        ];
+        launch(stream, &self.kernels.codec.tail_rows, "qt_codec_tail_rows", elementwise_cfg(n), &args)
+    }
+}
+
+impl CudaBackend {
+    /// `history = last h_rows rows of (history ++ x[..rows])`, rows of `width`.
+    fn update_history(
+        &self,
+        s: &mut CudaStreamCtx,
+        history: &mut DeviceMemory<f32>,
+        h_rows: usize,
+        x: &DeviceMemory<f32>,
+        rows: usize,
+        width: usize,
+    ) -> Result<()> {
+        let n = mul("history", h_rows, width)?;
+        if n == 0 || rows == 0 {
+            return Ok(());
+        }
+        self.bind()?;
+        if rows >= h_rows {
+            // Only x's last rows survive: one copy, no overlap.
+            return copy_between(&s.stream, x, (rows - h_rows) * width, history, 0, n);
+        }
+        // A shift by fewer rows than the history holds: build it in scratch, then copy back.
+        self.ensure_scratch(s, n)?;
+        let dev = self.device();
+        dev.codec_tail_rows(&s.stream, history, h_rows, x, rows, h_rows, width, &mut s.scratch)?;
+        copy_between(&s.stream, &s.scratch, 0, history, 0, n)
+    }
+
+    /// Moves `buf[start..start + len]` to the front of `buf`.
+    fn move_to_front(
+        &self,
+        s: &mut CudaStreamCtx,
+        buf: &mut DeviceMemory<f32>,
+        start: usize,
+        len: usize,
+    ) -> Result<()> {
+        if start == 0 || len == 0 {
+            return Ok(());
+        }
+        if start >= len {
+            return copy_within(&s.stream, buf, start, 0, len);
+        }
+        self.ensure_scratch(s, len)?;
+        copy_between(&s.stream, buf, start, &mut s.scratch, 0, len)?;
+        copy_between(&s.stream, &s.scratch, 0, buf, 0, len)
+    }
+}
+
+impl AudioBackend for CudaBackend {
+    type AudioWeight = CudaF32Weight;
+
+    fn upload_audio_weight(&self, data: &[f32], shape: &[usize]) -> Result<CudaF32Weight> {
+        let len = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if len != Some(data.len()) {
+            return Err(Error::invalid_argument(format!(
+                "audio weight of shape {shape:?} needs {} values, got {}",
+                len.map_or_else(|| "too many".to_owned(), |l| l.to_string()),
+                data.len()
+            )));
+        }
+        Ok(CudaF32Weight { mem: DeviceMemory::from_host(self.device().pool(), data)?, shape: shape.to_vec() })
+    }
+
+    fn audio_weight_len(&self, w: &CudaF32Weight) -> usize {
+        w.mem.len()
+    }
+
+    fn causal_conv(
+        &self,
+        s: &mut CudaStreamCtx,
+        x: &DeviceMemory<f32>,
+        rows: usize,
+        history: Option<&mut DeviceMemory<f32>>,
+        shape: ConvShape,
+        w: &CudaF32Weight,
+        bias: Option<&CudaF32Weight>,
+        y: &mut DeviceMemory<f32>,
+    ) -> Result<()> {
+        let ConvShape { cin, cout, kernel, dilation } = shape;
+        if kernel == 0 || dilation == 0 {
+            return Err(Error::invalid_argument(format!(
+                "causal_conv: kernel {kernel} and dilation {dilation} must be positive"
+            )));
+        }
+        let h_rows = mul("causal_conv history rows", kernel - 1, dilation)?;
+        let history = check_state("causal_conv history", history, h_rows, mul("causal_conv history", h_rows, cin)?)?;
+        let hist_ref = history.as_deref();
+        self.device().codec_conv_gemm(
+            &s.stream,
+            x,
+            rows,
+            hist_ref,
+            (cin, kernel, dilation),
+            &w.mem,
+            bias.map(|b| &b.mem),
+            (y, 0),
+            cout,
+        )?;
+        match history {
+            Some(h) => self.update_history(s, h, h_rows, x, rows, cin),
+            None => Ok(()),
+        }
+    }
+
+    fn causal_conv_transpose(
+        &self,
+        s: &mut CudaStreamCtx,
+        x: &DeviceMemory<f32>,
+        rows: usize,
+        carry: Option<&mut DeviceMemory<f32>>,
+        shape: TransposedConvShape,
+        w: &CudaF32Weight,
+        bias: &CudaF32Weight,
+        y: &mut DeviceMemory<f32>,
+    ) -> Result<()> {
+        let TransposedConvShape { cin, cout, kernel, stride } = shape;
+        if stride == 0 || kernel < stride {
+            return Err(Error::invalid_argument(format!(
+                "causal_conv_transpose: kernel {kernel} and stride {stride} (need kernel ≥ stride ≥ 1)"
+            )));
+        }
+        let tail = kernel - stride;
+        let z_width = mul("causal_conv_transpose", kernel, cout)?;
+        exact("causal_conv_transpose weight", mul("causal_conv_transpose weight", z_width, cin)?, w.mem.len())?;
+        exact("causal_conv_transpose bias", cout, bias.mem.len())?;
+        check("causal_conv_transpose input", mul("causal_conv_transpose input", rows, cin)?, x.len())?;
+        let out_rows = mul("causal_conv_transpose output rows", rows, stride)?;
+        check("causal_conv_transpose output", mul("causal_conv_transpose output", out_rows, cout)?, y.len())?;
+        let carry_len = mul("causal_conv_transpose carry", tail, cout)?;
+        let carry = check_state("causal_conv_transpose carry", carry, tail, carry_len)?;
+        // 32-bit indices of the overlap-add: output rows (with the carry's), widths.
+        int("output rows", out_rows.saturating_add(tail))?;
+        let (rows_i, cout_i, k_i, s_i) =
+            (int("rows", rows)?, int("out channels", cout)?, int("kernel", kernel)?, int("stride", stride)?);
+        int("kernel x out channels", z_width)?;
+        if rows == 0 || cout == 0 {
+            return Ok(());
+        }
+        // Scratch: z [rows, kernel·cout], then the new carry [kernel − stride, cout].
+        let z_len = mul("causal_conv_transpose scratch", rows, z_width)?;
+        let scratch_len = z_len.checked_add(carry_len).ok_or_else(|| Error::invalid_argument("scratch overflows"))?;
+        self.ensure_scratch(s, scratch_len)?;
+        let dev = self.device();
+        dev.codec_conv_gemm(&s.stream, x, rows, None, (cin, 1, 1), &w.mem, None, (&mut s.scratch, 0), z_width)?;
+        let carry_ptr = carry.as_ref().map_or(0u64, |c| c.ptr());
+        let total = mul("causal_conv_transpose", out_rows + tail, cout)?;
+        let args: [&dyn Arg; 9] = [
+            &s.scratch.ptr(),
+            &carry_ptr,
+            &bias.mem.ptr(),
+            &y.ptr(),
+            &s.scratch.ptr_at(z_len),
+            &rows_i,
+            &cout_i,
+            &k_i,
+            &s_i,
+        ];
+        launch(&s.stream, &dev.kernels.codec.overlap_add, "qt_codec_overlap_add", elementwise_cfg(total), &args)?;
+        if let Some(c) = carry {
+            self.bind()?;
+            copy_between(&s.stream, &s.scratch, z_len, c, 0, carry_len)?;
+        }
+        Ok(())
+    }
+
+    fn depthwise_causal_conv(
+        &self,
+        s: &mut CudaStreamCtx,
+        x: &DeviceMemory<f32>,
+        rows: usize,
+        history: &mut DeviceMemory<f32>,
+        channels: usize,
+        kernel: usize,
+        taps: &CudaF32Weight,
+        bias: &CudaF32Weight,
+        y: &mut DeviceMemory<f32>,
+    ) -> Result<()> {
+        let c = channels;
+        if kernel == 0 {
+            return Err(Error::invalid_argument("depthwise_causal_conv: kernel must be positive"));
+        }
+        let h_rows = kernel - 1;
+        exact("depthwise_causal_conv taps", mul("depthwise_causal_conv taps", kernel, c)?, taps.mem.len())?;
+        exact("depthwise_causal_conv bias", c, bias.mem.len())?;
+        exact("depthwise_causal_conv history", mul("depthwise_causal_conv history", h_rows, c)?, history.len())?;
+        let n = mul("depthwise_causal_conv input", rows, c)?;
+        check("depthwise_causal_conv input", n, x.len())?;
+        check("depthwise_causal_conv output", n, y.len())?;
+        int("padded rows", rows.saturating_add(h_rows))?;
+        let (rows_i, c_i, k_i) = (int("rows", rows)?, int("channels", c)?, int("kernel", kernel)?);
+        if n == 0 {
+            return Ok(());
+        }
+        let hist_ptr = if h_rows > 0 { history.ptr() } else { 0 };
+        let args: [&dyn Arg; 8] =
+            [&x.ptr(), &hist_ptr, &taps.mem.ptr(), &bias.mem.ptr(), &y.ptr(), &rows_i, &c_i, &k_i];
+        let dev = self.device();
+        launch(&s.stream, &dev.kernels.codec.depthwise, "qt_codec_depthwise", elementwise_cfg(n), &args)?;
+        self.update_history(s, history, h_rows, x, rows, c)
+    }
+
+    fn layer_norm(
+        &self,
+        s: &mut CudaStreamCtx,
+        x: &mut DeviceMemory<f32>,
+        rows: usize,
+        weight: &CudaF32Weight,
+        bias: &CudaF32Weight,
+        eps: f32,
+    ) -> Result<()> {
+        let dim = weight.mem.len();
+        if dim == 0 {
+            return Err(Error::invalid_argument("layer_norm: empty weight"));
+        }
+        exact("layer_norm bias", dim, bias.mem.len())?;
+        check("layer_norm input", mul("layer_norm input", rows, dim)?, x.len())?;
+        let (rows_i, dim_i) = (int("rows", rows)?, int("dim", dim)?);
+        if rows == 0 {
+            return Ok(());
+        }
+        let cfg = LaunchConfig { grid_dim: (rows_i as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        let args: [&dyn Arg; 5] = [&x.ptr(), &weight.mem.ptr(), &bias.mem.ptr(), &dim_i, &eps];
+        launch(&s.stream, &self.device().kernels.codec.layer_norm, "qt_codec_layer_norm", cfg, &args)
+    }
+
+    fn audio_rms_norm(
+        &self,
+        s: &mut CudaStreamCtx,
+        x: &DeviceMemory<f32>,
+        rows: usize,
+        weight: &CudaF32Weight,
+        eps: f32,
+        y: &mut DeviceMemory<f32>,
+    ) -> Result<()> {
+        let dim = weight.mem.len();
+        if dim == 0 {
+            return Err(Error::invalid_argument("rms_norm: empty weight"));
+        }
+        let n = mul("rms_norm input", rows, dim)?;
+        check("rms_norm input", n, x.len())?;
+        check("rms_norm output", n, y.len())?;
+        let (rows_i, dim_i) = (int("rows", rows)?, int("dim", dim)?);
+        if rows == 0 {
+            return Ok(());
+        }
+        let cfg = LaunchConfig { grid_dim: (rows_i as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        let args: [&dyn Arg; 5] = [&x.ptr(), &weight.mem.ptr(), &y.ptr(), &dim_i, &eps];
+        launch(&s.stream, &self.device().kernels.codec.rms_norm, "qt_codec_rms_norm", cfg, &args)
+    }
+
+    fn gelu(&self, s: &mut CudaStreamCtx, x: &mut DeviceMemory<f32>, len: usize) -> Result<()> {
+        check("gelu", len, x.len())?;
+        if len == 0 {
+            return Ok(());
+        }
+        let args: [&dyn Arg; 2] = [&x.ptr(), &(len as i64)];
+        launch(&s.stream, &self.device().kernels.codec.gelu, "qt_codec_gelu", elementwise_cfg(len), &args)
+    }
+
+    fn snake_beta(
+        &self,
+        s: &mut CudaStreamCtx,
+        x: &mut DeviceMemory<f32>,
+        rows: usize,
+        freq: &CudaF32Weight,
+        inv_mag: &CudaF32Weight,
+    ) -> Result<()> {
+        let c = freq.mem.len();
+        if c == 0 {
+            return Err(Error::invalid_argument("snake_beta: no channels"));
+        }
+        exact("snake_beta magnitudes", c, inv_mag.mem.len())?;
+        let n = mul("snake_beta input", rows, c)?;
+        check("snake_beta input", n, x.len())?;
+        let c_i = int("channels", c)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let args: [&dyn Arg; 5] = [&x.ptr(), &freq.mem.ptr(), &inv_mag.mem.ptr(), &(n as i64), &c_i];
+        launch(&s.stream, &self.device().kernels.codec.snake, "qt_codec_snake", elementwise_cfg(n), &args)
+    }
+
+    fn scale_add(
+        &self,
+        s: &mut CudaStreamCtx,
+        residual: &mut DeviceMemory<f32>,
+        x: &DeviceMemory<f32>,
+        rows: usize,
+        scale: &CudaF32Weight,
+    ) -> Result<()> {
+        let c = scale.mem.len();
+        if c == 0 {
+            return Err(Error::invalid_argument("scale_add: empty scale"));
+        }
+        let n = mul("scale_add", rows, c)?;
+        check("scale_add residual", n, residual.len())?;
+        check("scale_add input", n, x.len())?;
+        let c_i = int("channels", c)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let args: [&dyn Arg; 5] = [&residual.ptr(), &x.ptr(), &scale.mem.ptr(), &(n as i64), &c_i];
+        launch(&s.stream, &self.device().kernels.codec.scale_add, "qt_codec_scale_add", elementwise_cfg(n), &args)
+    }
+
+    fn clamp(&self, s: &mut CudaStreamCtx, x: &mut DeviceMemory<f32>, len: usize, lo: f32, hi: f32) -> Result<()> {
+        // f32::clamp's preconditions, as errors (the CPU backend would panic).
+        if lo.is_nan() || hi.is_nan() || lo > hi {
+            return Err(Error::invalid_argument(format!("clamp: bounds {lo}..{hi}")));
+        }
+        check("clamp", len, x.len())?;
+        if len == 0 {
+            return Ok(());
+        }
+        let args: [&dyn Arg; 4] = [&x.ptr(), &(len as i64), &lo, &hi];
+        launch(&s.stream, &self.device().kernels.codec.clamp, "qt_codec_clamp", elementwise_cfg(len), &args)
+    }
+
+    fn codebook_sum(
+        &self,
+        s: &mut CudaStreamCtx,
+        tables: &[&CudaF32Weight],
+        ids: &[u32],
+        out: &mut DeviceMemory<f32>,
+    ) -> Result<()> {
+        let t = tables.len();
+        if t == 0 || !ids.len().is_multiple_of(t) {
+            return Err(Error::invalid_argument(format!("codebook_sum: {} ids for {t} tables", ids.len())));
+        }
+        let dim = match tables[0].shape[..] {
+            [_, dim] => dim,
+            ref shape => {
+                return Err(Error::invalid_argument(format!("codebook_sum: table of shape {shape:?} is not 2-D")));
+            }
+        };
+        let mut entries = Vec::with_capacity(t);
+        for tab in tables {
+            match tab.shape[..] {
+                [e, d] if d == dim && e.checked_mul(d) == Some(tab.mem.len()) => entries.push(e),
+                ref shape => {
+                    return Err(Error::invalid_argument(format!("codebook_sum: tables of widths {dim} and {shape:?}")));
+                }
+            }
+        }
+        for (i, &id) in ids.iter().enumerate() {
+            let e = entries[i % t];
+            if id as usize >= e {
+                return Err(Error::invalid_argument(format!("codebook_sum: id {id} out of range for {e} entries")));
+            }
+        }
+        let rows = ids.len() / t;
+        check("codebook_sum output", mul("codebook_sum output", rows, dim)?, out.len())?;
+        let (rows_i, dim_i, t_i) = (int("rows", rows)?, int("dim", dim)?, int("tables", t)?);
+        if rows == 0 || dim == 0 {
+            return Ok(());
+        }
+        self.stage_ids(s, ids, &entries)?;
+        let dev = self.device();
+        let cfg = LaunchConfig { grid_dim: (rows_i as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        for (chunk, group) in tables.chunks(MAX_CODEBOOK_TABLES_PER_LAUNCH).enumerate() {
+            let mut ptrs = [0u64; MAX_CODEBOOK_TABLES_PER_LAUNCH];
+            for (p, tab) in ptrs.iter_mut().zip(group) {
+                *p = tab.mem.ptr();
+            }
+            let first = (chunk * MAX_CODEBOOK_TABLES_PER_LAUNCH) as i32;
+            let args: [&dyn Arg; 8] = [
+                &CodecTables(ptrs),
+                &(group.len() as i32),
+                &s.ids.ptr(),
+                &t_i,
+                &first,
+                &out.ptr(),
+                &dim_i,
+                &i32::from(chunk > 0),
+            ];
+            launch(&s.stream, &dev.kernels.codec.codebook_sum, "qt_codec_codebook_sum", cfg, &args)?;
+        }
+        Ok(())
+    }
+
+    fn window_attention(
+        &self,
+        s: &mut CudaStreamCtx,
+        q: &DeviceMemory<f32>,
+        k: &DeviceMemory<f32>,
+        v: &DeviceMemory<f32>,
+        rows: usize,
+        shape: AttentionShape,
+        window: usize,
+        keys: &mut DeviceMemory<f32>,
+        values: &mut DeviceMemory<f32>,
+        past: usize,
+        out: &mut DeviceMemory<f32>,
+    ) -> Result<usize> {
+        let AttentionShape { num_heads, num_kv_heads, head_dim: hd } = shape;
+        if num_kv_heads == 0 || !num_heads.is_multiple_of(num_kv_heads) || hd == 0 {
+            return Err(Error::invalid_argument(format!(
+                "window_attention: {num_heads} query heads, {num_kv_heads} key/value heads, head_dim {hd}"
+            )));
+        }
+        if window == 0 || past >= window {
+            return Err(Error::invalid_argument(format!(
+                "window_attention: {past} remembered rows for a window of {window}"
+            )));
+        }
+        let q_dim = mul("window_attention queries", num_heads, hd)?;
+        let kv_dim = mul("window_attention keys", num_kv_heads, hd)?;
+        let total = past.checked_add(rows).ok_or_else(|| Error::invalid_argument("window_attention: rows overflow"))?;
+        let q_len = mul("window_attention queries", rows, q_dim)?;
+        let kv_len = mul("window_attention new keys", rows, kv_dim)?;
+        let window_len = mul("window_attention key window", total, kv_dim)?;
+        check("window_attention queries", q_len, q.len())?;
+        check("window_attention new keys", kv_len, k.len())?;
+        check("window_attention new values", kv_len, v.len())?;
+        check("window_attention key window", window_len, keys.len())?;
+        check("window_attention value window", window_len, values.len())?;
+        check("window_attention output", q_len, out.len())?;
+        let seen = window.min(total);
+        let smem = hd.saturating_add(seen).saturating_mul(size_of::<f32>());
+        if smem > MAX_ATTENTION_SMEM {
+            return Err(Error::invalid_argument(format!(
+                "window_attention: head_dim {hd} and a window of {window} need {smem} bytes of shared memory \
+                 (at most {MAX_ATTENTION_SMEM})"
+            )));
+        }
+        let (rows_i, heads_i, kv_i, hd_i) =
+            (int("rows", rows)?, int("heads", num_heads)?, int("kv heads", num_kv_heads)?, int("head_dim", hd)?);
+        let (past_i, window_i) = (int("past", past)?, int("window", window)?);
+        int("key rows", total)?;
+        if num_heads > 65535 {
+            return Err(Error::invalid_argument(format!("window_attention: {num_heads} heads exceed the grid")));
+        }
+        self.bind()?;
+        if rows > 0 {
+            // 1. The new keys and values after the remembered ones.
+            copy_between(&s.stream, k, 0, keys, past * kv_dim, kv_len)?;
+            copy_between(&s.stream, v, 0, values, past * kv_dim, kv_len)?;
+            // 2. One block per (query row, head).
+            if num_heads > 0 {
+                let scale = 1.0 / (hd as f32).sqrt();
+                let cfg = LaunchConfig {
+                    grid_dim: (rows_i as u32, heads_i as u32, 1),
+                    block_dim: (128, 1, 1),
+                    shared_mem_bytes: smem as u32,
+                };
+                let args: [&dyn Arg; 10] = [
+                    &q.ptr(),
+                    &keys.ptr(),
+                    &values.ptr(),
+                    &out.ptr(),
+                    &heads_i,
+                    &kv_i,
+                    &hd_i,
+                    &past_i,
+                    &window_i,
+                    &scale,
+                ];
+                let f = &self.device().kernels.codec.window_attention;
+                launch(&s.stream, f, "qt_codec_window_attention", cfg, &args)?;
+            }
+        }
+        // 3. Keep what a later query can see, at the front.
+        let keep = total.min(window - 1);
+        let start = (total - keep) * kv_dim;
+        self.move_to_front(s, keys, start, keep * kv_dim)?;
+        self.move_to_front(s, values, start, keep * kv_dim)?;
+        Ok(keep)
+    }
+}

@@ -1,0 +1,747 @@
+//! Every [`AudioBackend`] op of the CUDA backend against the CPU backend (the oracle), over a
+//! matrix of shapes in the manner of llama.cpp's test-backend-ops (feature `cuda`; needs a
+//! GPU, so each test is `#[ignore]`d here and run on the device machine by
+//! tools/device/run.sh with `--ignored`).
+//!
+//! Method: the same f32 weights go to both backends (audio weights are f32 on the GPU too),
+//! inputs are seeded (SplitMix64, tests/common/rng.rs; fixed seeds, so a failure repeats),
+//! GPU outputs are poisoned with NaN before each op so an unwritten element fails, and the
+//! error is ‖gpu − cpu‖ / ‖cpu‖ (NaN never passes); each test prints its worst case.
+//! Streaming ops run twice from the same random starting state: in one call, and as a
+//! stream in uneven pieces (1, 7, 3, 16, ...) so the history / carry / window paths are
+//! exercised; the GPU's pieces must equal its one call exactly (every output is one fixed
+//! chain of adds), and the state left behind must match too. Ops whose GPU kernels add in the
+//! CPU's order (depthwise, overlap-add, scale_add, codebook sum, clamp) are expected to be
+//! bit-identical or within the f32 tolerance; the convolutions' GEMM differs from the CPU's
+//! summation order only.
+#![cfg(feature = "cuda")]
+
+#[path = "common/rng.rs"]
+#[allow(dead_code)] // only part of it is used here
+mod rng;
+
+use std::sync::OnceLock;
+
+use qwentts::backend::audio::{AudioBackend, ConvShape, TransposedConvShape};
+use qwentts::backend::cpu::CpuBackend;
+use qwentts::backend::cuda::{CudaBackend, CudaF32Weight};
+use qwentts::backend::{AttentionShape, Backend};
+use rng::Rng;
+
+/// f32 against f32: only summation orders (and erff / sinf / expf ulps) differ.
+const TOL: f64 = 1e-5;
+const GPU: &str = "needs a CUDA GPU: tools/device/run.sh runs it with --ignored";
+
+type GStream = <CudaBackend as Backend>::Stream;
+type GBuf = <CudaBackend as Backend>::Buffer;
+type CStream = <CpuBackend as Backend>::Stream;
+
+fn gpu() -> &'static CudaBackend {
+    static B: OnceLock<CudaBackend> = OnceLock::new();
+    B.get_or_init(|| CudaBackend::new(0).expect("open CUDA device 0"))
+}
+
+fn cpu() -> CpuBackend {
+    CpuBackend::new(2)
+}
+
+fn streams(c: &CpuBackend) -> (CStream, GStream) {
+    (c.new_stream().unwrap(), gpu().new_stream().unwrap())
+}
+
+/// Uniform in [-scale, scale).
+fn rand_vec(rng: &mut Rng, n: usize, scale: f32) -> Vec<f32> {
+    (0..n).map(|_| (rng.unit() * 2.0 - 1.0) * scale).collect()
+}
+
+/// The same f32 weight on both backends.
+struct W {
+    cpu: <CpuBackend as AudioBackend>::AudioWeight,
+    gpu: CudaF32Weight,
+}
+
+fn weight(c: &CpuBackend, data: &[f32], shape: &[usize]) -> W {
+    W { cpu: c.upload_audio_weight(data, shape).unwrap(), gpu: gpu().upload_audio_weight(data, shape).unwrap() }
+}
+
+fn upload(s: &mut GStream, data: &[f32]) -> GBuf {
+    let mut b = gpu().alloc(data.len()).unwrap();
+    gpu().write(s, &mut b, 0, data).unwrap();
+    b
+}
+
+/// A GPU buffer of `n` NaNs (an output the op must overwrite).
+fn poisoned(s: &mut GStream, n: usize) -> GBuf {
+    upload(s, &vec![f32::NAN; n])
+}
+
+fn download(s: &mut GStream, b: &GBuf, n: usize) -> Vec<f32> {
+    let mut host = vec![0.0; n];
+    gpu().read(s, b, 0, &mut host).unwrap();
+    host
+}
+
+/// ‖got − want‖ / ‖want‖; panics on any non-finite value.
+fn rel_err(what: &str, got: &[f32], want: &[f32]) -> f64 {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let bad = got.iter().filter(|v| !v.is_finite()).count();
+    assert_eq!(bad, 0, "{what}: {bad} non-finite values (unwritten or NaN)");
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for (g, w) in got.iter().zip(want) {
+        num += (*g as f64 - *w as f64).powi(2);
+        den += (*w as f64).powi(2);
+    }
+    if num == 0.0 { 0.0 } else { (num / den.max(f64::MIN_POSITIVE)).sqrt() }
+}
+
+fn assert_bits_eq(what: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    if let Some(i) = got.iter().zip(want).position(|(g, w)| g.to_bits() != w.to_bits()) {
+        panic!("{what}: element {i} differs: {} vs {}", got[i], want[i]);
+    }
+}
+
+/// The worst relative error seen by one test.
+#[derive(Default)]
+struct Worst {
+    err: f64,
+    case: String,
+    cases: usize,
+}
+
+impl Worst {
+    fn check(&mut self, what: &str, got: &[f32], want: &[f32]) {
+        let e = rel_err(what, got, want);
+        assert!(e <= TOL, "{what}: rel err {e:.3e} > {TOL:.0e}");
+        self.cases += 1;
+        if e >= self.err {
+            self.err = e;
+            self.case = what.to_owned();
+        }
+    }
+
+    fn report(&self, test: &str) {
+        eprintln!("{test}: {} comparisons, worst rel err {:.2e} ({})", self.cases, self.err, self.case);
+    }
+}
+
+/// Piece sizes of a stream of `rows` rows: the pattern from `start`, cycled, cut at `rows`.
+fn pieces(rows: usize, start: usize) -> Vec<usize> {
+    const PATTERN: [usize; 8] = [1, 7, 3, 16, 2, 64, 5, 37];
+    let mut out = Vec::new();
+    let (mut done, mut i) = (0, start);
+    while done < rows {
+        let n = PATTERN[i % PATTERN.len()].min(rows - done);
+        out.push(n);
+        done += n;
+        i += 1;
+    }
+    out
+}
+
+/// Runs a streaming op over `x: [rows, width_in]` in `pieces` on both backends (the same
+/// starting `state` on each), each piece into a fresh output of `out_per_row · n` values.
+/// Returns (cpu outputs, gpu outputs, cpu state, gpu state), outputs concatenated.
+#[allow(clippy::too_many_arguments)]
+fn stream_both(
+    c: &CpuBackend,
+    cs: &mut CStream,
+    gs: &mut GStream,
+    x: &[f32],
+    width_in: usize,
+    out_per_row: usize,
+    parts: &[usize],
+    state: &[f32],
+    mut cpu_op: impl FnMut(&CpuBackend, &mut CStream, &Vec<f32>, usize, &mut Vec<f32>, &mut Vec<f32>),
+    mut gpu_op: impl FnMut(&mut GStream, &GBuf, usize, &mut GBuf, &mut GBuf),
+) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+    let g = gpu();
+    let rows: usize = parts.iter().sum();
+    let mut c_state = state.to_vec();
+    let mut g_state = upload(gs, state);
+    let mut c_out = Vec::with_capacity(rows * out_per_row);
+    let mut g_all = poisoned(gs, rows * out_per_row);
+    let mut done = 0;
+    for &n in parts {
+        let piece = x[done * width_in..(done + n) * width_in].to_vec();
+        let mut cy = vec![0.0; n * out_per_row];
+        cpu_op(c, cs, &piece, n, &mut c_state, &mut cy);
+        c_out.extend_from_slice(&cy);
+        let gx = upload(gs, &piece);
+        let mut gy = poisoned(gs, n * out_per_row);
+        gpu_op(gs, &gx, n, &mut g_state, &mut gy);
+        g.copy(gs, &gy, 0, &mut g_all, done * out_per_row, n * out_per_row).unwrap();
+        done += n;
+    }
+    let g_out = download(gs, &g_all, rows * out_per_row);
+    let g_state = download(gs, &g_state, state.len());
+    (c_out, g_out, c_state, g_state)
+}
+
+/// `Some(state)` when the op keeps one (the trait's rule: `None` for an empty state).
+fn opt<T>(len: usize, state: &mut T) -> Option<&mut T> {
+    (len > 0).then_some(state)
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU: tools/device/run.sh runs it with --ignored"]
+fn causal_conv_matches_cpu_streamed_and_in_one_call() {
+    let _ = GPU;
+    let c = cpu();
+    let g = gpu();
+    let (mut cs, mut gs) = streams(&c);
+    let mut rng = Rng(0xC0417);
+    let mut worst = Worst::default();
+    let mut case = 0;
+    for cin in [3, 32, 96, 100] {
+        for cout in [3, 32, 96, 100] {
+            for kernel in [1, 3, 7] {
+                for dilation in [1, 3, 9] {
+                    if kernel == 1 && dilation > 1 {
+                        continue; // no history: the same as dilation 1
+                    }
+                    let shape = ConvShape { cin, cout, kernel, dilation };
+                    let scale = 1.0 / ((kernel * cin) as f32).sqrt();
+                    let w = weight(&c, &rand_vec(&mut rng, shape.weight_len(), scale), &[cout, kernel * cin]);
+                    let bias = (case % 3 != 2).then(|| weight(&c, &rand_vec(&mut rng, cout, 0.5), &[cout]));
+                    let h_len = shape.history_rows() * cin;
+                    for rows in [1, 5, 64, 200] {
+                        case += 1;
+                        let what = format!("conv cin {cin} cout {cout} k {kernel} d {dilation} rows {rows}");
+                        let x = rand_vec(&mut rng, rows * cin, 1.0);
+                        let h0 = rand_vec(&mut rng, h_len, 1.0);
+                        // One call.
+                        let mut ch = h0.clone();
+                        let mut cy = vec![0.0; rows * cout];
+                        c.causal_conv(
+                            &mut cs,
+                            &x,
+                            rows,
+                            opt(h_len, &mut ch),
+                            shape,
+                            &w.cpu,
+                            bias.as_ref().map(|b| &b.cpu),
+                            &mut cy,
+                        )
+                        .unwrap();
+                        let gx = upload(&mut gs, &x);
+                        let mut gh = upload(&mut gs, &h0);
+                        let mut gy = poisoned(&mut gs, rows * cout);
+                        g.causal_conv(
+                            &mut gs,
+                            &gx,
+                            rows,
+                            opt(h_len, &mut gh),
+                            shape,
+                            &w.gpu,
+                            bias.as_ref().map(|b| &b.gpu),
+                            &mut gy,
+                        )
+                        .unwrap();
+                        let one_y = download(&mut gs, &gy, rows * cout);
+                        let one_h = download(&mut gs, &gh, h_len);
+                        worst.check(&format!("{what} one call"), &one_y, &cy);
+                        assert_bits_eq(&format!("{what} one-call history"), &one_h, &ch);
+                        // The same rows as a stream of uneven pieces.
+                        let parts = pieces(rows, case);
+                        let (c_out, g_out, c_h, g_h) = stream_both(
+                            &c,
+                            &mut cs,
+                            &mut gs,
+                            &x,
+                            cin,
+                            cout,
+                            &parts,
+                            &h0,
+                            |c, s, x, n, h, y| {
+                                c.causal_conv(s, x, n, opt(h_len, h), shape, &w.cpu, bias.as_ref().map(|b| &b.cpu), y)
+                                    .unwrap()
+                            },
+                            |s, x, n, h, y| {
+                                g.causal_conv(s, x, n, opt(h_len, h), shape, &w.gpu, bias.as_ref().map(|b| &b.gpu), y)
+                                    .unwrap()
+                            },
+                        );
+                        worst.check(&format!("{what} pieces {parts:?}"), &g_out, &c_out);
+                        assert_bits_eq(&format!("{what} streamed history"), &g_h, &c_h);
+                        assert_bits_eq(&format!("{what}: GPU pieces vs GPU one call"), &g_out, &one_y);
+                    }
+                }
+            }
+        }
+    }
+    worst.report("causal_conv");
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU: tools/device/run.sh runs it with --ignored"]
+fn causal_conv_as_linear_layer_on_long_inputs() {
+    // The real decoder's widths (kernel 1 = a dense layer; one 7-tap conv over 1536
+    // channels) and a row count that spans many 64-row tiles.
+    let c = cpu();
+    let g = gpu();
+    let (mut cs, mut gs) = streams(&c);
+    let mut rng = Rng(0x11EA);
+    let mut worst = Worst::default();
+    for (cin, cout, kernel, dilation, rows) in
+        [(1024, 512, 1, 1, 300), (512, 1024, 1, 1, 77), (1536, 96, 7, 1, 130), (96, 96, 7, 9, 1000)]
+    {
+        let shape = ConvShape { cin, cout, kernel, dilation };
+        let scale = 1.0 / ((kernel * cin) as f32).sqrt();
+        let w = weight(&c, &rand_vec(&mut rng, shape.weight_len(), scale), &[cout, kernel * cin]);
+        let b = weight(&c, &rand_vec(&mut rng, cout, 0.5), &[cout]);
+        let h_len = shape.history_rows() * cin;
+        let x = rand_vec(&mut rng, rows * cin, 1.0);
+        let mut ch = rand_vec(&mut rng, h_len, 1.0);
+        let mut gh = upload(&mut gs, &ch);
+        let mut cy = vec![0.0; rows * cout];
+        c.causal_conv(&mut cs, &x, rows, opt(h_len, &mut ch), shape, &w.cpu, Some(&b.cpu), &mut cy).unwrap();
+        let gx = upload(&mut gs, &x);
+        let mut gy = poisoned(&mut gs, rows * cout);
+        g.causal_conv(&mut gs, &gx, rows, opt(h_len, &mut gh), shape, &w.gpu, Some(&b.gpu), &mut gy).unwrap();
+        worst.check(
+            &format!("conv {cin}->{cout} k {kernel} d {dilation} rows {rows}"),
+            &download(&mut gs, &gy, rows * cout),
+            &cy,
+        );
+        assert_bits_eq("history", &download(&mut gs, &gh, h_len), &ch);
+    }
+    worst.report("causal_conv (model widths)");
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU: tools/device/run.sh runs it with --ignored"]
+fn transposed_conv_matches_cpu_streamed_and_in_one_call() {
+    let c = cpu();
+    let g = gpu();
+    let (mut cs, mut gs) = streams(&c);
+    let mut rng = Rng(0x7C0);
+    let mut worst = Worst::default();
+    let mut case = 0;
+    for (kernel, stride) in [(2, 2), (16, 8), (10, 5), (6, 3), (5, 2)] {
+        for (cin, cout) in [(3, 5), (32, 96), (96, 32), (100, 100)] {
+            let shape = TransposedConvShape { cin, cout, kernel, stride };
+            let w =
+                weight(&c, &rand_vec(&mut rng, shape.weight_len(), 1.0 / (cin as f32).sqrt()), &[kernel * cout, cin]);
+            let b = weight(&c, &rand_vec(&mut rng, cout, 0.5), &[cout]);
+            let c_len = shape.overlap_rows() * cout;
+            for rows in [1, 5, 64, 150] {
+                case += 1;
+                let what = format!("conv_transpose k {kernel} s {stride} cin {cin} cout {cout} rows {rows}");
+                let x = rand_vec(&mut rng, rows * cin, 1.0);
+                let carry0 = rand_vec(&mut rng, c_len, 1.0);
+                let out = rows * stride * cout;
+                let mut cc = carry0.clone();
+                let mut cy = vec![0.0; out];
+                c.causal_conv_transpose(&mut cs, &x, rows, opt(c_len, &mut cc), shape, &w.cpu, &b.cpu, &mut cy)
+                    .unwrap();
+                let gx = upload(&mut gs, &x);
+                let mut gc = upload(&mut gs, &carry0);
+                let mut gy = poisoned(&mut gs, out);
+                g.causal_conv_transpose(&mut gs, &gx, rows, opt(c_len, &mut gc), shape, &w.gpu, &b.gpu, &mut gy)
+                    .unwrap();
+                let one_y = download(&mut gs, &gy, out);
+                let one_c = download(&mut gs, &gc, c_len);
+                worst.check(&format!("{what} one call"), &one_y, &cy);
+                worst.check(&format!("{what} one-call carry"), &one_c, &cc);
+                let parts = pieces(rows, case);
+                let (c_out, g_out, c_c, g_c) = stream_both(
+                    &c,
+                    &mut cs,
+                    &mut gs,
+                    &x,
+                    cin,
+                    stride * cout,
+                    &parts,
+                    &carry0,
+                    |c, s, x, n, st, y| {
+                        c.causal_conv_transpose(s, x, n, opt(c_len, st), shape, &w.cpu, &b.cpu, y).unwrap()
+                    },
+                    |s, x, n, st, y| {
+                        g.causal_conv_transpose(s, x, n, opt(c_len, st), shape, &w.gpu, &b.gpu, y).unwrap()
+                    },
+                );
+                worst.check(&format!("{what} pieces {parts:?}"), &g_out, &c_out);
+                worst.check(&format!("{what} streamed carry"), &g_c, &c_c);
+                assert_bits_eq(&format!("{what}: GPU pieces vs GPU one call"), &g_out, &one_y);
+                assert_bits_eq(&format!("{what}: GPU carry, pieces vs one call"), &g_c, &one_c);
+            }
+        }
+    }
+    worst.report("causal_conv_transpose");
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU: tools/device/run.sh runs it with --ignored"]
+fn depthwise_conv_matches_cpu_streamed_and_in_one_call() {
+    let c = cpu();
+    let g = gpu();
+    let (mut cs, mut gs) = streams(&c);
+    let mut rng = Rng(0xD3);
+    let mut worst = Worst::default();
+    let mut case = 0;
+    for channels in [3, 96, 100, 1024] {
+        for kernel in [1, 3, 7] {
+            let taps = weight(&c, &rand_vec(&mut rng, kernel * channels, 0.5), &[kernel, channels]);
+            let b = weight(&c, &rand_vec(&mut rng, channels, 0.5), &[channels]);
+            let h_len = (kernel - 1) * channels;
+            for rows in [1, 5, 64, 200] {
+                case += 1;
+                let what = format!("depthwise ch {channels} k {kernel} rows {rows}");
+                let x = rand_vec(&mut rng, rows * channels, 1.0);
+                let h0 = rand_vec(&mut rng, h_len, 1.0);
+                let mut ch = h0.clone();
+                let mut cy = vec![0.0; rows * channels];
+                c.depthwise_causal_conv(&mut cs, &x, rows, &mut ch, channels, kernel, &taps.cpu, &b.cpu, &mut cy)
+                    .unwrap();
+                let gx = upload(&mut gs, &x);
+                let mut gh = upload(&mut gs, &h0);
+                let mut gy = poisoned(&mut gs, rows * channels);
+                g.depthwise_causal_conv(&mut gs, &gx, rows, &mut gh, channels, kernel, &taps.gpu, &b.gpu, &mut gy)
+                    .unwrap();
+                let one_y = download(&mut gs, &gy, rows * channels);
+                worst.check(&format!("{what} one call"), &one_y, &cy);
+                assert_bits_eq(&format!("{what} one-call history"), &download(&mut gs, &gh, h_len), &ch);
+                let parts = pieces(rows, case);
+                let (c_out, g_out, c_h, g_h) = stream_both(
+                    &c,
+                    &mut cs,
+                    &mut gs,
+                    &x,
+                    channels,
+                    channels,
+                    &parts,
+                    &h0,
+                    |c, s, x, n, h, y| {
+                        c.depthwise_causal_conv(s, x, n, h, channels, kernel, &taps.cpu, &b.cpu, y).unwrap()
+                    },
+                    |s, x, n, h, y| {
+                        g.depthwise_causal_conv(s, x, n, h, channels, kernel, &taps.gpu, &b.gpu, y).unwrap()
+                    },
+                );
+                worst.check(&format!("{what} pieces {parts:?}"), &g_out, &c_out);
+                assert_bits_eq(&format!("{what} streamed history"), &g_h, &c_h);
+                assert_bits_eq(&format!("{what}: GPU pieces vs GPU one call"), &g_out, &one_y);
+            }
+        }
+    }
+    worst.report("depthwise_causal_conv");
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU: tools/device/run.sh runs it with --ignored"]
+fn norms_match_cpu() {
+    let c = cpu();
+    let g = gpu();
+    let (mut cs, mut gs) = streams(&c);
+    let mut rng = Rng(0x4E);
+    let mut worst = Worst::default();
+    for dim in [3, 96, 100, 1024, 1536] {
+        let w = weight(&c, &rand_vec(&mut rng, dim, 0.5).iter().map(|v| 1.0 + v).collect::<Vec<_>>(), &[dim]);
+        let b = weight(&c, &rand_vec(&mut rng, dim, 0.5), &[dim]);
+        for rows in [1, 7, 64] {
+            for eps in [1e-5f32, 1e-6] {
+                // Rows with an offset, so the mean matters.
+                let x: Vec<f32> = rand_vec(&mut rng, rows * dim, 2.0).iter().map(|v| v + 0.75).collect();
+                // LayerNorm, in place; the buffer is longer than the rows it normalises.
+                let mut cx = x.clone();
+                cx.extend_from_slice(&[9.0; 5]);
+                c.layer_norm(&mut cs, &mut cx, rows, &w.cpu, &b.cpu, eps).unwrap();
+                let mut gx = upload(&mut gs, &[x.as_slice(), &[9.0; 5]].concat());
+                g.layer_norm(&mut gs, &mut gx, rows, &w.gpu, &b.gpu, eps).unwrap();
+                let got = download(&mut gs, &gx, rows * dim + 5);
+                worst.check(
+                    &format!("layer_norm dim {dim} rows {rows} eps {eps}"),
+                    &got[..rows * dim],
+                    &cx[..rows * dim],
+                );
+                assert_eq!(&got[rows * dim..], &[9.0; 5], "layer_norm wrote past its rows");
+                // RMSNorm into y.
+                let mut cy = vec![0.0; rows * dim];
+                c.audio_rms_norm(&mut cs, &x, rows, &w.cpu, eps, &mut cy).unwrap();
+                let gx = upload(&mut gs, &x);
+                let mut gy = poisoned(&mut gs, rows * dim);
+                g.audio_rms_norm(&mut gs, &gx, rows, &w.gpu, eps, &mut gy).unwrap();
+                worst.check(
+                    &format!("rms_norm dim {dim} rows {rows} eps {eps}"),
+                    &download(&mut gs, &gy, rows * dim),
+                    &cy,
+                );
+            }
+        }
+    }
+    worst.report("norms");
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU: tools/device/run.sh runs it with --ignored"]
+fn activations_match_cpu() {
+    let c = cpu();
+    let g = gpu();
+    let (mut cs, mut gs) = streams(&c);
+    let mut rng = Rng(0xAC7);
+    let mut worst = Worst::default();
+    // GELU over erf's whole range (|x / √2| up to ~4.2); the element after `len` stays.
+    for len in [1, 1000, 100_003] {
+        let x = rand_vec(&mut rng, len, 6.0);
+        let mut cx = x.clone();
+        cx.push(7.0);
+        c.gelu(&mut cs, &mut cx, len).unwrap();
+        let mut gx = upload(&mut gs, &[x.as_slice(), &[7.0]].concat());
+        g.gelu(&mut gs, &mut gx, len).unwrap();
+        let got = download(&mut gs, &gx, len + 1);
+        worst.check(&format!("gelu len {len}"), &got[..len], &cx[..len]);
+        assert_eq!(got[len], 7.0, "gelu wrote past len");
+    }
+    // SnakeBeta with log-space parameters as the model loads them.
+    for channels in [3, 96, 1024] {
+        let freq: Vec<f32> = rand_vec(&mut rng, channels, 1.0).iter().map(|a| a.exp()).collect();
+        let inv_mag: Vec<f32> = rand_vec(&mut rng, channels, 1.0).iter().map(|b| 1.0 / (b.exp() + 1e-9)).collect();
+        let f = weight(&c, &freq, &[channels]);
+        let m = weight(&c, &inv_mag, &[channels]);
+        for rows in [1, 7, 64] {
+            let x = rand_vec(&mut rng, rows * channels, 3.0);
+            let mut cx = x.clone();
+            c.snake_beta(&mut cs, &mut cx, rows, &f.cpu, &m.cpu).unwrap();
+            let mut gx = upload(&mut gs, &x);
+            g.snake_beta(&mut gs, &mut gx, rows, &f.gpu, &m.gpu).unwrap();
+            worst.check(&format!("snake ch {channels} rows {rows}"), &download(&mut gs, &gx, rows * channels), &cx);
+        }
+    }
+    // Layer scale + residual: the CPU's exact rounding.
+    for channels in [3, 96, 1024] {
+        let scale = weight(&c, &rand_vec(&mut rng, channels, 0.1), &[channels]);
+        for rows in [1, 7, 64] {
+            let r = rand_vec(&mut rng, rows * channels, 1.0);
+            let x = rand_vec(&mut rng, rows * channels, 1.0);
+            let mut cr = r.clone();
+            c.scale_add(&mut cs, &mut cr, &x, rows, &scale.cpu).unwrap();
+            let mut gr = upload(&mut gs, &r);
+            let gx = upload(&mut gs, &x);
+            g.scale_add(&mut gs, &mut gr, &gx, rows, &scale.gpu).unwrap();
+            let got = download(&mut gs, &gr, rows * channels);
+            assert_bits_eq(&format!("scale_add ch {channels} rows {rows}"), &got, &cr);
+            worst.check(&format!("scale_add ch {channels} rows {rows}"), &got, &cr);
+        }
+    }
+    // Clamp, NaN included (f32::clamp passes it through).
+    let mut x = rand_vec(&mut rng, 1001, 2.0);
+    x[17] = f32::NAN;
+    x[18] = f32::INFINITY;
+    x[19] = f32::NEG_INFINITY;
+    let mut cx = x.clone();
+    c.clamp(&mut cs, &mut cx, 1000, -1.0, 1.0).unwrap();
+    let mut gx = upload(&mut gs, &x);
+    g.clamp(&mut gs, &mut gx, 1000, -1.0, 1.0).unwrap();
+    assert_bits_eq("clamp", &download(&mut gs, &gx, 1001), &cx);
+    worst.report("activations");
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU: tools/device/run.sh runs it with --ignored"]
+fn codebook_sum_matches_cpu_exactly() {
+    let c = cpu();
+    let g = gpu();
+    let (mut cs, mut gs) = streams(&c);
+    let mut rng = Rng(0xCB);
+    // 20 tables: more than one launch takes (16), summed in the same order.
+    for (num_tables, entries, dim) in [(1, 2048, 512), (2, 5, 100), (16, 2048, 512), (20, 33, 100)] {
+        let tables: Vec<W> =
+            (0..num_tables).map(|_| weight(&c, &rand_vec(&mut rng, entries * dim, 1.0), &[entries, dim])).collect();
+        let cpu_tables: Vec<_> = tables.iter().map(|t| &t.cpu).collect();
+        let gpu_tables: Vec<_> = tables.iter().map(|t| &t.gpu).collect();
+        for rows in [1, 3, 50] {
+            let ids: Vec<u32> = (0..rows * num_tables).map(|_| rng.below(entries) as u32).collect();
+            let mut cy = vec![0.0; rows * dim];
+            c.codebook_sum(&mut cs, &cpu_tables, &ids, &mut cy).unwrap();
+            let mut gy = poisoned(&mut gs, rows * dim);
+            g.codebook_sum(&mut gs, &gpu_tables, &ids, &mut gy).unwrap();
+            let got = download(&mut gs, &gy, rows * dim);
+            assert_bits_eq(&format!("codebook_sum {num_tables} tables {entries}x{dim} rows {rows}"), &got, &cy);
+        }
+    }
+    eprintln!("codebook_sum: bit-identical");
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU: tools/device/run.sh runs it with --ignored"]
+fn window_attention_matches_cpu_streamed() {
+    let c = cpu();
+    let g = gpu();
+    let (mut cs, mut gs) = streams(&c);
+    let mut rng = Rng(0xA77);
+    let mut worst = Worst::default();
+    let total_rows = 150;
+    let shapes = [
+        AttentionShape { num_heads: 16, num_kv_heads: 16, head_dim: 64 }, // the decoder's
+        AttentionShape { num_heads: 8, num_kv_heads: 2, head_dim: 32 },   // grouped heads
+    ];
+    for shape in shapes {
+        let (q_dim, kv_dim) = (shape.num_heads * shape.head_dim, shape.num_kv_heads * shape.head_dim);
+        for window in [72, 4] {
+            let q = rand_vec(&mut rng, total_rows * q_dim, 1.5);
+            let k = rand_vec(&mut rng, total_rows * kv_dim, 1.5);
+            let v = rand_vec(&mut rng, total_rows * kv_dim, 1.0);
+            for parts in [vec![1usize, 4, 37], vec![total_rows]] {
+                let max_piece = *parts.iter().max().unwrap();
+                let capacity = window - 1 + max_piece;
+                let mut ck = vec![0.0; capacity * kv_dim];
+                let mut cv = vec![0.0; capacity * kv_dim];
+                let mut gk = poisoned(&mut gs, capacity * kv_dim);
+                let mut gv = poisoned(&mut gs, capacity * kv_dim);
+                let (mut c_past, mut g_past) = (0, 0);
+                let mut c_out = Vec::new();
+                let mut g_all = poisoned(&mut gs, total_rows * q_dim);
+                let (mut done, mut i) = (0, 0);
+                while done < total_rows {
+                    let n = parts[i % parts.len()].min(total_rows - done);
+                    let (qp, kp, vp) = (
+                        q[done * q_dim..(done + n) * q_dim].to_vec(),
+                        k[done * kv_dim..(done + n) * kv_dim].to_vec(),
+                        v[done * kv_dim..(done + n) * kv_dim].to_vec(),
+                    );
+                    let mut co = vec![0.0; n * q_dim];
+                    c_past = c
+                        .window_attention(&mut cs, &qp, &kp, &vp, n, shape, window, &mut ck, &mut cv, c_past, &mut co)
+                        .unwrap();
+                    c_out.extend_from_slice(&co);
+                    let (gq, gkn, gvn) = (upload(&mut gs, &qp), upload(&mut gs, &kp), upload(&mut gs, &vp));
+                    let mut go = poisoned(&mut gs, n * q_dim);
+                    g_past = g
+                        .window_attention(&mut gs, &gq, &gkn, &gvn, n, shape, window, &mut gk, &mut gv, g_past, &mut go)
+                        .unwrap();
+                    assert_eq!(g_past, c_past, "returned past");
+                    g.copy(&mut gs, &go, 0, &mut g_all, done * q_dim, n * q_dim).unwrap();
+                    done += n;
+                    i += 1;
+                }
+                let what = format!("window_attention {shape:?} window {window} pieces {parts:?}");
+                worst.check(&what, &download(&mut gs, &g_all, total_rows * q_dim), &c_out);
+                // The remembered rows (copies: exact).
+                let kept = c_past * kv_dim;
+                assert_bits_eq(&format!("{what} keys"), &download(&mut gs, &gk, kept), &ck[..kept]);
+                assert_bits_eq(&format!("{what} values"), &download(&mut gs, &gv, kept), &cv[..kept]);
+            }
+        }
+    }
+    worst.report("window_attention");
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU: tools/device/run.sh runs it with --ignored"]
+fn bad_sizes_and_states_are_errors() {
+    let c = cpu();
+    let g = gpu();
+    let mut s = g.new_stream().unwrap();
+    let up = |data: &[f32], shape: &[usize]| g.upload_audio_weight(data, shape).unwrap();
+    assert!(g.upload_audio_weight(&[1.0; 5], &[2, 3]).is_err(), "weight data and shape disagree");
+
+    // Causal conv 4 -> 6, kernel 3, dilation 2: history of 4 rows.
+    let shape = ConvShape { cin: 4, cout: 6, kernel: 3, dilation: 2 };
+    let w = up(&[0.1; 72], &[6, 12]);
+    let b = up(&[0.0; 6], &[6]);
+    let x = g.alloc(5 * 4).unwrap();
+    let mut y = g.alloc(5 * 6).unwrap();
+    let mut h = g.alloc(4 * 4).unwrap();
+    assert!(g.causal_conv(&mut s, &x, 5, Some(&mut h), shape, &w, Some(&b), &mut y).is_ok());
+    assert!(g.causal_conv(&mut s, &x, 6, Some(&mut h), shape, &w, Some(&b), &mut y).is_err(), "short input");
+    let mut short_y = g.alloc(5 * 6 - 1).unwrap();
+    assert!(g.causal_conv(&mut s, &x, 5, Some(&mut h), shape, &w, Some(&b), &mut short_y).is_err(), "short output");
+    assert!(g.causal_conv(&mut s, &x, 5, None, shape, &w, Some(&b), &mut y).is_err(), "history missing");
+    let mut long_h = g.alloc(4 * 4 + 1).unwrap();
+    assert!(g.causal_conv(&mut s, &x, 5, Some(&mut long_h), shape, &w, Some(&b), &mut y).is_err(), "history size");
+    let linear = ConvShape::linear(4, 6);
+    let w1 = up(&[0.1; 24], &[6, 4]);
+    assert!(g.causal_conv(&mut s, &x, 5, None, linear, &w1, None, &mut y).is_ok());
+    assert!(
+        g.causal_conv(&mut s, &x, 5, Some(&mut h), linear, &w1, None, &mut y).is_err(),
+        "history given for kernel 1"
+    );
+    assert!(g.causal_conv(&mut s, &x, 5, None, linear, &w, None, &mut y).is_err(), "weight size");
+    let wrong_bias = up(&[0.0; 5], &[5]);
+    assert!(g.causal_conv(&mut s, &x, 5, None, linear, &w1, Some(&wrong_bias), &mut y).is_err(), "bias size");
+    let zero_kernel = ConvShape { cin: 4, cout: 6, kernel: 0, dilation: 1 };
+    assert!(g.causal_conv(&mut s, &x, 5, None, zero_kernel, &w1, None, &mut y).is_err(), "kernel 0");
+
+    // Transposed conv 4 -> 6, kernel 4, stride 2: carry of 2 rows.
+    let tshape = TransposedConvShape { cin: 4, cout: 6, kernel: 4, stride: 2 };
+    let tw = up(&[0.1; 96], &[24, 4]);
+    let mut carry = g.alloc(2 * 6).unwrap();
+    let mut ty = g.alloc(5 * 2 * 6).unwrap();
+    assert!(g.causal_conv_transpose(&mut s, &x, 5, Some(&mut carry), tshape, &tw, &b, &mut ty).is_ok());
+    assert!(g.causal_conv_transpose(&mut s, &x, 5, None, tshape, &tw, &b, &mut ty).is_err(), "carry missing");
+    assert!(g.causal_conv_transpose(&mut s, &x, 5, Some(&mut carry), tshape, &tw, &b, &mut y).is_err(), "short output");
+    let equal = TransposedConvShape { cin: 4, cout: 6, kernel: 2, stride: 2 };
+    let ew = up(&[0.1; 48], &[12, 4]);
+    assert!(g.causal_conv_transpose(&mut s, &x, 5, None, equal, &ew, &b, &mut ty).is_ok());
+    assert!(
+        g.causal_conv_transpose(&mut s, &x, 5, Some(&mut carry), equal, &ew, &b, &mut ty).is_err(),
+        "carry given, k = s"
+    );
+    let inverted = TransposedConvShape { cin: 4, cout: 6, kernel: 2, stride: 4 };
+    assert!(g.causal_conv_transpose(&mut s, &x, 5, None, inverted, &ew, &b, &mut ty).is_err(), "kernel < stride");
+
+    // Depthwise: history of kernel − 1 rows exactly.
+    let taps = up(&[0.1; 28], &[7, 4]);
+    let db = up(&[0.0; 4], &[4]);
+    let mut dh = g.alloc(6 * 4).unwrap();
+    let mut dy = g.alloc(5 * 4).unwrap();
+    assert!(g.depthwise_causal_conv(&mut s, &x, 5, &mut dh, 4, 7, &taps, &db, &mut dy).is_ok());
+    let mut bad_dh = g.alloc(5 * 4).unwrap();
+    assert!(g.depthwise_causal_conv(&mut s, &x, 5, &mut bad_dh, 4, 7, &taps, &db, &mut dy).is_err(), "history size");
+    assert!(g.depthwise_causal_conv(&mut s, &x, 6, &mut dh, 4, 7, &taps, &db, &mut dy).is_err(), "short input");
+
+    // Norms and element-wise ops.
+    let mut xm = g.alloc(5 * 4).unwrap();
+    assert!(g.layer_norm(&mut s, &mut xm, 5, &db, &wrong_bias, 1e-5).is_err(), "layer_norm bias size");
+    assert!(g.layer_norm(&mut s, &mut xm, 6, &db, &db, 1e-5).is_err(), "layer_norm short input");
+    let mut short = g.alloc(19).unwrap();
+    assert!(g.audio_rms_norm(&mut s, &x, 5, &db, 1e-5, &mut short).is_err(), "rms_norm short output");
+    assert!(g.gelu(&mut s, &mut xm, 21).is_err(), "gelu past the end");
+    assert!(g.snake_beta(&mut s, &mut xm, 5, &db, &wrong_bias).is_err(), "snake parameter sizes");
+    assert!(g.scale_add(&mut s, &mut xm, &short, 5, &db).is_err(), "scale_add short input");
+    assert!(g.clamp(&mut s, &mut xm, 20, 1.0, -1.0).is_err(), "clamp lo > hi");
+    assert!(g.clamp(&mut s, &mut xm, 21, -1.0, 1.0).is_err(), "clamp past the end");
+
+    // Codebooks.
+    let t1 = up(&[0.5; 12], &[3, 4]);
+    let t2 = up(&[0.5; 20], &[5, 4]);
+    let t_wide = up(&[0.5; 15], &[3, 5]);
+    let mut out = g.alloc(2 * 4).unwrap();
+    assert!(g.codebook_sum(&mut s, &[&t1, &t2], &[2, 4, 0, 1], &mut out).is_ok());
+    assert!(g.codebook_sum(&mut s, &[&t1, &t2], &[3, 0], &mut out).is_err(), "id out of range");
+    assert!(g.codebook_sum(&mut s, &[&t1, &t2], &[0, 0, 0], &mut out).is_err(), "ids not a whole row");
+    assert!(g.codebook_sum(&mut s, &[&t1, &t_wide], &[0, 0], &mut out).is_err(), "tables of different widths");
+    assert!(g.codebook_sum(&mut s, &[&t1, &t2], &[0, 0, 0, 0, 0, 0], &mut out).is_err(), "short output");
+    assert!(g.codebook_sum(&mut s, &[], &[], &mut out).is_err(), "no tables");
+
+    // Window attention: 2 heads over 1 KV head of 4, window 3.
+    let ashape = AttentionShape { num_heads: 2, num_kv_heads: 1, head_dim: 4 };
+    let (q, k) = (g.alloc(2 * 8).unwrap(), g.alloc(2 * 4).unwrap());
+    let mut keys = g.alloc(4 * 4).unwrap();
+    let mut values = g.alloc(4 * 4).unwrap();
+    let mut ao = g.alloc(2 * 8).unwrap();
+    let past = g.window_attention(&mut s, &q, &k, &k, 2, ashape, 3, &mut keys, &mut values, 0, &mut ao).unwrap();
+    assert_eq!(past, 2);
+    let r = g.window_attention(&mut s, &q, &k, &k, 2, ashape, 3, &mut keys, &mut values, 3, &mut ao);
+    assert!(r.is_err(), "past >= window");
+    let mut small = g.alloc(3 * 4).unwrap();
+    let r = g.window_attention(&mut s, &q, &k, &k, 2, ashape, 3, &mut small, &mut values, 2, &mut ao);
+    assert!(r.is_err(), "window buffer below past + rows");
+    let odd = AttentionShape { num_heads: 3, num_kv_heads: 2, head_dim: 4 };
+    let r = g.window_attention(&mut s, &q, &k, &k, 1, odd, 3, &mut keys, &mut values, 0, &mut ao);
+    assert!(r.is_err(), "heads not a multiple of kv heads");
+
+    // The stream still works after the rejected calls, and the CPU agrees on the rules.
+    g.causal_conv(&mut s, &x, 5, Some(&mut h), shape, &w, Some(&b), &mut y).unwrap();
+    let mut host = [0.0f32; 30];
+    g.read(&mut s, &y, 0, &mut host).unwrap();
+    let mut cs = c.new_stream().unwrap();
+    let (cx, mut cy) = (vec![0.0; 20], vec![0.0; 30]);
+    let cw = c.upload_audio_weight(&[0.1; 24], &[6, 4]).unwrap();
+    let mut ch = vec![0.0; 16];
+    assert!(
+        c.causal_conv(&mut cs, &cx, 5, Some(&mut ch), linear, &cw, None, &mut cy).is_err(),
+        "CPU: history for kernel 1"
+    );
+}

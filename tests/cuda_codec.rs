@@ -171,7 +171,11 @@ fn full_size_random_codec_matches_cpu() {
 fn a_cuda_model_never_decodes_on_the_cpu() {
     let options = LoadOptions { device: Device::Cuda(0), ..Default::default() };
     let gpu = Model::load(checkpoint_dir("tiny-base"), &options).expect("tiny-base on CUDA");
-    assert!(gpu.audio_device().starts_with("cuda:"), "codec decoder on {}", gpu.audio_device());
+    assert!(
+        gpu.audio_device().starts_with("cuda:"),
+        "codec decoder on {} (CUDA models decode on the GPU with QT_GPU_CODEC=1, which tools/device/run.sh sets)",
+        gpu.audio_device()
+    );
     let mut request = GenerateOptions::defaults(&gpu).greedy();
     request.max_frames = Some(10);
     request.min_frames = Some(10);

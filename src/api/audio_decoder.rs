@@ -1,11 +1,21 @@
 //! The codec decoder on the model's device: the CPU for CPU models, the model's GPU for CUDA
 //! models (with its own CUDA streams, apart from generation), behind one interface for the
 //! request path.
+//!
+//! Until the GPU decoder has passed its tests on a GPU (tests/cuda_codec.rs, run by
+//! tools/device/run.sh, which sets the variable), CUDA models decode on the CPU unless
+//! `QT_GPU_CODEC=1` is set in the environment; the default flips once it has.
 
 #[cfg(feature = "cuda")]
 use crate::backend::cuda::CudaBackend;
 use crate::error::Result;
 use crate::model::codec::{ChunkPolicy, CodecDecoder, StreamingDecoder};
+
+/// Whether CUDA models decode on their GPU: `QT_GPU_CODEC=1` (see the module doc).
+#[cfg(feature = "cuda")]
+pub(crate) fn gpu_codec_enabled() -> bool {
+    std::env::var("QT_GPU_CODEC").is_ok_and(|v| v == "1")
+}
 
 /// The decoder's weights on the model's device.
 pub(crate) enum AudioDecoder {

@@ -228,10 +228,16 @@ impl Model {
             Device::Cuda(ordinal) => {
                 let d = Decoders::load(CudaBackend::new(ordinal)?, &checkpoint)?;
                 let max_frames = checkpoint.generation.max_new_tokens.max(2);
-                // The codec decodes on the same GPU (f32 weights, its own streams).
-                let codec = CodecDecoder::load_on(d.backend.clone(), &checkpoint.speech_config, &checkpoint.speech_weights)
-                    .map_err(|e| e.context("codec decoder"))?;
-                (DecoderSet::Cuda(megakernel_for(&d, options.engine, max_frames)?, d), AudioDecoder::Cuda(codec))
+                // The codec decodes on the same GPU (f32 weights, its own streams) when
+                // enabled; see `gpu_codec_enabled`.
+                let codec = if super::audio_decoder::gpu_codec_enabled() {
+                    let c = CodecDecoder::load_on(d.backend.clone(), &checkpoint.speech_config, &checkpoint.speech_weights)
+                        .map_err(|e| e.context("codec decoder"))?;
+                    AudioDecoder::Cuda(c)
+                } else {
+                    cpu_codec(&checkpoint)?
+                };
+                (DecoderSet::Cuda(megakernel_for(&d, options.engine, max_frames)?, d), codec)
             }
             #[cfg(not(feature = "cuda"))]
             Device::Cuda(ordinal) => {

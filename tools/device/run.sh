@@ -61,6 +61,8 @@ for m in ${QT_MODELS:-0.6B 1.7B}; do
   full="$full${full:+:}$dir"
 done
 export QT_FULL_MODELS="$full"
+# CUDA models decode on their GPU (opt-in in the library until this runner has verified it).
+export QT_GPU_CODEC="${QT_GPU_CODEC:-1}"
 # The megakernel's API tests once more on the portable (cp.async) weight path first: a fault
 # on one path leaves the other's results standing.
 if [[ " ${QT_TESTS:-cuda_megakernel} " == *" cuda_megakernel"[:\ ]* ]] && [ -x "$bin/cuda_megakernel" ]; then

@@ -8,6 +8,11 @@
 //! disagree. ICL voices: the reference codes go through the decoder first (their audio is
 //! dropped), exactly as the official `decode(ref ++ generated)`; see [`Audio`] for the one
 //! sample of the official cut that can precede the chunks.
+//!
+//! The frame loop runs on a worker thread while the calling thread decodes, resamples and
+//! calls the caller's hooks (which always run on the calling thread), so generation never
+//! waits for the vocoder: on a GPU model the next frames are made while the last ones are
+//! decoded on the decoder's own CUDA stream, on a CPU model the two share the cores.
 
 use std::time::{Duration, Instant};
 
@@ -16,10 +21,10 @@ use super::generate::GenerateOptions;
 use super::model::Model;
 use super::voice::Voice;
 use crate::audio::reference::MAX_SAMPLE_RATE;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use super::audio_decoder::AudioStream;
 use crate::model::codec::{ChunkPolicy, icl_cut};
-use crate::model::generate::{FinishReason, StopPoll};
+use crate::model::generate::{FinishReason, GeneratedCodes, StopPoll};
 
 /// What the chunk callback returns: `true` to go on, `false` to stop (the call then ends
 /// with [`FinishReason::Aborted`]).
@@ -129,43 +134,21 @@ impl Model {
             first_chunk: None,
         };
 
-        // 1. The frame loop. Inside the sink, time is decode and callbacks; between sink
-        //    calls it is the talker and code predictor (`prefill` ends at the first frame).
-        let mut failure: Option<Error> = None;
-        let mut prefill: Option<Duration> = None;
-        let mut in_sink = Duration::ZERO;
-        let mut sink = |_index: usize, frame: &[u32]| -> bool {
-            let entered = Instant::now();
-            prefill.get_or_insert_with(|| entered - started);
-            out.pending.extend_from_slice(frame);
-            out.frames += 1;
-            let stop = poll();
-            let go_on = if stop {
-                false
-            } else if out.pending.len() == out.chunk_frames * out.groups {
-                match out.flush(false) {
-                    Ok(go_on) => go_on,
-                    Err(e) => {
-                        failure = Some(e);
-                        false
-                    }
-                }
-            } else {
-                true
-            };
-            in_sink += entered.elapsed();
-            go_on
-        };
-        let mut prefill_poll = poll;
+        // 1. The frame loop runs on a worker thread; decoding and the caller's hooks stay on
+        //    this one (they run on the calling thread, as documented), so the next frames
+        //    are made while this thread decodes and delivers the last ones.
         let has_hook = should_abort.borrow().is_some();
-        let mut codes = self.run_request(
-            &prepared,
-            Some(&mut sink),
-            if has_hook { Some(&mut prefill_poll as &mut StopPoll<'_>) } else { None },
-        )?;
-        let generation = started.elapsed().saturating_sub(in_sink);
+        let (codes, prefill, generation, stopped, failure) =
+            self.frames_beside_decode(&prepared, has_hook, started, &poll, &mut out);
+        let mut codes = codes?;
         if let Some(e) = failure {
             return Err(e);
+        }
+        if stopped {
+            // This thread said stop after frame `out.frames`; frames the worker made past it
+            // were never looked at (their codes are dropped as well).
+            codes.codes.truncate(out.frames * groups);
+            codes.finish = FinishReason::Aborted;
         }
 
         // 2. The rest. Normally a last chunk. After an abort the result is what the caller
@@ -224,6 +207,99 @@ impl Model {
             finish: codes.finish,
             timings,
         })
+    }
+}
+
+/// What the worker thread tells the calling thread.
+enum FromGenerator {
+    /// The next frame's codes.
+    Frame(Vec<u32>),
+    /// A stop poll during the prefill: the answer goes back on the reply channel.
+    Poll,
+}
+
+impl Model {
+    /// Runs the frame loop of `prepared` on a scoped worker thread while this thread takes
+    /// its frames: each is added to `out`, the abort hook is polled after it (`poll`), and
+    /// every `chunk_frames` frames are decoded and delivered. The prefill's stop polls are
+    /// relayed here and answered on this thread (the hook is not `Send` and must run on the
+    /// calling thread anyway), in the same number and order as a loop on one thread.
+    ///
+    /// Once this thread says stop (abort hook, callback, failed decode) the worker is told
+    /// through a flag it reads after each frame; frames it made meanwhile are discarded.
+    /// Returns the worker's result, the time to the first frame, the worker's whole time,
+    /// whether this thread stopped it, and the decode failure that did.
+    fn frames_beside_decode(
+        &self,
+        prepared: &super::generate::PreparedRequest<'_>,
+        has_hook: bool,
+        started: Instant,
+        poll: &dyn Fn() -> bool,
+        out: &mut OutputStream<'_, '_>,
+    ) -> (Result<GeneratedCodes>, Option<Duration>, Duration, bool, Option<Error>) {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::mpsc;
+
+        let stop = AtomicBool::new(false);
+        let (to_caller, from_worker) = mpsc::channel::<FromGenerator>();
+        let (answer, answers) = mpsc::channel::<bool>();
+        let mut prefill: Option<Duration> = None;
+        let mut failure: Option<Error> = None;
+        let mut stopped = false;
+        let stop_flag = &stop;
+        let (result, generation) = std::thread::scope(|scope| {
+            // Owned by this closure, so that a panic on this thread (a caller's hook) drops
+            // them before the scope joins the worker: its sends and its wait for a poll's
+            // answer then fail, and it stops instead of waiting forever.
+            let (answer, from_worker) = (answer, from_worker);
+            let worker = scope.spawn(move || {
+                let frames = to_caller.clone();
+                let mut sink = |_index: usize, frame: &[u32]| -> bool {
+                    // A send fails only once the caller's side is gone: stop then too.
+                    frames.send(FromGenerator::Frame(frame.to_vec())).is_ok() && !stop_flag.load(Ordering::Acquire)
+                };
+                let polls = to_caller;
+                let mut prefill_poll = || polls.send(FromGenerator::Poll).is_err() || answers.recv().unwrap_or(true);
+                let result = self.run_request(
+                    prepared,
+                    Some(&mut sink),
+                    if has_hook { Some(&mut prefill_poll as &mut StopPoll<'_>) } else { None },
+                );
+                (result, started.elapsed())
+            });
+            // Until the worker is done (its senders dropped), serve its messages in order.
+            for message in from_worker {
+                match message {
+                    FromGenerator::Poll => {
+                        let _ = answer.send(poll());
+                    }
+                    FromGenerator::Frame(_) if stopped => {}
+                    FromGenerator::Frame(frame) => {
+                        prefill.get_or_insert_with(|| started.elapsed());
+                        out.pending.extend_from_slice(&frame);
+                        out.frames += 1;
+                        let go_on = if poll() {
+                            false
+                        } else if out.pending.len() == out.chunk_frames * out.groups {
+                            out.flush(false).unwrap_or_else(|e| {
+                                failure = Some(e);
+                                false
+                            })
+                        } else {
+                            true
+                        };
+                        if !go_on {
+                            stopped = true;
+                            stop.store(true, Ordering::Release);
+                        }
+                    }
+                }
+            }
+            worker.join().unwrap_or_else(|_| {
+                (Err(Error::new(ErrorKind::Panic, "the frame loop's worker thread panicked")), started.elapsed())
+            })
+        });
+        (result, prefill, generation, stopped, failure)
     }
 }
 

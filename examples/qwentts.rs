@@ -255,7 +255,12 @@ fn report(
     out: &Path,
 ) {
     let t = &audio.timings;
-    println!("model        {} (frame engine: {})", display_path(model_dir), model.engine_name());
+    println!(
+        "model        {} (frame engine: {}, codec decoder on {})",
+        display_path(model_dir),
+        model.engine_name(),
+        model.audio_device()
+    );
     println!("voice        {voice}");
     println!("text         {text}");
     println!(
@@ -272,6 +277,8 @@ fn report(
     println!("  voice         {voice_ms:>9.1} ms");
     println!("  prefill       {:>9.1} ms   (prompt → first frame)", t.prefill_ms);
     println!("  per frame     {:>9.2} ms   (talker + code predictor; 80 ms of audio each)", t.frame_ms);
+    // Decoding runs on the calling thread while the frame loop goes on on a worker, so it
+    // overlaps the frames above rather than adding to them.
     println!(
         "  decode        {:>9.1} ms   (codec{})",
         t.decode_ms,

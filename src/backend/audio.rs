@@ -83,6 +83,10 @@ pub trait AudioBackend: Backend {
     /// Elements of an audio weight.
     fn audio_weight_len(&self, w: &Self::AudioWeight) -> usize;
 
+    /// Sets every element of `x` to zero, in stream order (a stream state back to the start
+    /// of a signal without a new allocation).
+    fn zero(&self, s: &mut Self::Stream, x: &mut Self::Buffer) -> Result<()>;
+
     /// Causal convolution of `rows` new rows `x: [rows, cin]` continuing a stream:
     /// with `padded = history ++ x`, `y[t, o] = bias[o] + Σ_j Σ_i w[o, j·cin + i] ·
     /// padded[t + j·dilation, i]` into `y: [rows, cout]`. `w` is tap-major `[cout, kernel·cin]`

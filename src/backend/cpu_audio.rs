@@ -280,6 +280,11 @@ impl AudioBackend for CpuBackend {
         w.data().len()
     }
 
+    fn zero(&self, _s: &mut CpuStream, x: &mut Vec<f32>) -> Result<()> {
+        x.fill(0.0);
+        Ok(())
+    }
+
     fn causal_conv(
         &self,
         s: &mut CpuStream,

@@ -29,9 +29,10 @@ use crate::error::{Error, Result};
 /// table order, so the sum is the same).
 pub const MAX_CODEBOOK_TABLES_PER_LAUNCH: usize = 16;
 
-/// Shared memory a block of `qt_codec_window_attention` may use (the default limit without
-/// an opt-in): `head_dim + min(window, past + rows)` floats.
-const MAX_ATTENTION_SMEM: usize = 48 * 1024;
+/// Dynamic shared memory a block of `qt_codec_window_attention` may use: the default 48 KiB
+/// limit without an opt-in, less 256 bytes for the kernel's static shared memory (its
+/// reductions' partials, ~132 bytes): `head_dim + min(window, past + rows)` floats.
+const MAX_ATTENTION_SMEM: usize = 48 * 1024 - 256;
 
 /// Output tile of `qt_codec_conv_gemm` (rows and columns).
 const GEMM_TILE: usize = 64;
@@ -234,9 +235,12 @@ impl CudaDevice {
         // Every index the kernel forms in 32 bits: rows, padded rows, channels, K.
         let m_i = int("rows", rows)?;
         int("padded rows", rows.saturating_add(h_rows))?;
+        // The kernel forms tile indices up to one tile past M and K in int.
+        int("rows plus a tile", rows.saturating_add(2 * GEMM_TILE))?;
         let (cin_i, n_i) = (int("in channels", cin)?, int("out channels", n)?);
         let (taps_i, dil_i, h_i) = (int("taps", taps)?, int("dilation", dilation)?, int("history rows", h_rows)?);
         int("taps x in channels", k)?;
+        int("taps x in channels plus a K-step", k.saturating_add(2 * GEMM_TILE))?;
         if rows == 0 || n == 0 {
             return Ok(());
         }
@@ -360,6 +364,11 @@ impl AudioBackend for CudaBackend {
 
     fn audio_weight_len(&self, w: &CudaF32Weight) -> usize {
         w.mem.len()
+    }
+
+    fn zero(&self, s: &mut CudaStreamCtx, x: &mut DeviceMemory<f32>) -> Result<()> {
+        let len = x.len();
+        x.zero_async(&s.stream, 0, len)
     }
 
     fn causal_conv(

@@ -65,15 +65,26 @@ pub(crate) struct Workspace<B: Backend> {
     pub(crate) vocoder: [Option<B::Buffer>; 4],
 }
 
+impl<B: Backend> VocoderState<B> {
+    /// Every state buffer (the convolutions' histories and carries).
+    fn buffers(&mut self) -> impl Iterator<Item = &mut B::Buffer> {
+        let upsample = self.upsample.iter_mut().flat_map(|u| u.up.iter_mut().chain(std::iter::once(&mut u.dwconv)));
+        let blocks = self.blocks.iter_mut().flat_map(|blk| blk.up.iter_mut().chain(blk.units.iter_mut().flatten().flatten()));
+        upsample.chain(self.conv_in.iter_mut()).chain(blocks).chain(self.conv_out.iter_mut())
+    }
+}
+
 /// Everything a decode carries from one frame to the next, and the context it runs on.
+/// (`stream` is declared last: its drop waits for the stream and returns the buffers dropped
+/// before it to the device's pool at once.)
 pub(crate) struct DecoderState<B: AudioBackend> {
-    /// The execution context every op of this stream is queued on (on a GPU: its own stream,
-    /// apart from generation).
-    pub(crate) stream: B::Stream,
     pub(crate) pre_conv: Option<B::Buffer>,
     pub(crate) transformer: TransformerState<B>,
     pub(crate) vocoder: VocoderState<B>,
     pub(crate) workspace: Workspace<B>,
+    /// The execution context every op of this stream is queued on (on a GPU: its own stream,
+    /// apart from generation).
+    pub(crate) stream: B::Stream,
 }
 
 impl<B: AudioBackend> DecoderState<B> {
@@ -90,12 +101,14 @@ impl<B: AudioBackend> DecoderState<B> {
         })
     }
 
-    /// Back to the start of a signal, keeping the execution context and the buffers.
+    /// Back to the start of a signal, keeping the execution context and the buffers: every
+    /// history and carry zeroed in stream order (no allocation), nothing remembered.
     pub(crate) fn reset(&mut self, decoder: &CodecDecoder<B>) -> Result<()> {
         let b = decoder.backend();
-        self.pre_conv = decoder.pre_conv.new_state(b)?;
+        for buf in self.pre_conv.iter_mut().chain(self.vocoder.buffers()) {
+            b.zero(&mut self.stream, buf)?;
+        }
         self.transformer.reset();
-        self.vocoder = decoder.new_vocoder_state()?;
         Ok(())
     }
 }

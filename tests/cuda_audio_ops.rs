@@ -490,7 +490,14 @@ fn activations_match_cpu() {
         let mut gx = upload(&mut gs, &[x.as_slice(), &[7.0]].concat());
         g.gelu(&mut gs, &mut gx, len).unwrap();
         let got = download(&mut gs, &gx, len + 1);
-        worst.check(&format!("gelu len {len}"), &got[..len], &cx[..len]);
+        // Per element against the input's scale, not the output's: for x ≪ 0, 1 + erf(x/√2)
+        // cancels, so CUDA's erff (≤ 2 ulp) and the CPU's f64 erf rounded once differ by a
+        // few ulp of 1 times |x|, which is a large relative error on a tiny output (seen on
+        // the H100: 3.3e-3 relative on one element, while the decoder matches to 2e-6).
+        for (i, ((&g, &w), &xi)) in got[..len].iter().zip(&cx[..len]).zip(&x).enumerate() {
+            let bound = 1e-6 * (1.0 + xi.abs());
+            assert!((g - w).abs() <= bound, "gelu len {len}, element {i} (x = {xi}): {g} vs {w}");
+        }
         assert_eq!(got[len], 7.0, "gelu wrote past len");
     }
     // SnakeBeta with log-space parameters as the model loads them.

@@ -173,7 +173,7 @@ fn a_cuda_model_never_decodes_on_the_cpu() {
     let gpu = Model::load(checkpoint_dir("tiny-base"), &options).expect("tiny-base on CUDA");
     assert!(
         gpu.audio_device().starts_with("cuda:"),
-        "codec decoder on {} (CUDA models decode on the GPU with QT_GPU_CODEC=1, which tools/device/run.sh sets)",
+        "codec decoder on {} (CUDA models decode on the GPU unless QT_GPU_CODEC=0)",
         gpu.audio_device()
     );
     let mut request = GenerateOptions::defaults(&gpu).greedy();

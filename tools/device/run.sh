@@ -61,7 +61,7 @@ for m in ${QT_MODELS:-0.6B 1.7B}; do
   full="$full${full:+:}$dir"
 done
 export QT_FULL_MODELS="$full"
-# CUDA models decode on their GPU (opt-in in the library until this runner has verified it).
+# CUDA models decode on their GPU (the library's default; QT_GPU_CODEC=0 decodes on the CPU).
 export QT_GPU_CODEC="${QT_GPU_CODEC:-1}"
 # The megakernel's API tests once more on the portable (cp.async) weight path first: a fault
 # on one path leaves the other's results standing.

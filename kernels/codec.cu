@@ -155,19 +155,6 @@ __device__ __forceinline__ void stash(float (*As)[LDT], float (*Bs)[LDT], const 
     Bs[c][r] = b.x, Bs[c + 1][r] = b.y, Bs[c + 2][r] = b.z, Bs[c + 3][r] = b.w;
 }
 
-// Sum over the block (blockDim a multiple of 32, at most 1024); every thread gets the same
-// value. Ends with a barrier, so it can be called again right away.
-__device__ __forceinline__ float block_sum(float v) {
-    __shared__ float partial[32];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
-    v = qt::warp_sum(v);
-    if (lane == 0) partial[warp] = v;
-    __syncthreads();
-    float total = 0.0f;
-    for (int i = 0; i < warps; ++i) total += partial[i];
-    __syncthreads();
-    return total;
-}
 
 __device__ __forceinline__ float block_max(float v) {
     __shared__ float partial[32];
@@ -303,13 +290,13 @@ extern "C" __global__ void __launch_bounds__(256)
     float* row = x + (size_t)blockIdx.x * dim;
     float s = 0.0f;
     for (int i = threadIdx.x; i < dim; i += blockDim.x) s = __fadd_rn(s, row[i]);
-    const float mean = __fdiv_rn(qt_codec::block_sum(s), (float)dim);
+    const float mean = __fdiv_rn(qt::block_sum(s), (float)dim);
     float ss = 0.0f;
     for (int i = threadIdx.x; i < dim; i += blockDim.x) {
         const float d = __fsub_rn(row[i], mean);
         ss = __fadd_rn(ss, __fmul_rn(d, d));
     }
-    const float var = __fdiv_rn(qt_codec::block_sum(ss), (float)dim);
+    const float var = __fdiv_rn(qt::block_sum(ss), (float)dim);
     const float inv = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(var, eps)));
     for (int i = threadIdx.x; i < dim; i += blockDim.x) {
         row[i] = __fadd_rn(__fmul_rn(__fmul_rn(__fsub_rn(row[i], mean), inv), w[i]), b[i]);
@@ -323,7 +310,7 @@ extern "C" __global__ void __launch_bounds__(256)
     float* out = y + (size_t)blockIdx.x * dim;
     float ss = 0.0f;
     for (int i = threadIdx.x; i < dim; i += blockDim.x) ss = __fadd_rn(ss, __fmul_rn(row[i], row[i]));
-    const float mean_sq = __fdiv_rn(qt_codec::block_sum(ss), (float)dim);
+    const float mean_sq = __fdiv_rn(qt::block_sum(ss), (float)dim);
     const float inv = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(mean_sq, eps)));
     for (int i = threadIdx.x; i < dim; i += blockDim.x) out[i] = __fmul_rn(w[i], __fmul_rn(row[i], inv));
 }

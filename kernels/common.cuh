@@ -31,4 +31,19 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
+// Sum over the block (blockDim a multiple of 32, at most 1024): the warp sums added in warp
+// order, so every thread gets the same value. Ends with a barrier, so it can be called again
+// right away (its shared partials are reused).
+__device__ __forceinline__ float block_sum(float v) {
+    __shared__ float partial[32];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+    v = warp_sum(v);
+    if (lane == 0) partial[warp] = v;
+    __syncthreads();
+    float total = 0.0f;
+    for (int i = 0; i < warps; ++i) total += partial[i];
+    __syncthreads();
+    return total;
+}
+
 }  // namespace qt

@@ -39,16 +39,6 @@ struct InvFreq {
     float f[kMaxHeadDim / 2];
 };
 
-__device__ __forceinline__ float block_sum(float v) {
-    __shared__ float partial[32];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
-    v = qt::warp_sum(v);
-    if (lane == 0) partial[warp] = v;
-    __syncthreads();
-    float total = 0.0f;
-    for (int i = 0; i < warps; ++i) total += partial[i];  // same order in every thread
-    return total;
-}
 
 }  // namespace qt_norm
 
@@ -67,7 +57,7 @@ extern "C" __global__ void qt_rms_norm(float* x, const float* __restrict__ resid
     } else {
         for (int i = threadIdx.x; i < dim; i += blockDim.x) ss = fmaf(xr[i], xr[i], ss);
     }
-    const float scale = 1.0f / sqrtf(qt_norm::block_sum(ss) / (float)dim + eps);
+    const float scale = 1.0f / sqrtf(qt::block_sum(ss) / (float)dim + eps);
     for (int i = threadIdx.x; i < dim; i += blockDim.x) yr[i] = xr[i] * scale * __bfloat162float(w[i]);
 }
 

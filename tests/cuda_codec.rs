@@ -48,21 +48,12 @@ fn codes(frames: usize, salt: usize, codebook_size: usize) -> Vec<u32> {
     (0..frames * NQ).map(|i| ((i * 7919 + salt * 104_729 + 13) % codebook_size) as u32).collect()
 }
 
-/// Relative L2 of `got` against `want` (accumulated in f64); asserts it is within `TOL` and
-/// finite, printing it with the SNR.
+/// Asserts the relative L2 of `got` against `want` is within `TOL` (NaN fails), printing it
+/// with the SNR.
 fn assert_close(what: &str, got: &[f32], want: &[f32]) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let (mut diff, mut norm, mut max) = (0.0f64, 0.0f64, 0.0f64);
-    for (&a, &b) in got.iter().zip(want) {
-        let d = f64::from(a) - f64::from(b);
-        diff += d * d;
-        norm += f64::from(b) * f64::from(b);
-        max = max.max(d.abs());
-    }
-    let rel = (diff / norm.max(1e-300)).sqrt();
-    let snr = 10.0 * (norm / diff.max(1e-300)).log10();
-    println!("{what:<44} rel L2 {rel:.3e}  SNR {snr:6.1} dB  max |d| {max:.3e}");
-    assert!(rel.is_finite() && rel <= TOL, "{what}: relative L2 {rel:.3e} > {TOL:.0e} (max |d| {max:.3e})");
+    let d = common::assert_close(what, got, want, TOL);
+    let snr = -20.0 * d.rel.max(1e-150).log10();
+    println!("{what:<44} rel L2 {:.3e}  SNR {snr:6.1} dB  max |d| {:.3e}", d.rel, d.max_abs);
 }
 
 /// Feeds `codes` to `stream` in the given piece sizes (cycled), concatenating the audio.

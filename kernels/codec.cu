@@ -13,8 +13,19 @@
  *           A[t, k] = P[t + (k / cin) * dilation, k % cin], gathered by the tile loader.
  *   Layout  x: f32 [M, cin]. hist: f32 [H, cin] (NULL when H = 0). w: f32 [N, K] row-major
  *           (tap-major: PyTorch's weight[o, i, j] at w[o*K + j*cin + i]). bias: f32 [N] or
- *           NULL. y: f32 [M, N], must not overlap the inputs.
- *   Launch  grid = (ceil(M / 64), ceil(N / 64)), blockDim = 256, static shared memory
+ *           NULL. y: f32 [M, N], must not overlap the inputs. partial: f32 [chunks, M, N]
+ *           when split (below), else unused (NULL).
+ *   Chunks  The reduction runs in chunks of kc values of k (kc a multiple of BK): each
+ *           chunk's sum is its own fma chain from 0, and the chunk sums are added in order,
+ *           then the bias: y = ((c_0 + c_1) + c_2 ...) + bias. With kc >= K there is one chunk
+ *           (one chain over all of k). The host picks kc from K alone, never from M, so a
+ *           streamed call (few rows) and an offline one (many) round identically.
+ *   Split   With few rows the (M, N) tiles alone cannot fill the GPU (one row tile: 8-24
+ *           blocks for the codec's widths). Launched with gridDim.z = chunks > 1, block z
+ *           computes chunk z only and writes it to partial[z] (no bias); qt_codec_conv_reduce
+ *           then adds the chunks in order and the bias, the same sums in the same order as one
+ *           unsplit block, so the split changes the speed, not a bit of the result.
+ *   Launch  grid = (ceil(M / 64), ceil(N / 64), 1 or chunks), blockDim = 256, static shared memory
  *           2 x (16 x 68 + 16 x 68) floats = 17 KB. Classic SGEMM: a 64 x 64 output tile per
  *           block, K-steps of BK = 16; each thread owns a 4 x 4 register micro-tile (rows
  *           ty*4.., columns tx*4.., tx = tid % 16, ty = tid / 16) and reads one float4 of A
@@ -26,8 +37,14 @@
  *           thread's fetch lie in one tap and one input row: one float4 load; otherwise 4
  *           scalar loads, each mapped (t, k) -> (j, i) -> history or x. Any M, N, cin.
  *   Precision plain FFMA in f32 (no tensor cores: TF32 would cost ~1e-4 relative): each
- *           output is one sequential fma chain over k = 0..K-1, then + bias. The chain does
- *           not depend on the tiling or the row count, so streamed calls equal one call.
+ *           chunk is one sequential fma chain, the chunk sums and the bias are separate adds
+ *           (__fadd_rn). None of it depends on the tiling, the split or the row count, so
+ *           streamed calls equal one call.
+ *
+ * qt_codec_conv_reduce (the split conv's second pass)
+ *   Math    y[m, n] = ((partial[0, m, n] + partial[1, m, n]) + ...) + (bias ? bias[n] : 0),
+ *           the chunks added in order with __fadd_rn, the bias last (as the unsplit kernel).
+ *   Launch  grid-stride over M * N, blockDim = 256.
  *
  * qt_codec_tail_rows (history and window shifts)
  *   Math    out[p, c] = S[head_rows + tail_rows - keep + p, c] for p < keep, c < width,
@@ -175,33 +192,38 @@ __device__ __forceinline__ size_t grid_step() { return (size_t)gridDim.x * block
 
 extern "C" __global__ void __launch_bounds__(qt_codec::kThreads)
     qt_codec_conv_gemm(const float* __restrict__ x, const float* __restrict__ hist, const float* __restrict__ w,
-                       const float* __restrict__ bias, float* __restrict__ y, int M, int N, int cin, int taps,
-                       int dilation, int H) {
+                       const float* __restrict__ bias, float* __restrict__ y, float* __restrict__ partial, int M,
+                       int N, int cin, int taps, int dilation, int H, int kc) {
     using namespace qt_codec;
     __shared__ __align__(16) float As[2][BK][LDT];
     __shared__ __align__(16) float Bs[2][BK][LDT];
     const int tid = threadIdx.x;
     const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
     const int K = taps * cin;
+    // One chunk per block when split (gridDim.z chunks), else every chunk in order.
+    const bool split = gridDim.z > 1;
+    const int k_begin = split ? blockIdx.z * kc : 0;
+    const int k_end = split ? min(K, k_begin + kc) : K;
     const bool vec = (cin & 3) == 0 &&
                      ((reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(hist) |
                        reinterpret_cast<uintptr_t>(w)) & 15) == 0;
     const int lr = tid >> 2, lk = (tid & 3) << 2;  // loader: tile row lr, k offset lk..lk+3
     const int tx = tid & 15, ty = tid >> 4;        // compute: rows ty*4.., columns tx*4..
 
-    float acc[4][4];
+    float acc[4][4], sum[4][4];
 #pragma unroll
     for (int i = 0; i < 4; ++i)
 #pragma unroll
-        for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f;
+        for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f, sum[i][j] = 0.0f;
 
     float4 a, b;
-    fetch(a, b, x, hist, w, M, N, cin, K, dilation, H, m0 + lr, n0 + lr, lk, vec);
+    fetch(a, b, x, hist, w, M, N, cin, K, dilation, H, m0 + lr, n0 + lr, k_begin + lk, vec);
     stash(As[0], Bs[0], a, b, lr, lk);
     __syncthreads();
     int cur = 0;
-    for (int k0 = 0; k0 < K; k0 += BK) {
-        const bool more = k0 + BK < K;
+    bool first_chunk = true;
+    for (int k0 = k_begin; k0 < k_end; k0 += BK) {
+        const bool more = k0 + BK < k_end;
         if (more) fetch(a, b, x, hist, w, M, N, cin, K, dilation, H, m0 + lr, n0 + lr, k0 + BK + lk, vec);
 #pragma unroll
         for (int kk = 0; kk < BK; ++kk) {
@@ -214,22 +236,49 @@ extern "C" __global__ void __launch_bounds__(qt_codec::kThreads)
 #pragma unroll
                 for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(ar[i], br[j], acc[i][j]);
         }
+        // End of a chunk: its chain joins the running sum (the first one is the sum), and
+        // the next chunk's chain starts from 0. Uniform across the block.
+        if (!more || (k0 + BK - k_begin) % kc == 0) {
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+#pragma unroll
+                for (int j = 0; j < 4; ++j) {
+                    sum[i][j] = first_chunk ? acc[i][j] : __fadd_rn(sum[i][j], acc[i][j]);
+                    acc[i][j] = 0.0f;
+                }
+            first_chunk = false;
+        }
         // The other buffer was last read before the previous barrier: safe to overwrite.
         if (more) stash(As[cur ^ 1], Bs[cur ^ 1], a, b, lr, lk);
         __syncthreads();
         cur ^= 1;
     }
 
+    // Split: this chunk's sums go to partial[z] (qt_codec_conv_reduce adds bias); else y.
+    float* const dst = split ? partial + (size_t)blockIdx.z * M * N : y;
+    const float* const add = split ? nullptr : bias;
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
         const int m = m0 + ty * 4 + i;
         if (m >= M) break;
-        float* out = y + (size_t)m * N;
+        float* out = dst + (size_t)m * N;
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
             const int n = n0 + tx * 4 + j;
-            if (n < N) out[n] = bias != nullptr ? __fadd_rn(acc[i][j], bias[n]) : acc[i][j];
+            if (n < N) out[n] = add != nullptr ? __fadd_rn(sum[i][j], add[n]) : sum[i][j];
         }
+    }
+}
+
+extern "C" __global__ void qt_codec_conv_reduce(const float* __restrict__ partial, int chunks,
+                                                const float* __restrict__ bias, float* __restrict__ y, int M,
+                                                int N) {
+    using namespace qt_codec;
+    const size_t total = (size_t)M * N;
+    for (size_t e = grid_start(); e < total; e += grid_step()) {
+        float v = partial[e];
+        for (int c = 1; c < chunks; ++c) v = __fadd_rn(v, partial[(size_t)c * total + e]);
+        y[e] = bias != nullptr ? __fadd_rn(v, bias[e % N]) : v;
     }
 }
 

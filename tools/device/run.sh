@@ -14,6 +14,8 @@
 #   library reads it) runs every megakernel request with chain variant N (MkArgs.flags), so a
 #   variant goes through the tests before it becomes the default; QT_FLAGS_TESTS="N M" runs
 #   the megakernel tests once more per listed variant after the default ones.
+#   QT_SPLITK=1 runs the codec tests and the codec benchmark once more with the codec's
+#   convolutions chunked and split over K (QT_CODEC_SPLIT_K=1, off by default until verified).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 # Logs are gathered in one place and packed into $OUT/logs.tgz at the end (the device tool
@@ -98,6 +100,18 @@ fi
 # full-size checkpoint; QT_CODEC_BENCH=0 skips it.
 if [ "${QT_CODEC_BENCH:-1}" = 1 ] && [ -x "$bin/bench_codec" ] && [ -n "$full" ]; then
   run_step bench_codec_cuda 120 "$bin/bench_codec" --model "${full%%:*}" --device 0 --seconds 8 --runs 5
+fi
+# QT_SPLITK=1: the codec's split-K convolutions (QT_CODEC_SPLIT_K=1) through the codec tests
+# (CPU parity, streamed = offline to the bit) and the codec benchmark.
+if [ "${QT_SPLITK:-0}" = 1 ]; then
+  for t in cuda_audio_ops cuda_codec; do
+    [ -x "$bin/$t" ] && run_step "${t}_splitk" "${QT_TEST_TIMEOUT:-300}" env QT_CODEC_SPLIT_K=1 \
+      "$bin/$t" --include-ignored --test-threads 1 --nocapture
+  done
+  if [ -x "$bin/bench_codec" ] && [ -n "$full" ]; then
+    run_step bench_codec_cuda_splitk 120 env QT_CODEC_SPLIT_K=1 \
+      "$bin/bench_codec" --model "${full%%:*}" --device 0 --seconds 8 --runs 5
+  fi
 fi
 # Soak and sanitizers after the measurements, which a deadline must not cut.
 # QT_SOAK=N: N load/clone/generate/free cycles on the GPU with device memory recorded.

@@ -37,9 +37,38 @@ const MAX_ATTENTION_SMEM: usize = 48 * 1024 - 256;
 /// Output tile of `qt_codec_conv_gemm` (rows and columns).
 const GEMM_TILE: usize = 64;
 
+/// K-step of `qt_codec_conv_gemm`: a reduction chunk is a multiple of it.
+const GEMM_K_STEP: usize = 16;
+
+/// Reduction chunk of the codec convolutions when they may be split over K (see
+/// [`split_conv_enabled`]): 16 K-steps, so a 64-column tile streams 64 KB of weights per
+/// chunk, and the widest layer (K = 7168) has 28 chunks to spread over the GPU.
+const CONV_K_CHUNK: usize = 256;
+
+/// Most chunks of one split launch (the grid's z limit).
+const MAX_CONV_SPLITS: usize = 65535;
+
+/// Whether the codec convolutions run their reduction in [`CONV_K_CHUNK`] chunks, which lets
+/// a call with few rows split over K (one block per chunk and column tile) instead of running
+/// 8-24 blocks. `QT_CODEC_SPLIT_K=1` turns it on; off by default until the device runner has
+/// verified it on a GPU. Read once: every call of a process must chunk alike, so that
+/// streamed and offline decodes round identically.
+fn split_conv_enabled() -> bool {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENABLED.get_or_init(|| std::env::var("QT_CODEC_SPLIT_K").is_ok_and(|v| v == "1"))
+}
+
+/// The reduction chunk for a convolution of reduction length `k`: [`CONV_K_CHUNK`] when
+/// chunking is on, else all of `k` in one chunk (rounded up to a K-step). A function of `k`
+/// alone, never of the row count.
+fn conv_k_chunk(k: usize) -> usize {
+    if split_conv_enabled() { CONV_K_CHUNK } else { k.max(1).next_multiple_of(GEMM_K_STEP) }
+}
+
 /// The entry points of `kernels/codec.cu`.
 pub(crate) struct CodecKernels {
     conv_gemm: CudaFunction,
+    conv_reduce: CudaFunction,
     tail_rows: CudaFunction,
     overlap_add: CudaFunction,
     depthwise: CudaFunction,
@@ -57,6 +86,7 @@ impl CodecKernels {
     pub(crate) fn load(load: &dyn Fn(&str) -> Result<CudaFunction>) -> Result<Self> {
         Ok(CodecKernels {
             conv_gemm: load("qt_codec_conv_gemm")?,
+            conv_reduce: load("qt_codec_conv_reduce")?,
             tail_rows: load("qt_codec_tail_rows")?,
             overlap_add: load("qt_codec_overlap_add")?,
             depthwise: load("qt_codec_depthwise")?,
@@ -199,6 +229,11 @@ impl CudaDevice {
     /// `y[rows, n] = bias + implicit-im2col(hist ++ x) · Wᵀ` (`qt_codec_conv_gemm`): the causal
     /// conv of `x: [rows, cin]` with `taps` taps `dilation` apart and `h_rows` history rows in
     /// `hist` (`None` when `h_rows == 0`), `w: [n, taps·cin]`. With `taps = 1` a dense layer.
+    ///
+    /// When the reduction is chunked ([`conv_k_chunk`]) and the output tiles alone would not
+    /// fill the GPU, the GEMM is split over its chunks into `partials` (grown as needed) and
+    /// `qt_codec_conv_reduce` adds them: the same result to the bit, sooner. Without
+    /// `partials` it is never split.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn codec_conv_gemm(
         &self,
@@ -211,6 +246,7 @@ impl CudaDevice {
         bias: Option<&DeviceMemory<f32>>,
         y: (&mut DeviceMemory<f32>, usize),
         n: usize,
+        partials: Option<&mut DeviceMemory<f32>>,
     ) -> Result<()> {
         if taps == 0 || dilation == 0 {
             return Err(Error::invalid_argument("conv GEMM: taps and dilation must be positive"));
@@ -248,16 +284,53 @@ impl CudaDevice {
         if col_tiles > 65535 {
             return Err(Error::invalid_argument(format!("conv GEMM: {n} output channels exceed the grid")));
         }
+        let row_tiles = rows.div_ceil(GEMM_TILE);
+        let kc = conv_k_chunk(k);
+        let kc_i = int("reduction chunk", kc)?;
+        let chunks = k.div_ceil(kc);
+        // Split when the tiles fill less than the GPU, and there is more than one chunk.
+        let split = chunks > 1 && chunks <= MAX_CONV_SPLITS && row_tiles * col_tiles < self.sm_count;
+        let partial_ptr = match partials {
+            Some(p) if split => {
+                let len = mul("conv GEMM partial sums", chunks, out_len)?;
+                if p.len() < len {
+                    *p = DeviceMemory::zeros(self.pool(), len.next_power_of_two())?;
+                }
+                p.ptr()
+            }
+            _ => 0,
+        };
+        let split = partial_ptr != 0;
         let cfg = LaunchConfig {
-            grid_dim: (rows.div_ceil(GEMM_TILE) as u32, col_tiles as u32, 1),
+            grid_dim: (row_tiles as u32, col_tiles as u32, if split { chunks as u32 } else { 1 }),
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
         let bias_ptr = bias.map_or(0u64, |b| b.ptr());
         let yp = y.0.ptr_at(y.1);
-        let args: [&dyn Arg; 11] =
-            [&x.ptr(), &hist_ptr, &w.ptr(), &bias_ptr, &yp, &m_i, &n_i, &cin_i, &taps_i, &dil_i, &h_i];
-        launch(stream, &self.kernels.codec.conv_gemm, "qt_codec_conv_gemm", cfg, &args)
+        let args: [&dyn Arg; 13] = [
+            &x.ptr(),
+            &hist_ptr,
+            &w.ptr(),
+            &bias_ptr,
+            &yp,
+            &partial_ptr,
+            &m_i,
+            &n_i,
+            &cin_i,
+            &taps_i,
+            &dil_i,
+            &h_i,
+            &kc_i,
+        ];
+        launch(stream, &self.kernels.codec.conv_gemm, "qt_codec_conv_gemm", cfg, &args)?;
+        if split {
+            let cfg = LaunchConfig { grid_dim: (grid1(out_len, 256), 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+            let chunks_i = int("reduction chunks", chunks)?;
+            let args: [&dyn Arg; 6] = [&partial_ptr, &chunks_i, &bias_ptr, &yp, &m_i, &n_i];
+            launch(stream, &self.kernels.codec.conv_reduce, "qt_codec_conv_reduce", cfg, &args)?;
+        }
+        Ok(())
     }
 
     /// `out[p, :] = (head ++ tail)[head_rows + tail_rows − keep + p, :]` for `p < keep`
@@ -401,6 +474,7 @@ impl AudioBackend for CudaBackend {
             bias.map(|b| &b.mem),
             (y, 0),
             cout,
+            Some(&mut s.conv_partials),
         )?;
         match history {
             Some(h) => self.update_history(s, h, h_rows, x, rows, cin),
@@ -447,7 +521,18 @@ impl AudioBackend for CudaBackend {
         let scratch_len = z_len.checked_add(carry_len).ok_or_else(|| Error::invalid_argument("scratch overflows"))?;
         self.ensure_scratch(s, scratch_len)?;
         let dev = self.device();
-        dev.codec_conv_gemm(&s.stream, x, rows, None, (cin, 1, 1), &w.mem, None, (&mut s.scratch, 0), z_width)?;
+        dev.codec_conv_gemm(
+            &s.stream,
+            x,
+            rows,
+            None,
+            (cin, 1, 1),
+            &w.mem,
+            None,
+            (&mut s.scratch, 0),
+            z_width,
+            Some(&mut s.conv_partials),
+        )?;
         let carry_ptr = carry.as_ref().map_or(0u64, |c| c.ptr());
         let total = mul("causal_conv_transpose", out_rows + tail, cout)?;
         let args: [&dyn Arg; 9] = [

@@ -53,6 +53,9 @@ pub struct CudaStreamCtx {
     /// Partial sums of split attention and split-K GEMMs (grown on demand; ops on one stream
     /// run in order, so they can share it).
     pub(crate) scratch: DeviceMemory<f32>,
+    /// Chunk sums of split codec convolutions (grown on demand): apart from `scratch`, which
+    /// a transposed convolution's GEMM writes its output into.
+    pub(crate) conv_partials: DeviceMemory<f32>,
     /// Embedding ids uploaded for the next gather (grown on demand).
     pub(crate) ids: DeviceMemory<u32>,
     pool: Arc<DevicePool>,
@@ -203,6 +206,7 @@ impl Backend for CudaBackend {
         Ok(CudaStreamCtx {
             stream: self.dev.new_stream()?,
             scratch: DeviceMemory::zeros(self.dev.pool(), 0)?,
+            conv_partials: DeviceMemory::zeros(self.dev.pool(), 0)?,
             ids: DeviceMemory::zeros(self.dev.pool(), 0)?,
             pool: self.dev.pool().clone(),
         })

@@ -40,7 +40,10 @@ const USAGE: &str = "usage: qwentts [OPTIONS] [TEXT]
   --seed N            sampling seed (default: random)
   --greedy            greedy decoding instead of sampling
   --max-frames N      at most N frames (12.5 per second of audio)
-  --chunk-frames N    frames per streamed chunk (default 4)
+  --chunk-frames N    frames per streamed chunk once grown (default 4)
+  --first-chunk-frames N
+                      frames in the first chunk; later ones double up to
+                      --chunk-frames (default 1; 0: all chunks --chunk-frames)
   --sample-rate HZ    output rate (default 24000)
   --threads N         CPU threads (default: all)
   --device N          run the talker and code predictor on CUDA device N (builds with
@@ -67,6 +70,7 @@ struct Args {
     greedy: bool,
     max_frames: Option<usize>,
     chunk_frames: Option<usize>,
+    first_chunk_frames: Option<usize>,
     sample_rate: Option<u32>,
     threads: Option<usize>,
     device: Option<usize>,
@@ -97,6 +101,9 @@ fn parse_args() -> Result<Args, String> {
             "--greedy" => args.greedy = true,
             "--max-frames" => args.max_frames = Some(number("--max-frames", value("--max-frames")?)?),
             "--chunk-frames" => args.chunk_frames = Some(number("--chunk-frames", value("--chunk-frames")?)?),
+            "--first-chunk-frames" => {
+                args.first_chunk_frames = Some(number("--first-chunk-frames", value("--first-chunk-frames")?)?)
+            }
             "--sample-rate" => args.sample_rate = Some(number("--sample-rate", value("--sample-rate")?)?),
             "--threads" => args.threads = Some(number("--threads", value("--threads")?)?),
             "--device" => args.device = Some(number("--device", value("--device")?)?),
@@ -187,6 +194,9 @@ fn run(args: &Args) -> Result<(), String> {
     options.output_sample_rate = args.sample_rate;
     if let Some(n) = args.chunk_frames {
         options.chunk_frames = n;
+    }
+    if let Some(n) = args.first_chunk_frames {
+        options.first_chunk_frames = (n > 0).then_some(n);
     }
     let text = args.text.as_deref().unwrap_or(DEFAULT_TEXT);
     let mut chunks = 0usize;

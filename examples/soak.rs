@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Each cycle: `qt_load`, `qt_clone_voice_from_file` (the fixture reference, in-context),
-//! `qt_generate` (seeded sampling, 2-frame chunks into a callback, at most 12 frames), a
+//! `qt_generate` (seeded sampling, chunks of 1 then 2 frames into a callback, at most 12 frames), a
 //! failing `qt_generate` (empty text) and a failing clone (missing file), then `qt_free` of
 //! audio, voice and model. Figures go to BENCHMARKS.md (issue 11's soak).
 

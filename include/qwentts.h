@@ -772,9 +772,10 @@ typedef struct qt_gen_params {
    */
   int32_t max_frames;
   /**
-   * Codec frames per streamed chunk handed to the chunk callback (each frame is 80 ms of
-   * audio; default 4 = 320 ms; 0 also means the default). Smaller chunks mean earlier first
-   * audio and more calls; the last chunk holds what is left. Must not be negative.
+   * Codec frames per streamed chunk handed to the chunk callback once the chunks have grown
+   * to full size (each frame is 80 ms of audio; default 4 = 320 ms; 0 also means the
+   * default). See `first_chunk_frames` for the first chunks; the last chunk holds what is
+   * left. Must not be negative.
    */
   int32_t chunk_frames;
   /**
@@ -802,6 +803,18 @@ typedef struct qt_gen_params {
    * Passed to `abort_cb`; the library never dereferences it.
    */
   void *abort_user_data;
+  /**
+   * Codec frames in the first chunk, for early first audio: each later chunk holds twice
+   * the frames of the one before, up to `chunk_frames` (default 1: chunks of 1, 2, 4, 4, ...
+   * frames). 0 makes every chunk `chunk_frames` long, as does any value of at least
+   * `chunk_frames`. Must not be negative. Since v2; a caller whose struct ends before it gets
+   * 0 (the v1 behaviour), NULL params get the default.
+   */
+  int32_t first_chunk_frames;
+  /**
+   * Must be 0 (`qt_gen_params_default` sets it): room for a later field. Since v2.
+   */
+  int32_t reserved;
 } qt_gen_params;
 
 /**
@@ -1359,7 +1372,7 @@ qt_status qt_audio_write_wav(const struct qt_audio *audio, const char *path);
  * Fills `*out` with the generation defaults of `model` (its `generation_config.json`:
  * sampling on, temperature 0.9, top-k 50 for both the talker and the code predictor,
  * repetition penalty 1.05), language "auto", no instruction, `max_frames` 0 (a budget from
- * the text length), 4 frames per chunk, `QT_SEED_RANDOM`, 24000 Hz output, no abort hook. With
+ * the text length), chunks of 1, 2, then 4 frames, `QT_SEED_RANDOM`, 24000 Hz output, no abort hook. With
  * `model` NULL, the official defaults are used.
  *
  * - `out`: the caller's struct; `size`: `sizeof *out` as the caller compiled it. At most `size`

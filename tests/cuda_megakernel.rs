@@ -236,6 +236,7 @@ fn streaming_chunks_and_abort() {
     options.max_frames = Some(12);
     options.min_frames = Some(12);
     options.chunk_frames = 3;
+    options.first_chunk_frames = None; // every chunk 3 frames
     let mut chunks = Vec::new();
     let mut on_chunk = |c: &qwentts::AudioChunk<'_>| {
         chunks.push(c.samples.to_vec());

@@ -300,9 +300,10 @@ fn callbacks_abort_with_the_aborted_status_and_keep_the_audio() {
     let voice = embedding_voice(model.0);
     let text = golden_text();
 
-    // The chunk callback says stop after the first chunk.
+    // The chunk callback says stop after the first chunk (of 2 frames).
     let mut p = greedy(model.0, c"English");
     p.chunk_frames = 2;
+    p.first_chunk_frames = 0;
     let mut rec = Recorder { stop_after: Some(1), ..Default::default() };
     let mut audio = ptr::null_mut();
     let status =
@@ -313,7 +314,7 @@ fn callbacks_abort_with_the_aborted_status_and_keep_the_audio() {
     assert_eq!(info.finish, QT_FINISH_ABORTED);
     assert_eq!(rec.chunks.len(), 1, "nothing is delivered after QT_STOP");
     assert_eq!(rec.chunks[0].0.is_last, 0, "an aborted call has no last chunk");
-    assert!(info.n_frames >= 2 && info.n_frames < 18, "{info:?}");
+    assert_eq!(info.n_frames, 2, "the result is the delivered chunk: {info:?}");
     assert_eq!(&samples(audio.0)[..rec.chunks[0].1.len()], &rec.chunks[0].1[..], "the audio starts with the chunk");
 
     // The abort hook, polled before the prefill, after each of its L layers and after every
@@ -458,6 +459,8 @@ fn generate_rejects_bad_arguments_and_leaves_out_audio_alone() {
         (qt_gen_params { sub_top_k: i32::MIN, ..good }, "sub_top_k is"),
         (qt_gen_params { max_frames: -1, ..good }, "max_frames is -1"),
         (qt_gen_params { chunk_frames: -2, ..good }, "chunk_frames is -2"),
+        (qt_gen_params { first_chunk_frames: -1, ..good }, "first_chunk_frames is -1"),
+        (qt_gen_params { reserved: 3, ..good }, "reserved is 3"),
         (qt_gen_params { output_sample_rate: -48000, ..good }, "output_sample_rate is -48000"),
         (qt_gen_params { output_sample_rate: 1_000_000, ..good }, "output_sample_rate 1000000"),
         (qt_gen_params { non_streaming_mode: 2, ..good }, "non_streaming_mode is 2"),
@@ -482,6 +485,34 @@ fn generate_rejects_bad_arguments_and_leaves_out_audio_alone() {
     expect(run(model.0, voice.0, text.as_ptr(), &p, &mut out), QT_STATUS_INVALID_ARGUMENT, &["(100000 bytes)"]);
     let message = unsafe { CStr::from_ptr(qt_last_error()) }.to_str().unwrap().to_owned();
     assert!(message.len() < 1000, "{} bytes of message", message.len());
+}
+
+/// Chunk sizes through the C ABI: the defaults ramp up (1, 2, then 4 frames); a caller built
+/// against the first `qt_gen_params` (no `first_chunk_frames`) keeps chunks of `chunk_frames`.
+#[test]
+fn first_chunk_frames_ramps_and_v1_callers_keep_their_chunks() {
+    let model = load("tiny-base");
+    let voice = embedding_voice(model.0);
+    let text = golden_text();
+    let chunk_frames = |p: &qt_gen_params| -> Vec<i32> {
+        let mut rec = Recorder::default();
+        let status = unsafe {
+            qt_generate(model.0, voice.0, text.as_ptr(), p, Some(record), (&raw mut rec).cast(), ptr::null_mut())
+        };
+        expect(status, QT_STATUS_OK, &[]);
+        concatenated(&rec, 24000, true);
+        rec.chunks.iter().map(|(c, _)| c.n_frames).collect()
+    };
+    // The golden case makes 18 frames (EOS); the end marker carries none.
+    let p = greedy(model.0, c"English");
+    assert_eq!(chunk_frames(&p), [1, 2, 4, 4, 4, 3]);
+    assert_eq!(chunk_frames(&qt_gen_params { first_chunk_frames: 0, ..p }), [4, 4, 4, 4, 2]);
+    assert_eq!(chunk_frames(&qt_gen_params { first_chunk_frames: 3, chunk_frames: 8, ..p }), [3, 6, 8, 1]);
+    // The v1 layout ends after abort_user_data: whatever lies past it is not read.
+    let v1 = (std::mem::offset_of!(qt_gen_params, abort_user_data) + size_of::<usize>()) as u32;
+    assert_eq!(chunk_frames(&qt_gen_params { struct_size: v1, first_chunk_frames: 1, reserved: 99, ..p }), [4, 4, 4, 4, 2]);
+    // Sizes between the layouts read as the older one.
+    assert_eq!(chunk_frames(&qt_gen_params { struct_size: v1 + 4, first_chunk_frames: 1, ..p }), [4, 4, 4, 4, 2]);
 }
 
 #[test]
@@ -512,6 +543,8 @@ fn gen_params_default_reports_the_model_defaults_and_respects_size() {
         (p.max_frames, p.chunk_frames, p.seed, p.output_sample_rate, p.non_streaming_mode),
         (0, rust.chunk_frames as i32, QT_SEED_RANDOM, 0, QT_TEXT_FEED_DEFAULT)
     );
+    assert_eq!((p.first_chunk_frames, p.reserved), (1, 0));
+    assert_eq!(rust.first_chunk_frames, Some(1));
 
     // Without a model: the official defaults (the tiny fixture keeps them).
     let mut builtin = std::mem::MaybeUninit::<qt_gen_params>::zeroed();

@@ -106,13 +106,14 @@ fn xvector_voice_matches_the_official_waveform_and_streams_exactly() {
     assert_eq!(audio.codes, golden.u32("xvec_en.codes").data, "codes");
     assert_eq!((audio.frames, audio.finish, audio.chunk_offset), (18, FinishReason::Eos, 0));
 
-    // Chunks of 4 frames (7680 samples), the last one shorter, concatenating exactly.
+    // The default chunks: 1 frame (1920 samples), 2, then 4 at a time, the last one shorter,
+    // concatenating exactly.
     let streamed = check_chunk_sequence(&chunks, 24_000);
     assert_eq!(streamed, audio.samples, "chunks concatenate to the returned audio");
     let sizes: Vec<usize> = chunks.iter().map(|(s, _)| s.len()).collect();
-    assert_eq!(sizes, [7680, 7680, 7680, 7680, 3840]);
+    assert_eq!(sizes, [1920, 3840, 7680, 7680, 7680, 5760]);
     let frames: Vec<usize> = chunks.iter().map(|(_, c)| c.frames).collect();
-    assert_eq!(frames, [4, 8, 12, 16, 18]);
+    assert_eq!(frames, [1, 3, 7, 11, 15, 18]);
 
     // The result does not depend on whether a callback listens.
     let silent = model.generate(&golden_voice(false), text, &options(&model, &case), None).unwrap();
@@ -156,6 +157,7 @@ fn chunk_size_changes_the_pieces_not_the_audio() {
     for chunk_frames in [1, 5, 18, 100] {
         let mut o = options(&model, &case);
         o.chunk_frames = chunk_frames;
+        o.first_chunk_frames = None;
         let (audio, chunks) = generate_streamed(&model, &golden_voice(false), text, &o);
         assert_eq!(check_chunk_sequence(&chunks, 24_000), audio.samples, "chunk_frames {chunk_frames}");
         // Decoding in other pieces may round differently in the last bits, no more.
@@ -170,6 +172,38 @@ fn chunk_size_changes_the_pieces_not_the_audio() {
 }
 
 #[test]
+fn chunks_grow_from_the_first_chunk_to_chunk_frames() {
+    let model = model();
+    let case = case("xvec_en");
+    let text = case["text"].as_str().unwrap();
+    let reference = model.generate(&golden_voice(false), text, &options(&model, &case), None).unwrap();
+    // (first_chunk_frames, chunk_frames) → frames generated when each chunk was sent (18 in all).
+    let cases: [(Option<usize>, usize, &[usize]); 6] = [
+        (Some(1), 8, &[1, 3, 7, 15, 18]),
+        (Some(3), 5, &[3, 8, 13, 18, 18]),
+        (Some(2), 2, &[2, 4, 6, 8, 10, 12, 14, 16, 18, 18]),
+        // A first chunk of at least chunk_frames, or none, means no ramp.
+        (Some(9), 6, &[6, 12, 18, 18]),
+        (None, 6, &[6, 12, 18, 18]),
+        (Some(1), 1, &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 18]),
+    ];
+    for (first, full, want) in cases {
+        let mut o = options(&model, &case);
+        (o.first_chunk_frames, o.chunk_frames) = (first, full);
+        let (audio, chunks) = generate_streamed(&model, &golden_voice(false), text, &o);
+        let frames: Vec<usize> = chunks.iter().map(|(_, c)| c.frames).collect();
+        assert_eq!(frames, want, "first_chunk_frames {first:?}, chunk_frames {full}");
+        assert_eq!(check_chunk_sequence(&chunks, 24_000), audio.samples);
+        assert_close(&format!("first {first:?}, chunks of {full}"), &audio.samples, &reference.samples, 1e-5);
+    }
+    let mut o = options(&model, &case);
+    o.first_chunk_frames = Some(0);
+    let e = model.generate(&golden_voice(false), text, &o, None).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    assert!(e.to_string().contains("first_chunk_frames"), "{e}");
+}
+
+#[test]
 fn the_chunk_callback_aborts() {
     let model = model();
     let case = case("icl_en2_cut");
@@ -180,7 +214,9 @@ fn the_chunk_callback_aborts() {
         assert!(!c.is_last);
         c.index < 1 // stop after the second chunk
     };
-    let audio = model.generate(&golden_voice(true), text, &options(&model, &case), Some(&mut sink)).unwrap();
+    let mut o = options(&model, &case);
+    o.first_chunk_frames = None; // chunks of 4
+    let audio = model.generate(&golden_voice(true), text, &o, Some(&mut sink)).unwrap();
     assert_eq!(calls, 2, "no chunk after the callback said stop");
     assert_eq!(audio.finish, FinishReason::Aborted);
     assert_eq!(audio.frames, 8);
@@ -222,9 +258,11 @@ fn an_aborted_stream_returns_exactly_the_delivered_chunks() {
     let text = case["text"].as_str().unwrap();
     let full = model.generate(&golden_voice(false), text, &options(&model, &case), None).unwrap();
     // Poll 1 comes before the prefill, then one after each of the prefill's L layers, then
-    // poll L + 1 + n after frame n; chunks are 4 frames.
+    // poll L + 1 + n after frame n (before that frame's chunk is sent); chunks of 1, 2, then 4
+    // frames (the default) are sent after frames 1, 3, 7, 11, ...
     let l = model.info().talker_layers;
-    for (stop_at_poll, want_frames) in [(1, 0), (2, 0), (l + 1, 0), (l + 4, 0), (l + 7, 4), (l + 9, 4), (l + 10, 8)] {
+    let stops = [(1, 0), (2, 0), (l + 1, 0), (l + 2, 0), (l + 3, 1), (l + 4, 1), (l + 5, 3), (l + 9, 7), (l + 12, 7), (l + 13, 11)];
+    for (stop_at_poll, want_frames) in stops {
         let mut polls = 0;
         let mut should_abort = || {
             polls += 1;

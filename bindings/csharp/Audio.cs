@@ -10,7 +10,7 @@ namespace Qwentts
     public sealed class GenerateParams
     {
         /// <summary>Every numeric field (DoSample, Temperature, TopK, ..., Seed, MaxFrames,
-        /// ChunkFrames, OutputSampleRate). Its string and callback pointers are set by Generate.</summary>
+        /// ChunkFrames, FirstChunkFrames, OutputSampleRate). Its string and callback pointers are set by Generate.</summary>
         public GenParamsNative Native;
         /// <summary>"auto" or one of the model's languages, e.g. "English".</summary>
         public string Language = "auto";

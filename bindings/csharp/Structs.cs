@@ -109,6 +109,10 @@ namespace Qwentts
         public int NonStreamingMode;
         public IntPtr AbortCb;
         public IntPtr AbortUserData;
+        /// <summary>Frames in the first chunk; later chunks double up to ChunkFrames (since v2).</summary>
+        public int FirstChunkFrames;
+        /// <summary>Must be 0 (since v2).</summary>
+        public int Reserved;
     }
 
     /// <summary>qt_chunk, as handed to a ChunkCallback (valid only during the call).</summary>

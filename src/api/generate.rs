@@ -52,22 +52,31 @@ pub struct GenerateOptions {
     /// behaviour (EOS allowed from the second token). Benchmarks set it equal to
     /// `max_frames` to time an exact number of frames.
     pub min_frames: Option<usize>,
-    /// Codec frames per streamed chunk of [`Model::generate`] (one frame = 80 ms of audio;
-    /// default [`DEFAULT_CHUNK_FRAMES`]). Smaller gives the first audio sooner and the abort
-    /// a finer grain; larger decodes more frames per codec call (cheaper per frame). The
-    /// last chunk holds whatever is left.
+    /// Codec frames per streamed chunk of [`Model::generate`] once the chunks have grown to
+    /// full size (one frame = 80 ms of audio; default [`DEFAULT_CHUNK_FRAMES`]). Smaller gives
+    /// the abort a finer grain; larger decodes more frames per codec call (cheaper per
+    /// frame). The last chunk holds whatever is left.
     pub chunk_frames: usize,
+    /// Frames in the first chunk, for early first audio: each later chunk holds twice the
+    /// frames of the one before, up to `chunk_frames` (default [`DEFAULT_FIRST_CHUNK_FRAMES`]
+    /// = 1 with 4-frame chunks: 1, 2, 4, 4, ...). `None`, or a value of at least
+    /// `chunk_frames`, makes every chunk `chunk_frames` long. Must not be 0.
+    pub first_chunk_frames: Option<usize>,
     /// Sample rate of the audio [`Model::generate`] returns and streams. `None` (or the
     /// codec's own rate) = 24 kHz, exactly the official output; any other rate (e.g. 44100,
     /// 48000) is resampled on the fly (see [`Audio`](super::Audio) for what that implies).
     pub output_sample_rate: Option<u32>,
 }
 
-/// Default [`GenerateOptions::chunk_frames`]: 4 frames = 320 ms of audio per chunk. The first
-/// audio is ready after the prefill and 4 frames, and each codec call decodes 7680 samples,
-/// enough rows for its matrix products to run at full speed. Set 1 for the lowest
-/// first-audio latency (one frame, 80 ms of audio), larger for batch synthesis.
+/// Default [`GenerateOptions::chunk_frames`]: 4 frames = 320 ms of audio per chunk, so that
+/// each codec call of a long utterance decodes 7680 samples, enough rows for its matrix
+/// products to run at full speed. Larger suits batch synthesis.
 pub const DEFAULT_CHUNK_FRAMES: usize = 4;
+
+/// Default [`GenerateOptions::first_chunk_frames`]: the first audio is ready after the prefill
+/// and one frame (80 ms of audio); the chunks then double (2, 4, 4, ...), so the audio made
+/// stays ahead of the audio played while the decoder reaches its efficient chunk size.
+pub const DEFAULT_FIRST_CHUNK_FRAMES: usize = 1;
 
 impl GenerateOptions {
     /// The checkpoint's defaults (official sampling settings, language "auto").
@@ -84,6 +93,7 @@ impl GenerateOptions {
             seed: None,
             min_frames: None,
             chunk_frames: DEFAULT_CHUNK_FRAMES,
+            first_chunk_frames: Some(DEFAULT_FIRST_CHUNK_FRAMES),
             output_sample_rate: None,
         }
     }

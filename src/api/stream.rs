@@ -203,9 +203,8 @@ impl SpeechStream {
                 "stream capacity is {capacity} samples; it must be {MIN_STREAM_CAPACITY} to {MAX_STREAM_CAPACITY}"
             )));
         }
-        if options.chunk_frames == 0 {
-            return Err(Error::invalid_argument("chunk_frames must be at least 1"));
-        }
+        // Chunk sizes are checked here so that a bad one is refused up front.
+        super::synthesize::ChunkSizes::new(options)?;
         let sample_rate = options.output_sample_rate.unwrap_or(model.info().sample_rate);
         let shared = Arc::new(Shared {
             ring: SampleRing::new(capacity),

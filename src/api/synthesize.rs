@@ -1,7 +1,8 @@
 //! `Model::generate`: text + voice → audio, streamed in chunks while the frames are made.
 //!
 //! The frame loop ([`Model::generate_codes`]) hands over each codec frame as it is made;
-//! every `chunk_frames` frames are decoded by one [`StreamingDecoder`] in
+//! each chunk's frames (1, 2, 4, 4, ... by default; see
+//! [`GenerateOptions::first_chunk_frames`]) are decoded by one [`StreamingDecoder`] in
 //! [`ChunkPolicy::Official`] (which reproduces the official `chunked_decode(300, 25)` for any
 //! length), resampled if asked, and handed to the caller's callback. The returned audio is
 //! the concatenation of those same samples, so streaming and the final result can never
@@ -48,15 +49,15 @@ impl Model {
     /// Speaks `text` in `voice`: generates codec frames and decodes them to audio as they
     /// arrive. Blocking; safe to call from many threads at once on one model.
     ///
-    /// `on_chunk` (optional) receives the audio in chunks of `options.chunk_frames` frames
-    /// while generation runs, on the calling thread; its samples are borrowed for that call
+    /// `on_chunk` (optional) receives the audio in chunks while generation runs (the first of
+    /// `options.first_chunk_frames`, then each twice the last, up to `options.chunk_frames`), on the calling thread; its samples are borrowed for that call
     /// only. Returning `false` stops generation: the result then has
     /// [`FinishReason::Aborted`] and holds the audio of every frame made so far. Whether or
     /// not a callback is given, the result is the same.
     ///
     /// Errors: everything [`generate_codes`](Self::generate_codes) reports (voice of another
     /// model family → `VoiceMismatch`; wrong voice kind → `Unsupported`; bad language,
-    /// options → `InvalidArgument`), plus `chunk_frames == 0` or an output rate outside
+    /// options → `InvalidArgument`), plus a zero `chunk_frames` or `first_chunk_frames`, or an output rate outside
     /// 1 Hz..=768 kHz (`InvalidArgument`).
     pub fn generate(
         &self,
@@ -83,9 +84,7 @@ impl Model {
         let started = Instant::now();
         let decoder = &self.networks().codec_decoder;
         let groups = self.checkpoint().config.talker_config.num_code_groups;
-        if options.chunk_frames == 0 {
-            return Err(Error::invalid_argument("chunk_frames must be at least 1"));
-        }
+        let chunk_sizes = ChunkSizes::new(options)?;
         let rate = options.output_sample_rate.unwrap_or(decoder.sample_rate());
         if rate == 0 || rate > MAX_SAMPLE_RATE {
             return Err(Error::invalid_argument(format!(
@@ -118,7 +117,7 @@ impl Model {
         let mut out = OutputStream {
             decoder: decoder.stream(ChunkPolicy::Official)?,
             groups,
-            chunk_frames: options.chunk_frames,
+            chunk_sizes,
             reference,
             reference_tail: Vec::new(),
             resampler,
@@ -221,7 +220,7 @@ enum FromGenerator {
 impl Model {
     /// Runs the frame loop of `prepared` on a scoped worker thread while this thread takes
     /// its frames: each is added to `out`, the abort hook is polled after it (`poll`), and
-    /// every `chunk_frames` frames are decoded and delivered. The prefill's stop polls are
+    /// every chunk's frames are decoded and delivered. The prefill's stop polls are
     /// relayed here and answered on this thread (the hook is not `Send` and must run on the
     /// calling thread anyway), in the same number and order as a loop on one thread.
     ///
@@ -280,7 +279,7 @@ impl Model {
                         out.frames += 1;
                         let go_on = if poll() {
                             false
-                        } else if out.pending.len() == out.chunk_frames * out.groups {
+                        } else if out.pending.len() == out.chunk_sizes.current() * out.groups {
                             out.flush(false).unwrap_or_else(|e| {
                                 failure = Some(e);
                                 false
@@ -303,19 +302,54 @@ impl Model {
     }
 }
 
+/// Frames in each streamed chunk of one request: `first` (at most `full`), then each chunk
+/// twice the one before, up to `full`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ChunkSizes {
+    next: usize,
+    full: usize,
+}
+
+impl ChunkSizes {
+    /// The sizes `options` asks for; `InvalidArgument` for a zero `chunk_frames` or
+    /// `first_chunk_frames`.
+    pub(super) fn new(options: &GenerateOptions) -> Result<ChunkSizes> {
+        let full = options.chunk_frames;
+        if full == 0 {
+            return Err(Error::invalid_argument("chunk_frames must be at least 1"));
+        }
+        let first = options.first_chunk_frames.unwrap_or(full);
+        if first == 0 {
+            return Err(Error::invalid_argument("first_chunk_frames must be at least 1 (or None: every chunk chunk_frames)"));
+        }
+        Ok(ChunkSizes { next: first.min(full), full })
+    }
+
+    /// Frames the chunk being filled holds.
+    fn current(&self) -> usize {
+        self.next
+    }
+
+    /// Moves on to the next chunk.
+    fn advance(&mut self) {
+        self.next = self.next.saturating_mul(2).min(self.full);
+    }
+}
+
 /// Per-request decode state: codes waiting for their chunk, the decoder stream, the
 /// resampler, and the samples produced so far (the returned audio, from the boundary on).
 struct OutputStream<'m, 'h> {
     decoder: AudioStream<'m>,
     groups: usize,
-    chunk_frames: usize,
+    /// Frames of the chunk being filled, and of the later ones.
+    chunk_sizes: ChunkSizes,
     /// ICL reference codes, until they are decoded (just before the first chunk).
     reference: Option<&'m [u32]>,
     /// The last samples of the decoded reference (for the official ICL cut).
     reference_tail: Vec<f32>,
     resampler: StreamResampler,
     rate: u32,
-    /// Generated codes not decoded yet (fewer than `chunk_frames` frames between calls).
+    /// Generated codes not decoded yet (fewer than a chunk's frames between calls).
     pending: Vec<u32>,
     /// Frames generated so far.
     frames: usize,
@@ -347,6 +381,7 @@ impl OutputStream<'_, '_> {
         // 2. Decode, then resample (the resampler may hold some samples back until `last`).
         let wav = self.decoder.push(&self.pending, self.groups)?;
         self.pending.clear();
+        self.chunk_sizes.advance();
         let mut piece = self.resampler.push(&wav)?;
         if last {
             piece.extend(self.resampler.finish()?);

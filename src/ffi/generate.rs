@@ -15,7 +15,8 @@ use super::types::{
     qt_chunk_cb, qt_gen_params,
 };
 use super::voice::qt_voice;
-use crate::api::{AudioChunk, ChunkSink, DEFAULT_CHUNK_FRAMES, FinishReason, GenerateHooks, GenerateOptions, Model};
+use crate::api::{
+    AudioChunk, ChunkSink, DEFAULT_CHUNK_FRAMES, DEFAULT_FIRST_CHUNK_FRAMES, FinishReason, GenerateHooks, GenerateOptions, Model};
 use crate::error::{Error, Result};
 use crate::model::config::GenerationConfig;
 use crate::model::sampling::SamplerConfig;
@@ -48,6 +49,8 @@ fn params_from_samplers(talker: SamplerConfig, repetition_penalty: f32, sub: Sam
         non_streaming_mode: QT_TEXT_FEED_DEFAULT,
         abort_cb: None,
         abort_user_data: ptr::null_mut(),
+        first_chunk_frames: DEFAULT_FIRST_CHUNK_FRAMES as i32,
+        reserved: 0,
     }
 }
 
@@ -57,6 +60,7 @@ pub(crate) fn params_from_options(o: &GenerateOptions) -> qt_gen_params {
     qt_gen_params {
         max_frames: o.max_frames.map_or(0, int),
         chunk_frames: int(o.chunk_frames),
+        first_chunk_frames: o.first_chunk_frames.map_or(0, int),
         seed: o.seed.unwrap_or(QT_SEED_RANDOM),
         output_sample_rate: o.output_sample_rate.map_or(0, |r| i32::try_from(r).unwrap_or(i32::MAX)),
         non_streaming_mode: match o.non_streaming_mode {
@@ -97,6 +101,22 @@ fn top_k(value: i32, what: &str) -> Result<usize> {
         .map_err(|_| Error::invalid_argument(format!("{what} is {value}; it must be 0 (off) or positive")))
 }
 
+/// The caller's params (NULL: the model's defaults), fields past the end of the caller's
+/// layout filled in: with the model's defaults, except `first_chunk_frames`, which is 0 for a
+/// caller whose struct predates it, so that it keeps the chunks it was built for (all
+/// `chunk_frames` long).
+///
+/// # Safety
+/// `params` is NULL or points to a `qt_gen_params` of at least its `struct_size` bytes.
+pub(crate) unsafe fn read_gen_params(model: &Model, params: *const qt_gen_params) -> Result<qt_gen_params> {
+    let mut defaults = params_from_options(&GenerateOptions::defaults(model));
+    if !params.is_null() {
+        defaults.first_chunk_frames = 0;
+    }
+    // SAFETY: forwarded contract.
+    unsafe { read_sized(params, "params", defaults) }
+}
+
 /// Validates the C params and merges them over the model's defaults.
 ///
 /// # Safety
@@ -129,6 +149,13 @@ pub(crate) unsafe fn options_from_params(model: &Model, p: &qt_gen_params) -> Re
     if let Some(n) = count(p.chunk_frames, "chunk_frames")? {
         o.chunk_frames = n;
     }
+    o.first_chunk_frames = count(p.first_chunk_frames, "first_chunk_frames")?;
+    if p.reserved != 0 {
+        return Err(Error::invalid_argument(format!(
+            "reserved is {}; it must be 0 (fill the params with qt_gen_params_default)",
+            p.reserved
+        )));
+    }
     o.seed = (p.seed != QT_SEED_RANDOM).then_some(p.seed);
     o.output_sample_rate = count(p.output_sample_rate, "output_sample_rate")?.map(|r| r as u32);
     o.non_streaming_mode = match p.non_streaming_mode {
@@ -148,7 +175,7 @@ pub(crate) unsafe fn options_from_params(model: &Model, p: &qt_gen_params) -> Re
 /// Fills `*out` with the generation defaults of `model` (its `generation_config.json`:
 /// sampling on, temperature 0.9, top-k 50 for both the talker and the code predictor,
 /// repetition penalty 1.05), language "auto", no instruction, `max_frames` 0 (a budget from
-/// the text length), 4 frames per chunk, `QT_SEED_RANDOM`, 24000 Hz output, no abort hook. With
+/// the text length), chunks of 1, 2, then 4 frames, `QT_SEED_RANDOM`, 24000 Hz output, no abort hook. With
 /// `model` NULL, the official defaults are used.
 ///
 /// - `out`: the caller's struct; `size`: `sizeof *out` as the caller compiled it. At most `size`
@@ -254,8 +281,7 @@ pub unsafe extern "C" fn qt_generate(
         let text = unsafe { str_arg(text, "text") }?;
         let out: Option<Out<*mut qt_audio>> =
             if out_audio.is_null() { None } else { Some(unsafe { out_arg(out_audio, "out_audio") }?) };
-        let defaults = params_from_options(&GenerateOptions::defaults(&model));
-        let p = unsafe { read_sized(params, "params", defaults) }?;
+        let p = unsafe { read_gen_params(&model, params) }?;
         let options = unsafe { options_from_params(&model, &p) }?;
 
         // The callbacks. A return value other than QT_CONTINUE / QT_STOP stops generation and

@@ -5,8 +5,8 @@
 
 use std::ffi::c_char;
 
-use super::boundary::{guard, guard_status, out_arg, read_sized, sized_out_arg, slice_out_arg, str_arg, write_sized};
-use super::generate::{options_from_params, params_from_options};
+use super::boundary::{guard, guard_status, out_arg, sized_out_arg, slice_out_arg, str_arg, write_sized};
+use super::generate::{options_from_params, read_gen_params};
 use super::handle::{Handle, TAG_STREAM, borrow, into_raw};
 use super::model::qt_model;
 use super::status::{qt_status, status_for_kind};
@@ -15,7 +15,7 @@ use super::types::{
     QT_STREAM_RUNNING, qt_gen_params, qt_stream_info,
 };
 use super::voice::qt_voice;
-use crate::api::{FinishReason, GenerateOptions, SpeechStream, StreamState};
+use crate::api::{FinishReason, SpeechStream, StreamState};
 use crate::error::Error;
 
 /// A generation running on a background thread, read without blocking through
@@ -83,8 +83,7 @@ pub unsafe extern "C" fn qt_stream_start(
         let voice = unsafe { borrow(voice, "voice") }?.voice().clone();
         let text = unsafe { str_arg(text, "text") }?;
         let out = unsafe { out_arg(out_stream, "out_stream") }?;
-        let defaults = params_from_options(&GenerateOptions::defaults(&model));
-        let p = unsafe { read_sized(params, "params", defaults) }?;
+        let p = unsafe { read_gen_params(&model, params) }?;
         if p.abort_cb.is_some() {
             return Err(Error::invalid_argument(
                 "params->abort_cb must be NULL for a stream: stop it with qt_stream_cancel",

@@ -340,9 +340,10 @@ pub struct qt_gen_params {
     /// minutes. Capped by the model's `max_new_tokens`. When it cuts generation,
     /// `qt_audio_info.finish` is `QT_FINISH_FRAME_LIMIT`. Must not be negative.
     pub max_frames: i32,
-    /// Codec frames per streamed chunk handed to the chunk callback (each frame is 80 ms of
-    /// audio; default 4 = 320 ms; 0 also means the default). Smaller chunks mean earlier first
-    /// audio and more calls; the last chunk holds what is left. Must not be negative.
+    /// Codec frames per streamed chunk handed to the chunk callback once the chunks have grown
+    /// to full size (each frame is 80 ms of audio; default 4 = 320 ms; 0 also means the
+    /// default). See `first_chunk_frames` for the first chunks; the last chunk holds what is
+    /// left. Must not be negative.
     pub chunk_frames: i32,
     /// Seed of the sampler: the same seed, text, voice and options give the same audio on every
     /// run and thread count. `QT_SEED_RANDOM` (the default) draws a fresh one per request.
@@ -359,14 +360,24 @@ pub struct qt_gen_params {
     pub abort_cb: qt_abort_cb,
     /// Passed to `abort_cb`; the library never dereferences it.
     pub abort_user_data: *mut c_void,
+    /// Codec frames in the first chunk, for early first audio: each later chunk holds twice
+    /// the frames of the one before, up to `chunk_frames` (default 1: chunks of 1, 2, 4, 4, ...
+    /// frames). 0 makes every chunk `chunk_frames` long, as does any value of at least
+    /// `chunk_frames`. Must not be negative. Since v2; a caller whose struct ends before it gets
+    /// 0 (the v1 behaviour), NULL params get the default.
+    pub first_chunk_frames: i32,
+    /// Must be 0 (`qt_gen_params_default` sets it): room for a later field. Since v2.
+    pub reserved: i32,
 }
 
 // SAFETY: repr(C), u32 struct_size first, integer/float/pointer/nullable-fn-pointer fields only
 // (every bit pattern valid: Option<fn> is nullable), no padding (asserted below).
 unsafe impl SizedStruct for qt_gen_params {
     const NAME: &'static str = "qt_gen_params";
-    // v1 ends after `abort_user_data`. Append a size when a field is added; never edit an entry.
-    const LAYOUT_SIZES: &'static [usize] = &[offset_of!(qt_gen_params, abort_user_data) + size_of::<usize>()];
+    // v1 ends after `abort_user_data`, v2 after `reserved`. Append a size when a field is added;
+    // never edit an entry.
+    const LAYOUT_SIZES: &'static [usize] =
+        &[offset_of!(qt_gen_params, abort_user_data) + size_of::<usize>(), offset_of!(qt_gen_params, reserved) + 4];
     fn set_struct_size(&mut self, size: u32) {
         self.struct_size = size;
     }
@@ -408,7 +419,8 @@ const _: () = {
     assert!(offset_of!(qt_gen_params, temperature) == 8 + 2 * ptr);
     assert!(offset_of!(qt_gen_params, seed) == 8 + 2 * ptr + 40);
     assert!(offset_of!(qt_gen_params, abort_cb) == 8 + 2 * ptr + 56);
-    assert!(size_of::<qt_gen_params>() == 8 + 4 * ptr + 56);
+    assert!(offset_of!(qt_gen_params, first_chunk_frames) == 8 + 4 * ptr + 56);
+    assert!(size_of::<qt_gen_params>() == 8 + 4 * ptr + 64);
     assert!(size_of::<qt_clone_params>() == 16);
 };
 

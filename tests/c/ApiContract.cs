@@ -106,7 +106,7 @@ static class ApiContract
             // Mirrors: the library fills exactly our structs.
             GenerateParams p = model.DefaultGenerateParams();
             Check(p.Native.StructSize == structSize, "qt_gen_params mirror size " + p.Native.StructSize + " vs " + structSize);
-            Check(p.Native.Seed == NativeMethods.QT_SEED_RANDOM && p.Native.DoSample == 1 && p.Native.TopK == 50, "gen defaults");
+            Check(p.Native.Seed == NativeMethods.QT_SEED_RANDOM && p.Native.DoSample == 1 && p.Native.TopK == 50 && p.Native.FirstChunkFrames == 1 && p.Native.Reserved == 0, "gen defaults");
             Check(CloneParams.Create().StructSize == Marshal.SizeOf(typeof(CloneParams)), "qt_clone_params mirror size");
             VoiceInfo vi = voice.GetInfo();
             Check(vi.StructSize == Marshal.SizeOf(typeof(VoiceInfoNative)), "qt_voice_info mirror size " + vi.StructSize);

@@ -36,6 +36,11 @@
  *           real codec layer: cin 96..1536) and the bases are 16-byte aligned, the 4 k of a
  *           thread's fetch lie in one tap and one input row: one float4 load; otherwise 4
  *           scalar loads, each mapped (t, k) -> (j, i) -> history or x. Any M, N, cin.
+ *   Short   qt_codec_conv_gemm_rows16: the same kernel with a 16 x 64 tile (each thread one
+ *           row x 4 columns; A loaded by the first 64 threads, 11 KB of shared memory), for
+ *           calls of at most 16 rows, where the 64-row tile spends 3/4 of its fma on padding
+ *           rows. Grid (ceil(M / 16), ceil(N / 64), 1 or chunks). Each output is the same
+ *           chain of chunk sums, so it agrees with the 64-row kernel to the bit.
  *   Precision plain FFMA in f32 (no tensor cores: TF32 would cost ~1e-4 relative): each
  *           chunk is one sequential fma chain, the chunk sums and the bias are separate adds
  *           (__fadd_rn). None of it depends on the tiling, the split or the row count, so
@@ -118,8 +123,9 @@ namespace qt_codec {
 
 constexpr int BM = 64, BN = 64, BK = 16;
 constexpr int kThreads = 256;
-constexpr int LDT = BM + 4;  // padded tile row (floats): float4-aligned, 2-way store conflicts at most
-static_assert(BM == BN, "one padded row length serves both tiles");
+// Padded tile rows (floats) of a tile TM wide: float4-aligned, 2-way store conflicts at most.
+#define QT_CODEC_LD_TILE(TM) ((TM) + 4)
+constexpr int LDB = QT_CODEC_LD_TILE(BN);
 constexpr int kMaxTables = 16;
 
 struct Tables {
@@ -134,44 +140,152 @@ __device__ __forceinline__ float im2col(const float* __restrict__ x, const float
     return p < H ? hist[(size_t)p * cin + i] : x[(size_t)(p - H) * cin + i];
 }
 
-// One thread's share of a K-step: 4 consecutive k of one A row and of one W row.
-__device__ __forceinline__ void fetch(float4& a, float4& b, const float* __restrict__ x,
-                                      const float* __restrict__ hist, const float* __restrict__ w, int M, int N,
-                                      int cin, int K, int dilation, int H, int m, int n, int k, bool vec) {
-    a = make_float4(0.f, 0.f, 0.f, 0.f);
-    b = make_float4(0.f, 0.f, 0.f, 0.f);
+// One thread's share of a K-step of the A tile: 4 consecutive k of one im2col row (zeros past
+// M or K).
+__device__ __forceinline__ float4 fetch_a(const float* __restrict__ x, const float* __restrict__ hist, int M,
+                                          int cin, int K, int dilation, int H, int m, int k, bool vec) {
+    float4 a = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (m >= M) return a;
     if (vec) {
         // cin % 4 == 0: k..k+3 share one tap and one padded row, and K % 4 == 0.
-        if (m < M && k < K) {
+        if (k < K) {
             const int j = k / cin, i = k - j * cin;
             const int p = m + j * dilation;
             const float* src = p < H ? hist + (size_t)p * cin + i : x + (size_t)(p - H) * cin + i;
             a = *reinterpret_cast<const float4*>(src);
         }
-        if (n < N && k < K) b = __ldg(reinterpret_cast<const float4*>(w + (size_t)n * K + k));
     } else {
-        if (m < M) {
-            if (k < K) a.x = im2col(x, hist, H, cin, dilation, m, k);
-            if (k + 1 < K) a.y = im2col(x, hist, H, cin, dilation, m, k + 1);
-            if (k + 2 < K) a.z = im2col(x, hist, H, cin, dilation, m, k + 2);
-            if (k + 3 < K) a.w = im2col(x, hist, H, cin, dilation, m, k + 3);
+        if (k < K) a.x = im2col(x, hist, H, cin, dilation, m, k);
+        if (k + 1 < K) a.y = im2col(x, hist, H, cin, dilation, m, k + 1);
+        if (k + 2 < K) a.z = im2col(x, hist, H, cin, dilation, m, k + 2);
+        if (k + 3 < K) a.w = im2col(x, hist, H, cin, dilation, m, k + 3);
+    }
+    return a;
+}
+
+// The same for the B tile: 4 consecutive k of weight row n (zeros past N or K).
+__device__ __forceinline__ float4 fetch_b(const float* __restrict__ w, int N, int K, int n, int k, bool vec) {
+    float4 b = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (n >= N) return b;
+    const float* row = w + (size_t)n * K;
+    if (vec) {
+        if (k < K) b = __ldg(reinterpret_cast<const float4*>(row + k));
+    } else {
+        if (k < K) b.x = __ldg(row + k);
+        if (k + 1 < K) b.y = __ldg(row + k + 1);
+        if (k + 2 < K) b.z = __ldg(row + k + 2);
+        if (k + 3 < K) b.w = __ldg(row + k + 3);
+    }
+    return b;
+}
+
+// Stores a thread's 4 k of tile row r, k-major (tile[k][row]).
+template <int LD>
+__device__ __forceinline__ void stash(float (*tile)[LD], const float4& v, int r, int c) {
+    tile[c][r] = v.x, tile[c + 1][r] = v.y, tile[c + 2][r] = v.z, tile[c + 3][r] = v.w;
+}
+
+// The body of qt_codec_conv_gemm (TM = 64 rows per tile) and qt_codec_conv_gemm_rows16
+// (TM = 16, for calls of at most 16 rows, where a 64-row tile would waste 3/4 of its fma).
+// Each thread owns TM / 16 rows x 4 columns of the TM x 64 output tile; every output is the
+// same chain of chunk sums whatever TM is, so the two kernels agree to the bit.
+template <int TM>
+__device__ __forceinline__ void conv_gemm_tile(const float* __restrict__ x, const float* __restrict__ hist,
+                                               const float* __restrict__ w, const float* __restrict__ bias,
+                                               float* __restrict__ y, float* __restrict__ partial, int M, int N,
+                                               int cin, int taps, int dilation, int H, int kc) {
+    constexpr int RM = TM / 16;          // rows per thread
+    constexpr int LDA = QT_CODEC_LD_TILE(TM);
+    static_assert(TM % 16 == 0 && TM <= 64, "a tile of 16..64 rows");
+    __shared__ __align__(16) float As[2][BK][LDA];
+    __shared__ __align__(16) float Bs[2][BK][LDB];
+    const int tid = threadIdx.x;
+    const int m0 = blockIdx.x * TM, n0 = blockIdx.y * BN;
+    const int K = taps * cin;
+    // One chunk per block when split (gridDim.z chunks), else every chunk in order.
+    const bool split = gridDim.z > 1;
+    const int k_begin = split ? blockIdx.z * kc : 0;
+    const int k_end = split ? min(K, k_begin + kc) : K;
+    const bool vec = (cin & 3) == 0 &&
+                     ((reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(hist) |
+                       reinterpret_cast<uintptr_t>(w)) & 15) == 0;
+    const int lr = tid >> 2, lk = (tid & 3) << 2;  // loader: tile row lr, k offset lk..lk+3
+    const bool loads_a = lr < TM;                  // A has TM rows, B 64
+    const int tx = tid & 15, ty = tid >> 4;        // compute: rows ty*RM.., columns tx*4..
+
+    float acc[RM][4], sum[RM][4];
+#pragma unroll
+    for (int i = 0; i < RM; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f, sum[i][j] = 0.0f;
+
+    float4 a = make_float4(0.f, 0.f, 0.f, 0.f), b;
+    if (loads_a) a = fetch_a(x, hist, M, cin, K, dilation, H, m0 + lr, k_begin + lk, vec);
+    b = fetch_b(w, N, K, n0 + lr, k_begin + lk, vec);
+    if (loads_a) stash<LDA>(As[0], a, lr, lk);
+    stash<LDB>(Bs[0], b, lr, lk);
+    __syncthreads();
+    int cur = 0;
+    bool first_chunk = true;
+    for (int k0 = k_begin; k0 < k_end; k0 += BK) {
+        const bool more = k0 + BK < k_end;
+        if (more) {
+            if (loads_a) a = fetch_a(x, hist, M, cin, K, dilation, H, m0 + lr, k0 + BK + lk, vec);
+            b = fetch_b(w, N, K, n0 + lr, k0 + BK + lk, vec);
         }
-        if (n < N) {
-            const float* row = w + (size_t)n * K;
-            if (k < K) b.x = __ldg(row + k);
-            if (k + 1 < K) b.y = __ldg(row + k + 1);
-            if (k + 2 < K) b.z = __ldg(row + k + 2);
-            if (k + 3 < K) b.w = __ldg(row + k + 3);
+#pragma unroll
+        for (int kk = 0; kk < BK; ++kk) {
+            float ar[RM];
+            if constexpr (RM == 4) {
+                const float4 av = *reinterpret_cast<const float4*>(&As[cur][kk][ty * 4]);
+                ar[0] = av.x, ar[1] = av.y, ar[2] = av.z, ar[3] = av.w;
+            } else {
+#pragma unroll
+                for (int i = 0; i < RM; ++i) ar[i] = As[cur][kk][ty * RM + i];
+            }
+            const float4 bv = *reinterpret_cast<const float4*>(&Bs[cur][kk][tx * 4]);
+            const float br[4] = {bv.x, bv.y, bv.z, bv.w};
+#pragma unroll
+            for (int i = 0; i < RM; ++i)
+#pragma unroll
+                for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(ar[i], br[j], acc[i][j]);
+        }
+        // End of a chunk: its chain joins the running sum (the first one is the sum), and
+        // the next chunk's chain starts from 0. Uniform across the block.
+        if (!more || (k0 + BK - k_begin) % kc == 0) {
+#pragma unroll
+            for (int i = 0; i < RM; ++i)
+#pragma unroll
+                for (int j = 0; j < 4; ++j) {
+                    sum[i][j] = first_chunk ? acc[i][j] : __fadd_rn(sum[i][j], acc[i][j]);
+                    acc[i][j] = 0.0f;
+                }
+            first_chunk = false;
+        }
+        // The other buffer was last read before the previous barrier: safe to overwrite.
+        if (more) {
+            if (loads_a) stash<LDA>(As[cur ^ 1], a, lr, lk);
+            stash<LDB>(Bs[cur ^ 1], b, lr, lk);
+        }
+        __syncthreads();
+        cur ^= 1;
+    }
+
+    // Split: this chunk's sums go to partial[z] (qt_codec_conv_reduce adds bias); else y.
+    float* const dst = split ? partial + (size_t)blockIdx.z * M * N : y;
+    const float* const add = split ? nullptr : bias;
+#pragma unroll
+    for (int i = 0; i < RM; ++i) {
+        const int m = m0 + ty * RM + i;
+        if (m >= M) break;
+        float* out = dst + (size_t)m * N;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const int n = n0 + tx * 4 + j;
+            if (n < N) out[n] = add != nullptr ? __fadd_rn(sum[i][j], add[n]) : sum[i][j];
         }
     }
 }
-
-__device__ __forceinline__ void stash(float (*As)[LDT], float (*Bs)[LDT], const float4& a, const float4& b, int r,
-                                      int c) {
-    As[c][r] = a.x, As[c + 1][r] = a.y, As[c + 2][r] = a.z, As[c + 3][r] = a.w;
-    Bs[c][r] = b.x, Bs[c + 1][r] = b.y, Bs[c + 2][r] = b.z, Bs[c + 3][r] = b.w;
-}
-
 
 __device__ __forceinline__ float block_max(float v) {
     __shared__ float partial[32];
@@ -194,80 +308,15 @@ extern "C" __global__ void __launch_bounds__(qt_codec::kThreads)
     qt_codec_conv_gemm(const float* __restrict__ x, const float* __restrict__ hist, const float* __restrict__ w,
                        const float* __restrict__ bias, float* __restrict__ y, float* __restrict__ partial, int M,
                        int N, int cin, int taps, int dilation, int H, int kc) {
-    using namespace qt_codec;
-    __shared__ __align__(16) float As[2][BK][LDT];
-    __shared__ __align__(16) float Bs[2][BK][LDT];
-    const int tid = threadIdx.x;
-    const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
-    const int K = taps * cin;
-    // One chunk per block when split (gridDim.z chunks), else every chunk in order.
-    const bool split = gridDim.z > 1;
-    const int k_begin = split ? blockIdx.z * kc : 0;
-    const int k_end = split ? min(K, k_begin + kc) : K;
-    const bool vec = (cin & 3) == 0 &&
-                     ((reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(hist) |
-                       reinterpret_cast<uintptr_t>(w)) & 15) == 0;
-    const int lr = tid >> 2, lk = (tid & 3) << 2;  // loader: tile row lr, k offset lk..lk+3
-    const int tx = tid & 15, ty = tid >> 4;        // compute: rows ty*4.., columns tx*4..
+    qt_codec::conv_gemm_tile<qt_codec::BM>(x, hist, w, bias, y, partial, M, N, cin, taps, dilation, H, kc);
+}
 
-    float acc[4][4], sum[4][4];
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f, sum[i][j] = 0.0f;
-
-    float4 a, b;
-    fetch(a, b, x, hist, w, M, N, cin, K, dilation, H, m0 + lr, n0 + lr, k_begin + lk, vec);
-    stash(As[0], Bs[0], a, b, lr, lk);
-    __syncthreads();
-    int cur = 0;
-    bool first_chunk = true;
-    for (int k0 = k_begin; k0 < k_end; k0 += BK) {
-        const bool more = k0 + BK < k_end;
-        if (more) fetch(a, b, x, hist, w, M, N, cin, K, dilation, H, m0 + lr, n0 + lr, k0 + BK + lk, vec);
-#pragma unroll
-        for (int kk = 0; kk < BK; ++kk) {
-            const float4 av = *reinterpret_cast<const float4*>(&As[cur][kk][ty * 4]);
-            const float4 bv = *reinterpret_cast<const float4*>(&Bs[cur][kk][tx * 4]);
-            const float ar[4] = {av.x, av.y, av.z, av.w};
-            const float br[4] = {bv.x, bv.y, bv.z, bv.w};
-#pragma unroll
-            for (int i = 0; i < 4; ++i)
-#pragma unroll
-                for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(ar[i], br[j], acc[i][j]);
-        }
-        // End of a chunk: its chain joins the running sum (the first one is the sum), and
-        // the next chunk's chain starts from 0. Uniform across the block.
-        if (!more || (k0 + BK - k_begin) % kc == 0) {
-#pragma unroll
-            for (int i = 0; i < 4; ++i)
-#pragma unroll
-                for (int j = 0; j < 4; ++j) {
-                    sum[i][j] = first_chunk ? acc[i][j] : __fadd_rn(sum[i][j], acc[i][j]);
-                    acc[i][j] = 0.0f;
-                }
-            first_chunk = false;
-        }
-        // The other buffer was last read before the previous barrier: safe to overwrite.
-        if (more) stash(As[cur ^ 1], Bs[cur ^ 1], a, b, lr, lk);
-        __syncthreads();
-        cur ^= 1;
-    }
-
-    // Split: this chunk's sums go to partial[z] (qt_codec_conv_reduce adds bias); else y.
-    float* const dst = split ? partial + (size_t)blockIdx.z * M * N : y;
-    const float* const add = split ? nullptr : bias;
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-        const int m = m0 + ty * 4 + i;
-        if (m >= M) break;
-        float* out = dst + (size_t)m * N;
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-            const int n = n0 + tx * 4 + j;
-            if (n < N) out[n] = add != nullptr ? __fadd_rn(sum[i][j], add[n]) : sum[i][j];
-        }
-    }
+extern "C" __global__ void __launch_bounds__(qt_codec::kThreads)
+    qt_codec_conv_gemm_rows16(const float* __restrict__ x, const float* __restrict__ hist,
+                              const float* __restrict__ w, const float* __restrict__ bias, float* __restrict__ y,
+                              float* __restrict__ partial, int M, int N, int cin, int taps, int dilation, int H,
+                              int kc) {
+    qt_codec::conv_gemm_tile<16>(x, hist, w, bias, y, partial, M, N, cin, taps, dilation, H, kc);
 }
 
 extern "C" __global__ void qt_codec_conv_reduce(const float* __restrict__ partial, int chunks,

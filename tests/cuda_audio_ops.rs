@@ -309,6 +309,54 @@ fn causal_conv_as_linear_layer_on_long_inputs() {
     worst.report("causal_conv (model widths)");
 }
 
+/// A call whose output tiles fill the GPU runs unsplit; the same rows in 16-row pieces have
+/// one row tile each, so with `QT_CODEC_SPLIT_K=1` they run split over K (one block per
+/// chunk and column tile, then the reduction). Both add the same chunk chains in the same
+/// order, so the outputs must be the same bits (and without the split, trivially so).
+#[test]
+#[ignore = "needs a CUDA GPU: tools/device/run.sh runs it with --ignored"]
+fn a_conv_split_over_k_equals_the_unsplit_call_to_the_bit() {
+    // K = 7 x 96 = 672: three chunks of 256 when chunked (the last one partial). 9,600 rows:
+    // 150 row tiles x 2 column tiles = 300 blocks, more than the GPU's SMs.
+    let (cin, cout, kernel, dilation, rows) = (96, 96, 7, 3, 9600);
+    let c = cpu();
+    let g = gpu();
+    let (mut cs, mut gs) = streams(&c);
+    let mut rng = Rng(0x5B117);
+    let shape = ConvShape { cin, cout, kernel, dilation };
+    let scale = 1.0 / ((kernel * cin) as f32).sqrt();
+    let w = weight(&c, &rand_vec(&mut rng, shape.weight_len(), scale), &[cout, kernel * cin]);
+    let b = weight(&c, &rand_vec(&mut rng, cout, 0.5), &[cout]);
+    let h_len = shape.history_rows() * cin;
+    let x = rand_vec(&mut rng, rows * cin, 1.0);
+    let h0 = rand_vec(&mut rng, h_len, 1.0);
+
+    let gx = upload(&mut gs, &x);
+    let mut gh = upload(&mut gs, &h0);
+    let mut gy = poisoned(&mut gs, rows * cout);
+    g.causal_conv(&mut gs, &gx, rows, Some(&mut gh), shape, &w.gpu, Some(&b.gpu), &mut gy).unwrap();
+    let one_y = download(&mut gs, &gy, rows * cout);
+
+    let parts = vec![16; rows / 16];
+    let (c_out, g_out, c_h, g_h) = stream_both(
+        &c,
+        &mut cs,
+        &mut gs,
+        &x,
+        cin,
+        cout,
+        &parts,
+        &h0,
+        |c, s, x, n, h, y| c.causal_conv(s, x, n, Some(h), shape, &w.cpu, Some(&b.cpu), y).unwrap(),
+        |s, x, n, h, y| g.causal_conv(s, x, n, Some(h), shape, &w.gpu, Some(&b.gpu), y).unwrap(),
+    );
+    assert_bits_eq("16-row pieces vs one 9600-row call", &g_out, &one_y);
+    assert_bits_eq("history after the pieces", &g_h, &c_h);
+    let e = rel_err("16-row pieces vs the CPU", &g_out, &c_out);
+    assert!(e <= TOL, "16-row pieces vs the CPU: relative error {e:.2e}");
+    eprintln!("split vs unsplit conv: identical; vs CPU {e:.2e}");
+}
+
 #[test]
 #[ignore = "needs a CUDA GPU: tools/device/run.sh runs it with --ignored"]
 fn transposed_conv_matches_cpu_streamed_and_in_one_call() {

@@ -37,6 +37,10 @@ const MAX_ATTENTION_SMEM: usize = 48 * 1024 - 256;
 /// Output tile of `qt_codec_conv_gemm` (rows and columns).
 const GEMM_TILE: usize = 64;
 
+/// Rows of `qt_codec_conv_gemm_rows16`'s tile: calls of at most this many rows use it when the
+/// reduction is chunked (a 64-row tile would spend 3/4 of its fma on padding).
+const SHORT_TILE_ROWS: usize = 16;
+
 /// K-step of `qt_codec_conv_gemm`: a reduction chunk is a multiple of it.
 const GEMM_K_STEP: usize = 16;
 
@@ -68,6 +72,7 @@ fn conv_k_chunk(k: usize) -> usize {
 /// The entry points of `kernels/codec.cu`.
 pub(crate) struct CodecKernels {
     conv_gemm: CudaFunction,
+    conv_gemm_rows16: CudaFunction,
     conv_reduce: CudaFunction,
     tail_rows: CudaFunction,
     overlap_add: CudaFunction,
@@ -86,6 +91,7 @@ impl CodecKernels {
     pub(crate) fn load(load: &dyn Fn(&str) -> Result<CudaFunction>) -> Result<Self> {
         Ok(CodecKernels {
             conv_gemm: load("qt_codec_conv_gemm")?,
+            conv_gemm_rows16: load("qt_codec_conv_gemm_rows16")?,
             conv_reduce: load("qt_codec_conv_reduce")?,
             tail_rows: load("qt_codec_tail_rows")?,
             overlap_add: load("qt_codec_overlap_add")?,
@@ -230,10 +236,10 @@ impl CudaDevice {
     /// conv of `x: [rows, cin]` with `taps` taps `dilation` apart and `h_rows` history rows in
     /// `hist` (`None` when `h_rows == 0`), `w: [n, taps·cin]`. With `taps = 1` a dense layer.
     ///
-    /// When the reduction is chunked ([`conv_k_chunk`]) and the output tiles alone would not
-    /// fill the GPU, the GEMM is split over its chunks into `partials` (grown as needed) and
-    /// `qt_codec_conv_reduce` adds them: the same result to the bit, sooner. Without
-    /// `partials` it is never split.
+    /// When the reduction is chunked ([`conv_k_chunk`]), a call of at most 16 rows uses the
+    /// 16-row tile, and when the output tiles alone would not fill the GPU, the GEMM is split
+    /// over its chunks into `partials` (grown as needed) and `qt_codec_conv_reduce` adds them:
+    /// the same result to the bit, sooner. Without `partials` it is never split.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn codec_conv_gemm(
         &self,
@@ -284,7 +290,10 @@ impl CudaDevice {
         if col_tiles > 65535 {
             return Err(Error::invalid_argument(format!("conv GEMM: {n} output channels exceed the grid")));
         }
-        let row_tiles = rows.div_ceil(GEMM_TILE);
+        // The 16-row tile only where the reduction is chunked: until that is verified on a
+        // GPU, the default path is the 64-row kernel alone.
+        let short = split_conv_enabled() && rows <= SHORT_TILE_ROWS;
+        let row_tiles = rows.div_ceil(if short { SHORT_TILE_ROWS } else { GEMM_TILE });
         let kc = conv_k_chunk(k);
         let kc_i = int("reduction chunk", kc)?;
         let chunks = k.div_ceil(kc);
@@ -323,7 +332,11 @@ impl CudaDevice {
             &h_i,
             &kc_i,
         ];
-        launch(stream, &self.kernels.codec.conv_gemm, "qt_codec_conv_gemm", cfg, &args)?;
+        if short {
+            launch(stream, &self.kernels.codec.conv_gemm_rows16, "qt_codec_conv_gemm_rows16", cfg, &args)?;
+        } else {
+            launch(stream, &self.kernels.codec.conv_gemm, "qt_codec_conv_gemm", cfg, &args)?;
+        }
         if split {
             let cfg = LaunchConfig { grid_dim: (grid1(out_len, 256), 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
             let chunks_i = int("reduction chunks", chunks)?;

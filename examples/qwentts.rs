@@ -43,7 +43,7 @@ const USAGE: &str = "usage: qwentts [OPTIONS] [TEXT]
   --chunk-frames N    frames per streamed chunk once grown (default 4)
   --first-chunk-frames N
                       frames in the first chunk; later ones double up to
-                      --chunk-frames (default 1; 0: all chunks --chunk-frames)
+                      --chunk-frames (default 1; --chunk-frames or more: no ramp)
   --sample-rate HZ    output rate (default 24000)
   --threads N         CPU threads (default: all)
   --device N          run the talker and code predictor on CUDA device N (builds with
@@ -196,7 +196,7 @@ fn run(args: &Args) -> Result<(), String> {
         options.chunk_frames = n;
     }
     if let Some(n) = args.first_chunk_frames {
-        options.first_chunk_frames = (n > 0).then_some(n);
+        options.first_chunk_frames = Some(n);
     }
     let text = args.text.as_deref().unwrap_or(DEFAULT_TEXT);
     let mut chunks = 0usize;

@@ -806,9 +806,9 @@ typedef struct qt_gen_params {
   /**
    * Codec frames in the first chunk, for early first audio: each later chunk holds twice
    * the frames of the one before, up to `chunk_frames` (default 1: chunks of 1, 2, 4, 4, ...
-   * frames). 0 makes every chunk `chunk_frames` long, as does any value of at least
-   * `chunk_frames`. Must not be negative. Since v2; a caller whose struct ends before it gets
-   * 0 (the v1 behaviour), NULL params get the default.
+   * frames; 0 also means the default). A value of at least `chunk_frames` makes every chunk
+   * `chunk_frames` long. Must not be negative. Since v2: a caller whose struct ends before
+   * it gets chunks all `chunk_frames` long, as in v1; NULL params get the default.
    */
   int32_t first_chunk_frames;
   /**

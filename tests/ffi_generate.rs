@@ -303,7 +303,7 @@ fn callbacks_abort_with_the_aborted_status_and_keep_the_audio() {
     // The chunk callback says stop after the first chunk (of 2 frames).
     let mut p = greedy(model.0, c"English");
     p.chunk_frames = 2;
-    p.first_chunk_frames = 0;
+    p.first_chunk_frames = 2;
     let mut rec = Recorder { stop_after: Some(1), ..Default::default() };
     let mut audio = ptr::null_mut();
     let status =
@@ -506,7 +506,9 @@ fn first_chunk_frames_ramps_and_v1_callers_keep_their_chunks() {
     // The golden case makes 18 frames (EOS); the end marker carries none.
     let p = greedy(model.0, c"English");
     assert_eq!(chunk_frames(&p), [1, 2, 4, 4, 4, 3]);
-    assert_eq!(chunk_frames(&qt_gen_params { first_chunk_frames: 0, ..p }), [4, 4, 4, 4, 2]);
+    // 0 means the default, like the other counts; no ramp is a first chunk of chunk_frames.
+    assert_eq!(chunk_frames(&qt_gen_params { first_chunk_frames: 0, ..p }), [1, 2, 4, 4, 4, 3]);
+    assert_eq!(chunk_frames(&qt_gen_params { first_chunk_frames: 4, ..p }), [4, 4, 4, 4, 2]);
     assert_eq!(chunk_frames(&qt_gen_params { first_chunk_frames: 3, chunk_frames: 8, ..p }), [3, 6, 8, 1]);
     // The v1 layout ends after abort_user_data: whatever lies past it is not read.
     let v1 = (std::mem::offset_of!(qt_gen_params, abort_user_data) + size_of::<usize>()) as u32;
@@ -568,6 +570,14 @@ fn gen_params_default_reports_the_model_defaults_and_respects_size() {
     let newer = unsafe { newer.assume_init() };
     assert_eq!(newer.p.struct_size as usize, size_of::<qt_gen_params>());
     assert!(newer.future.iter().all(|&b| b == 0xcd));
+
+    // An older caller's v1 struct: v1's bytes written, struct_size says so, nothing past them.
+    let v1 = std::mem::offset_of!(qt_gen_params, abort_user_data) + size_of::<usize>();
+    let mut old = qt_gen_params { first_chunk_frames: 77, reserved: 78, ..gen_defaults(model.0) };
+    old.top_k = 5;
+    expect(unsafe { qt_gen_params_default(model.0, &mut old, v1) }, QT_STATUS_OK, &[]);
+    assert_eq!((old.struct_size as usize, old.top_k), (v1, 50));
+    assert_eq!((old.first_chunk_frames, old.reserved), (77, 78), "bytes past the caller's v1 struct written");
 
     // Too small, NULL, not a model: refused, nothing written.
     let mut small = gen_defaults(model.0);

@@ -218,6 +218,17 @@ fn failures_and_misuse_are_reported_not_fatal() {
     let mut bad = p;
     bad.top_p = 2.0;
     expect(start_with(&bad, 0, &mut out), QT_STATUS_INVALID_ARGUMENT, &["top_p"]);
+    let mut bad = p;
+    bad.first_chunk_frames = -4;
+    expect(start_with(&bad, 0, &mut out), QT_STATUS_INVALID_ARGUMENT, &["first_chunk_frames is -4"]);
+    // A caller built against the v1 layout (which ends before first_chunk_frames) is served,
+    // whatever lies past its struct: here a value that would be refused if it were read.
+    let v1 = (std::mem::offset_of!(qt_gen_params, abort_user_data) + size_of::<usize>()) as u32;
+    let old = qt_gen_params { struct_size: v1, first_chunk_frames: -4, reserved: 7, ..p };
+    let mut started = ptr::null_mut();
+    expect(start_with(&old, 0, &mut started), QT_STATUS_OK, &[]);
+    let started = Owned(started);
+    assert_eq!(wait_stopped(started.0).state, QT_STREAM_FINISHED, "the v1 caller's stream runs to its end");
     expect(
         unsafe { qt_stream_start(model.0, voice.0, ptr::null(), &p, 0, &mut out) },
         QT_STATUS_NULL_ARGUMENT,

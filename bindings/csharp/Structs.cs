@@ -109,7 +109,8 @@ namespace Qwentts
         public int NonStreamingMode;
         public IntPtr AbortCb;
         public IntPtr AbortUserData;
-        /// <summary>Frames in the first chunk; later chunks double up to ChunkFrames (since v2).</summary>
+        /// <summary>Frames in the first chunk (0: the default, 1); later chunks double up to
+        /// ChunkFrames; a value of at least ChunkFrames means no ramp (since v2).</summary>
         public int FirstChunkFrames;
         /// <summary>Must be 0 (since v2).</summary>
         public int Reserved;

@@ -60,7 +60,8 @@ pub(crate) fn params_from_options(o: &GenerateOptions) -> qt_gen_params {
     qt_gen_params {
         max_frames: o.max_frames.map_or(0, int),
         chunk_frames: int(o.chunk_frames),
-        first_chunk_frames: o.first_chunk_frames.map_or(0, int),
+        // No ramp: a first chunk as long as the others.
+        first_chunk_frames: int(o.first_chunk_frames.unwrap_or(o.chunk_frames)),
         seed: o.seed.unwrap_or(QT_SEED_RANDOM),
         output_sample_rate: o.output_sample_rate.map_or(0, |r| i32::try_from(r).unwrap_or(i32::MAX)),
         non_streaming_mode: match o.non_streaming_mode {
@@ -102,16 +103,16 @@ fn top_k(value: i32, what: &str) -> Result<usize> {
 }
 
 /// The caller's params (NULL: the model's defaults), fields past the end of the caller's
-/// layout filled in: with the model's defaults, except `first_chunk_frames`, which is 0 for a
-/// caller whose struct predates it, so that it keeps the chunks it was built for (all
-/// `chunk_frames` long).
+/// layout filled in: with the model's defaults, except `first_chunk_frames`, which is
+/// `i32::MAX` (no ramp) for a caller whose struct predates it, so that it keeps the chunks it
+/// was built for (all `chunk_frames` long).
 ///
 /// # Safety
 /// `params` is NULL or points to a `qt_gen_params` of at least its `struct_size` bytes.
 pub(crate) unsafe fn read_gen_params(model: &Model, params: *const qt_gen_params) -> Result<qt_gen_params> {
     let mut defaults = params_from_options(&GenerateOptions::defaults(model));
     if !params.is_null() {
-        defaults.first_chunk_frames = 0;
+        defaults.first_chunk_frames = i32::MAX;
     }
     // SAFETY: forwarded contract.
     unsafe { read_sized(params, "params", defaults) }
@@ -149,7 +150,9 @@ pub(crate) unsafe fn options_from_params(model: &Model, p: &qt_gen_params) -> Re
     if let Some(n) = count(p.chunk_frames, "chunk_frames")? {
         o.chunk_frames = n;
     }
-    o.first_chunk_frames = count(p.first_chunk_frames, "first_chunk_frames")?;
+    if let Some(n) = count(p.first_chunk_frames, "first_chunk_frames")? {
+        o.first_chunk_frames = Some(n);
+    }
     if p.reserved != 0 {
         return Err(Error::invalid_argument(format!(
             "reserved is {}; it must be 0 (fill the params with qt_gen_params_default)",

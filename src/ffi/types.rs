@@ -362,9 +362,9 @@ pub struct qt_gen_params {
     pub abort_user_data: *mut c_void,
     /// Codec frames in the first chunk, for early first audio: each later chunk holds twice
     /// the frames of the one before, up to `chunk_frames` (default 1: chunks of 1, 2, 4, 4, ...
-    /// frames). 0 makes every chunk `chunk_frames` long, as does any value of at least
-    /// `chunk_frames`. Must not be negative. Since v2; a caller whose struct ends before it gets
-    /// 0 (the v1 behaviour), NULL params get the default.
+    /// frames; 0 also means the default). A value of at least `chunk_frames` makes every chunk
+    /// `chunk_frames` long. Must not be negative. Since v2: a caller whose struct ends before
+    /// it gets chunks all `chunk_frames` long, as in v1; NULL params get the default.
     pub first_chunk_frames: i32,
     /// Must be 0 (`qt_gen_params_default` sets it): room for a later field. Since v2.
     pub reserved: i32,

@@ -193,7 +193,7 @@ int main(int argc, char **argv) {
   qt_audio *partial = NULL;
   qt_gen_params small = p;
   small.chunk_frames = 2;
-  small.first_chunk_frames = 0; /* every chunk 2 frames */
+  small.first_chunk_frames = 2; /* every chunk 2 frames */
   CHECK(qt_generate(base, voice, text, &small, on_chunk, &stopper, &partial) == QT_STATUS_ABORTED);
   CHECK(no_last_error() && partial != NULL && stopper.chunks == 1 && !stopper.last_seen);
   qt_audio_info pinfo = {.struct_size = sizeof pinfo};

@@ -14,6 +14,9 @@ _Static_assert(offsetof(qt_model_info, struct_size) == 0, "struct_size comes fir
 _Static_assert(offsetof(qt_model_info, size_label) == 8, "size_label at 8");
 _Static_assert(offsetof(qt_model_info, n_languages) == 8 + sizeof(void *) + 8 * 4, "no padding");
 _Static_assert(sizeof(qt_model_info) == offsetof(qt_model_info, weight_bytes) + 8, "no tail padding");
+_Static_assert(offsetof(qt_gen_params, first_chunk_frames) == offsetof(qt_gen_params, abort_user_data) + sizeof(void *),
+               "qt_gen_params v2 appends first_chunk_frames right after v1's last field");
+_Static_assert(sizeof(qt_gen_params) == offsetof(qt_gen_params, reserved) + 4, "qt_gen_params v2: no tail padding");
 _Static_assert(QT_STATUS_OK == 0 && QT_STATUS_ABORTED > 0 && QT_STATUS_PANIC < 0, "sign convention");
 _Static_assert(QT_VERSION_NUMBER == QT_VERSION_MAJOR * 1000000 + QT_VERSION_MINOR * 1000 + QT_VERSION_PATCH,
                "QT_VERSION_NUMBER packs the three components");

@@ -205,7 +205,7 @@ __device__ __forceinline__ void conv_gemm_tile(const float* __restrict__ x, cons
     // One chunk per block when split (gridDim.z chunks), else every chunk in order.
     const bool split = gridDim.z > 1;
     const int k_begin = split ? blockIdx.z * kc : 0;
-    const int k_end = split ? min(K, k_begin + kc) : K;
+    const int k_end = split ? k_begin + min(kc, K - k_begin) : K;  // no k_begin + kc overflow
     const bool vec = (cin & 3) == 0 &&
                      ((reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(hist) |
                        reinterpret_cast<uintptr_t>(w)) & 15) == 0;

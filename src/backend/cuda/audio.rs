@@ -41,13 +41,16 @@ const GEMM_TILE: usize = 64;
 /// reduction is chunked (a 64-row tile would spend 3/4 of its fma on padding).
 const SHORT_TILE_ROWS: usize = 16;
 
-/// K-step of `qt_codec_conv_gemm`: a reduction chunk is a multiple of it.
+/// K-step of `qt_codec_conv_gemm` (`BK` in kernels/codec.cu): the kernel folds a chunk's sum
+/// at the end of a K-step, so a reduction chunk must be a multiple of it.
 const GEMM_K_STEP: usize = 16;
 
 /// Reduction chunk of the codec convolutions when they may be split over K (see
 /// [`split_conv_enabled`]): 16 K-steps, so a 64-column tile streams 64 KB of weights per
 /// chunk, and the widest layer (K = 7168) has 28 chunks to spread over the GPU.
 const CONV_K_CHUNK: usize = 256;
+
+const _: () = assert!(CONV_K_CHUNK.is_multiple_of(GEMM_K_STEP));
 
 /// Most chunks of one split launch (the grid's z limit).
 const MAX_CONV_SPLITS: usize = 65535;
@@ -297,15 +300,25 @@ impl CudaDevice {
         let kc = conv_k_chunk(k);
         let kc_i = int("reduction chunk", kc)?;
         let chunks = k.div_ceil(kc);
-        // Split when the tiles fill less than the GPU, and there is more than one chunk.
-        let split = chunks > 1 && chunks <= MAX_CONV_SPLITS && row_tiles * col_tiles < self.sm_count;
+        // Split when the tiles fill at most half the GPU (fewer would give a split of
+        // thousands of blocks and as many partial sums for little gain) and there is more than
+        // one chunk: in practice the calls of one row tile, whose partial sums are at most
+        // chunks x 64 rows x N floats. Where the partials cannot be had (no buffer, or its
+        // growth fails) the call runs unsplit: the same bits, only slower.
+        let split = chunks > 1
+            && chunks <= MAX_CONV_SPLITS
+            && rows <= GEMM_TILE
+            && 2 * row_tiles * col_tiles <= self.sm_count;
         let partial_ptr = match partials {
             Some(p) if split => {
                 let len = mul("conv GEMM partial sums", chunks, out_len)?;
                 if p.len() < len {
-                    *p = DeviceMemory::zeros(self.pool(), len.next_power_of_two())?;
+                    match DeviceMemory::zeros(self.pool(), len.next_power_of_two()) {
+                        Ok(grown) => *p = grown,
+                        Err(e) => log::debug!("conv GEMM: no room for the split's partial sums ({e}); unsplit"),
+                    }
                 }
-                p.ptr()
+                if p.len() >= len { p.ptr() } else { 0 }
             }
             _ => 0,
         };

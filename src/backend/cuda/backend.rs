@@ -76,7 +76,11 @@ impl CudaStreamCtx {
 
 impl Drop for CudaStreamCtx {
     fn drop(&mut self) {
-        // The request is over: return the memory its buffers handed back (one context wait).
+        // The request is over: hand in the stream's own buffers, then free everything handed
+        // in (one context wait), so that they are not left for a later flush.
+        drop(std::mem::replace(&mut self.scratch, DeviceMemory::empty(&self.pool)));
+        drop(std::mem::replace(&mut self.conv_partials, DeviceMemory::empty(&self.pool)));
+        drop(std::mem::replace(&mut self.ids, DeviceMemory::empty(&self.pool)));
         super::count_host_wait();
         let _ = self.stream.synchronize();
         self.pool.flush();

@@ -155,6 +155,11 @@ impl<T: DeviceRepr> DeviceMemory<T> {
 }
 
 impl<T> DeviceMemory<T> {
+    /// No memory (length 0): a placeholder that allocates nothing.
+    pub fn empty(pool: &Arc<DevicePool>) -> Self {
+        DeviceMemory { ptr: 0, len: 0, pool: pool.clone(), _elem: PhantomData }
+    }
+
     /// Zeroes elements `offset..offset + len` on `stream`: ordered before the stream's later
     /// work, not complete on return.
     pub fn zero_async(&mut self, stream: &cudarc::driver::CudaStream, offset: usize, len: usize) -> Result<()> {

@@ -138,6 +138,36 @@ fn gpu_decoder(ckpt: &Checkpoint, ordinal: usize, codes: &[u32], frames: usize, 
         i += 1;
     });
     println!("next      1-frame chunk on a warm stream: {:.3} ms", t * 1e3);
+
+    // The speaker encoder on the GPU over 10 s of a chirp's mel (the mel, still computed on
+    // the CPU, is timed apart).
+    let wav: Vec<f32> = (0..10 * RATE as usize)
+        .map(|i| {
+            let x = i as f64 / RATE as f64;
+            (0.3 * (2.0 * std::f64::consts::PI * (100.0 * x + 25.0 * x * x)).sin()) as f32
+        })
+        .collect();
+    let mel_front = MelFrontEnd::new(MelConfig::default()).expect("mel front end");
+    let t_mel = time(runs, || {
+        mel_front.compute(&wav).expect("mel");
+    });
+    let mel = mel_front.compute(&wav).expect("mel");
+    let cfg = &ckpt.config.speaker_encoder_config;
+    match SpeakerEncoder::load_on(CudaBackend::new(ordinal).expect("CUDA device"), &ckpt.weights, cfg) {
+        Ok(speaker) => {
+            speaker.embed(&mel.data, mel.frames).expect("x-vector"); // warm-up
+            let t = time(runs.max(5), || {
+                speaker.embed(&mel.data, mel.frames).expect("x-vector");
+            });
+            println!(
+                "speaker   10 s reference ({} mel frames): GPU network {:.2} ms (+ CPU mel {:.2} ms)",
+                mel.frames,
+                t * 1e3,
+                t_mel * 1e3
+            );
+        }
+        Err(e) => println!("speaker   n/a ({e})"),
+    }
 }
 
 #[cfg(not(feature = "cuda"))]

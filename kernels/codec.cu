@@ -116,6 +116,30 @@
  *           order; thread d accumulates output dim d over the keys in order (coalesced V reads).
  *   Precision f32 with expf; the products and sums round exactly as the CPU's do, so only
  *           expf's last bit can differ (~1e-7 relative).
+ *
+ * The speaker encoder's ops (ECAPA-TDNN: "same" convolutions and statistics over time)
+ *   qt_codec_reflect_pad    out[p, i] = x[reflect(p - left), i] for p < rows + left + right,
+ *           reflect mirroring into 0..rows without repeating the edge row (-1 -> 1, rows ->
+ *           rows - 2; the host checks both pads are shorter than rows). A reflect conv is this
+ *           pad into scratch, then qt_codec_conv_gemm with the first (k - 1) * d padded rows
+ *           as its history and the rest as its input: the causal conv's arithmetic.
+ *           Grid-stride over the padded rows * cin, blockDim 256.
+ *   qt_codec_copy_columns   dst[t * dst_stride + dst_first + c] = src[t * src_stride +
+ *           src_first + c] for t < rows, c < width (src_stride 0: one row broadcast).
+ *           Grid-stride over rows * width, blockDim 256.
+ *   qt_codec_column_mean    out[c] = (float)((sum_t (double)x[t, c]) / rows).
+ *   qt_codec_column_stats   mean[c] = sum_t (double)(w * x), std[c] = sqrt(max(sum_t
+ *           (double)(w * (x - mean)^2), 1e-12)) with mean rounded to f32 first, w = weights[t, c]
+ *           or 1/rows (f32) when weights is NULL; out = [mean (width); std (width)].
+ *   qt_codec_column_softmax x[:, c] = exp(x - max) / sum (f32 expf, f64 sum, each quotient
+ *           rounded to f32), in place.
+ *           The three column ops run one thread per column (blockDim 128, grid ceil(width /
+ *           128)): each sum is one sequential chain over t, in the CPU's order, and the
+ *           threads of a warp read adjacent columns of a row (coalesced).
+ *   qt_codec_activation     kind 0: fmaxf(x, 0) (ReLU), 1: tanhf, 2: 1 / (1 + expf(-x))
+ *           (sigmoid, each step rounded). Grid-stride, blockDim 256. tanhf and expf are CUDA's
+ *           accurate forms (within 2 ulp), the CPU uses libm's.
+ *   The SE gate (residual += gate[c] * x) is qt_codec_scale_add with the gate buffer.
  */
 #include "common.cuh"
 
@@ -501,5 +525,94 @@ extern "C" __global__ void __launch_bounds__(128)
         float acc = 0.0f;
         for (int j = 0; j < n; ++j) acc = __fadd_rn(acc, __fmul_rn(sp[j], vbase[(size_t)j * kv_row + d]));
         orow[d] = acc;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The speaker encoder's ops
+// ---------------------------------------------------------------------------------------------
+
+extern "C" __global__ void qt_codec_reflect_pad(const float* __restrict__ x, int rows, int cin, int left, int right,
+                                                float* __restrict__ out) {
+    const size_t total = (size_t)(rows + left + right) * cin;
+    for (size_t e = qt_codec::grid_start(); e < total; e += qt_codec::grid_step()) {
+        const int p = (int)(e / cin), i = (int)(e - (size_t)p * cin);
+        int q = p - left;
+        if (q < 0) q = -q;
+        else if (q >= rows) q = 2 * (rows - 1) - q;
+        out[e] = x[(size_t)q * cin + i];
+    }
+}
+
+extern "C" __global__ void qt_codec_copy_columns(const float* __restrict__ src, long long src_stride,
+                                                 long long src_first, float* __restrict__ dst, long long dst_stride,
+                                                 long long dst_first, int rows, int width) {
+    const size_t total = (size_t)rows * width;
+    for (size_t e = qt_codec::grid_start(); e < total; e += qt_codec::grid_step()) {
+        const size_t t = e / width, c = e - t * width;
+        dst[t * dst_stride + dst_first + c] = src[t * src_stride + src_first + c];
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(128)
+    qt_codec_column_mean(const float* __restrict__ x, int rows, int width, float* __restrict__ out) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= width) return;
+    double sum = 0.0;
+    for (int t = 0; t < rows; ++t) sum += (double)x[(size_t)t * width + c];
+    out[c] = (float)(sum / rows);
+}
+
+extern "C" __global__ void __launch_bounds__(128)
+    qt_codec_column_stats(const float* __restrict__ x, int rows, int width, const float* __restrict__ weights,
+                          float* __restrict__ out) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= width) return;
+    const float uniform = __fdiv_rn(1.0f, (float)rows);
+    double acc = 0.0;
+    for (int t = 0; t < rows; ++t) {
+        const size_t e = (size_t)t * width + c;
+        const float w = weights != nullptr ? weights[e] : uniform;
+        acc += (double)__fmul_rn(w, x[e]);
+    }
+    const float mean = (float)acc;
+    double var = 0.0;
+    for (int t = 0; t < rows; ++t) {
+        const size_t e = (size_t)t * width + c;
+        const float w = weights != nullptr ? weights[e] : uniform;
+        const float dev = __fsub_rn(x[e], mean);
+        var += (double)__fmul_rn(w, __fmul_rn(dev, dev));
+    }
+    out[c] = mean;
+    out[width + c] = (float)sqrt(fmax(var, 1e-12));
+}
+
+extern "C" __global__ void __launch_bounds__(128)
+    qt_codec_column_softmax(float* __restrict__ x, int rows, int width) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= width) return;
+    float max = -INFINITY;
+    for (int t = 0; t < rows; ++t) max = fmaxf(max, x[(size_t)t * width + c]);
+    double sum = 0.0;
+    for (int t = 0; t < rows; ++t) {
+        const size_t e = (size_t)t * width + c;
+        const float v = expf(__fsub_rn(x[e], max));
+        x[e] = v;
+        sum += (double)v;
+    }
+    for (int t = 0; t < rows; ++t) {
+        const size_t e = (size_t)t * width + c;
+        x[e] = (float)((double)x[e] / sum);
+    }
+}
+
+extern "C" __global__ void qt_codec_activation(float* __restrict__ x, long long n, int kind) {
+    for (size_t i = qt_codec::grid_start(); i < (size_t)n; i += qt_codec::grid_step()) {
+        const float v = x[i];
+        float r;
+        if (kind == 0) r = fmaxf(v, 0.0f);
+        else if (kind == 1) r = tanhf(v);
+        else r = __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-v)));
+        x[i] = r;
     }
 }

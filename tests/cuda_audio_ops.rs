@@ -22,7 +22,7 @@ mod rng;
 
 use std::sync::OnceLock;
 
-use qwentts::backend::audio::{AudioBackend, ConvShape, TransposedConvShape};
+use qwentts::backend::audio::{Activation, AudioBackend, ColumnSpan, ConvShape, TransposedConvShape};
 use qwentts::backend::cpu::CpuBackend;
 use qwentts::backend::cuda::{CudaBackend, CudaF32Weight};
 use qwentts::backend::{AttentionShape, Backend};
@@ -800,3 +800,132 @@ fn bad_sizes_and_states_are_errors() {
         "CPU: history for kernel 1"
     );
 }
+
+// --- The speaker encoder's ops ----------------------------------------------------------------
+
+#[test]
+#[ignore = "needs a CUDA GPU: tools/device/run.sh runs it with --ignored"]
+fn reflect_conv_matches_cpu() {
+    let c = cpu();
+    let g = gpu();
+    let (mut cs, mut gs) = streams(&c);
+    let mut rng = Rng(0x5EC7);
+    let mut worst = Worst::default();
+    // The released encoder's layers (k 5 d 1, k 3 d 2..4, k 1) at small widths, rows from the
+    // fewest the pads allow to a few tiles, widths that do and do not divide by 4.
+    for (cin, cout) in [(12, 16), (16, 12), (128, 64)] {
+        for (kernel, dilation) in [(1, 1), (5, 1), (3, 2), (3, 3), (3, 4)] {
+            let shape = ConvShape { cin, cout, kernel, dilation };
+            let pad = shape.history_rows();
+            let scale = 1.0 / ((kernel * cin) as f32).sqrt();
+            let w = weight(&c, &rand_vec(&mut rng, shape.weight_len(), scale), &[cout, kernel * cin]);
+            let b = weight(&c, &rand_vec(&mut rng, cout, 0.5), &[cout]);
+            for rows in [pad - pad / 2 + 1, 9, 70, 286] {
+                let x = rand_vec(&mut rng, rows * cin, 1.0);
+                let mut cy = vec![0.0; rows * cout];
+                c.reflect_conv(&mut cs, &x, rows, shape, &w.cpu, &b.cpu, &mut cy).unwrap();
+                let gx = upload(&mut gs, &x);
+                let mut gy = poisoned(&mut gs, rows * cout);
+                g.reflect_conv(&mut gs, &gx, rows, shape, &w.gpu, &b.gpu, &mut gy).unwrap();
+                worst.check(&format!("reflect conv {cin}->{cout} k {kernel} d {dilation} rows {rows}"), &download(&mut gs, &gy, rows * cout), &cy);
+            }
+            // Pads as long as the sequence: refused by both.
+            if pad > 0 {
+                let rows = pad - pad / 2;
+                let x = rand_vec(&mut rng, rows * cin, 1.0);
+                let mut cy = vec![0.0; rows * cout];
+                assert!(c.reflect_conv(&mut cs, &x, rows, shape, &w.cpu, &b.cpu, &mut cy).is_err());
+                let gx = upload(&mut gs, &x);
+                let mut gy = poisoned(&mut gs, rows * cout);
+                assert!(g.reflect_conv(&mut gs, &gx, rows, shape, &w.gpu, &b.gpu, &mut gy).is_err());
+            }
+        }
+    }
+    worst.report("reflect_conv");
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU: tools/device/run.sh runs it with --ignored"]
+fn column_ops_match_cpu() {
+    let c = cpu();
+    let g = gpu();
+    let (mut cs, mut gs) = streams(&c);
+    let mut rng = Rng(0xC01);
+    let mut worst = Worst::default();
+    for (rows, width) in [(1, 5), (7, 33), (286, 128), (1000, 1536)] {
+        let x = rand_vec(&mut rng, rows * width, 2.0);
+        let gx = upload(&mut gs, &x);
+        // Mean.
+        let mut cm = vec![0.0; width];
+        c.column_mean(&mut cs, &x, rows, width, &mut cm).unwrap();
+        let mut gm = poisoned(&mut gs, width);
+        g.column_mean(&mut gs, &gx, rows, width, &mut gm).unwrap();
+        worst.check(&format!("column_mean {rows}x{width}"), &download(&mut gs, &gm, width), &cm);
+        // Statistics, uniform and weighted (softmax weights, as the pooling has).
+        let mut cst = vec![0.0; 2 * width];
+        c.column_stats(&mut cs, &x, rows, width, None, &mut cst).unwrap();
+        let mut gst = poisoned(&mut gs, 2 * width);
+        g.column_stats(&mut gs, &gx, rows, width, None, &mut gst).unwrap();
+        worst.check(&format!("column_stats uniform {rows}x{width}"), &download(&mut gs, &gst, 2 * width), &cst);
+        let mut cw = rand_vec(&mut rng, rows * width, 4.0);
+        let mut gw = upload(&mut gs, &cw);
+        c.column_softmax(&mut cs, &mut cw, rows, width).unwrap();
+        g.column_softmax(&mut gs, &mut gw, rows, width).unwrap();
+        worst.check(&format!("column_softmax {rows}x{width}"), &download(&mut gs, &gw, rows * width), &cw);
+        c.column_stats(&mut cs, &x, rows, width, Some(&cw), &mut cst).unwrap();
+        g.column_stats(&mut gs, &gx, rows, width, Some(&gw), &mut gst).unwrap();
+        worst.check(&format!("column_stats weighted {rows}x{width}"), &download(&mut gs, &gst, 2 * width), &cst);
+        // The SE gate: residual += gate[c] · x, bit for bit (one product and one sum each).
+        let gate = rand_vec(&mut rng, width, 1.0);
+        let mut cres = rand_vec(&mut rng, rows * width, 1.0);
+        let mut gres = upload(&mut gs, &cres);
+        let ggate = upload(&mut gs, &gate);
+        c.gate_add(&mut cs, &mut cres, &x, rows, width, &gate).unwrap();
+        g.gate_add(&mut gs, &mut gres, &gx, rows, width, &ggate).unwrap();
+        assert_bits_eq(&format!("gate_add {rows}x{width}"), &download(&mut gs, &gres, rows * width), &cres);
+    }
+    worst.report("column ops");
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU: tools/device/run.sh runs it with --ignored"]
+fn copy_columns_and_speaker_activations_match_cpu() {
+    let c = cpu();
+    let g = gpu();
+    let (mut cs, mut gs) = streams(&c);
+    let mut rng = Rng(0xAC7);
+    // A block of columns into the middle of a wider matrix, and one row broadcast.
+    let (rows, src_w, dst_w) = (37, 10, 24);
+    let src = rand_vec(&mut rng, rows * src_w, 1.0);
+    let gsrc = upload(&mut gs, &src);
+    let mut cdst = rand_vec(&mut rng, rows * dst_w, 1.0);
+    let mut gdst = upload(&mut gs, &cdst);
+    for (from, to, width) in [(ColumnSpan::of(src_w, 3), ColumnSpan::of(dst_w, 11), 6), (ColumnSpan::broadcast(2), ColumnSpan::of(dst_w, 0), 8)] {
+        c.copy_columns(&mut cs, &src, from, &mut cdst, to, rows, width).unwrap();
+        g.copy_columns(&mut gs, &gsrc, from, &mut gdst, to, rows, width).unwrap();
+        assert_bits_eq(&format!("copy_columns {from:?} -> {to:?}"), &download(&mut gs, &gdst, rows * dst_w), &cdst);
+    }
+    // Out of range on either side: refused by both.
+    let bad = [(ColumnSpan::of(src_w, 5), ColumnSpan::of(dst_w, 0), 6), (ColumnSpan::of(src_w, 0), ColumnSpan::of(dst_w, 20), 6), (ColumnSpan::of(src_w, 0), ColumnSpan::of(4, 0), 6)];
+    for (from, to, width) in bad {
+        assert!(c.copy_columns(&mut cs, &src, from, &mut cdst, to, rows, width).is_err(), "CPU {from:?} {to:?}");
+        assert!(g.copy_columns(&mut gs, &gsrc, from, &mut gdst, to, rows, width).is_err(), "GPU {from:?} {to:?}");
+    }
+    // ReLU exactly; tanh and sigmoid within a few ulps (CUDA's tanhf / expf against libm).
+    let x: Vec<f32> = rand_vec(&mut rng, 4096, 12.0);
+    for f in [Activation::Relu, Activation::Tanh, Activation::Sigmoid] {
+        let mut cx = x.clone();
+        c.activation(&mut cs, &mut cx, x.len(), f).unwrap();
+        let mut gx = upload(&mut gs, &x);
+        g.activation(&mut gs, &mut gx, x.len(), f).unwrap();
+        let got = download(&mut gs, &gx, x.len());
+        if f == Activation::Relu {
+            assert_bits_eq("relu", &got, &cx);
+        } else {
+            for (i, (a, b)) in got.iter().zip(&cx).enumerate() {
+                assert!((a - b).abs() <= 4.0 * f32::EPSILON * b.abs().max(1e-30), "{f:?} at {} ({}): {a} vs {b}", i, x[i]);
+            }
+        }
+    }
+}
+

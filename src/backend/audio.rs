@@ -1,11 +1,13 @@
 //! The audio op set: what the codec networks are written in, beside [`Backend`]'s.
 //!
-//! The codec decoder (and later its encoder and the speaker encoder) is written once, generic
-//! over [`AudioBackend`], so the CPU implementation ([`super::cpu`]) stays the oracle for the
-//! GPU one, op by op, as it is for the talker. Its ops are the codec's building blocks:
-//! causal convolutions that carry their own streaming state, the transposed convolution's
-//! overlap-add carry, sliding-window attention over a window of remembered keys, and the
-//! element-wise activations (SnakeBeta, GELU) and norms of the vocoder.
+//! The codec decoder and the speaker encoder (later the codec encoder too) are written once,
+//! generic over [`AudioBackend`], so the CPU implementation ([`super::cpu`]) stays the oracle
+//! for the GPU one, op by op, as it is for the talker. Its ops are the networks' building
+//! blocks: causal convolutions that carry their own streaming state, the transposed
+//! convolution's overlap-add carry, sliding-window attention over a window of remembered
+//! keys, the element-wise activations (SnakeBeta, GELU) and norms of the vocoder, and the
+//! speaker encoder's reflect-padded "same" convolutions, column copies and per-channel
+//! statistics over time (mean, weighted mean and deviation, softmax).
 //!
 //! Weights are [`AudioBackend::AudioWeight`]: f32 on every backend. The released codec
 //! checkpoints store f32, and the vocoder is ~40 convolutions deep, so rounding its weights to
@@ -69,6 +71,38 @@ impl TransposedConvShape {
     pub fn weight_len(&self) -> usize {
         self.kernel * self.cout * self.cin
     }
+}
+
+/// A column range of a row-major matrix: element `(t, c)` of the span is at
+/// `t · row_stride + first + c`. A `row_stride` of 0 repeats one row for every `t` (a
+/// broadcast source).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ColumnSpan {
+    pub row_stride: usize,
+    pub first: usize,
+}
+
+impl ColumnSpan {
+    /// Columns from `first` of a matrix `width` wide.
+    pub fn of(width: usize, first: usize) -> Self {
+        ColumnSpan { row_stride: width, first }
+    }
+
+    /// One row of values repeated for every row.
+    pub fn broadcast(first: usize) -> Self {
+        ColumnSpan { row_stride: 0, first }
+    }
+}
+
+/// The element-wise activations of [`AudioBackend::activation`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// `max(x, 0)`.
+    Relu,
+    /// `tanh(x)`.
+    Tanh,
+    /// `1 / (1 + e^−x)`.
+    Sigmoid,
 }
 
 /// The audio operations. Each documents its math; a backend must agree with the CPU backend
@@ -231,4 +265,87 @@ pub trait AudioBackend: Backend {
         past: usize,
         out: &mut Self::Buffer,
     ) -> Result<usize>;
+
+    // --- The speaker encoder's ops (ECAPA-TDNN: "same" convolutions, statistics over time) ---
+
+    /// "Same" convolution with reflect padding (PyTorch `padding="same",
+    /// padding_mode="reflect"`): `y[t, o] = bias[o] + Σ_j Σ_i w[o, j·cin + i] ·
+    /// x[reflect(t + j·dilation − left), i]` for `t < rows`, with `left = (kernel − 1)·dilation / 2`
+    /// (rounded down) and `reflect` mirroring an index into `0..rows` without repeating the edge
+    /// row (`−1 → 1`, `rows → rows − 2`). Both pads must be shorter than `rows`. Weights as in
+    /// [`causal_conv`](Self::causal_conv).
+    #[allow(clippy::too_many_arguments)]
+    fn reflect_conv(
+        &self,
+        s: &mut Self::Stream,
+        x: &Self::Buffer,
+        rows: usize,
+        shape: ConvShape,
+        w: &Self::AudioWeight,
+        bias: &Self::AudioWeight,
+        y: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// Copies `width` columns over `rows` rows: `dst[t·dst.row_stride + dst.first + c] =
+    /// src[t·src.row_stride + src.first + c]` (`src.row_stride` 0: one row broadcast).
+    /// `dst.row_stride` must be at least `width`; `src` and `dst` are different buffers.
+    #[allow(clippy::too_many_arguments)]
+    fn copy_columns(
+        &self,
+        s: &mut Self::Stream,
+        src: &Self::Buffer,
+        src_span: ColumnSpan,
+        dst: &mut Self::Buffer,
+        dst_span: ColumnSpan,
+        rows: usize,
+        width: usize,
+    ) -> Result<()>;
+
+    /// The mean of each column of `x: [rows, width]` into `out: [width]`: the column summed in
+    /// f64 in row order, divided by `rows`, rounded to f32 (the SE block's squeeze).
+    fn column_mean(
+        &self,
+        s: &mut Self::Stream,
+        x: &Self::Buffer,
+        rows: usize,
+        width: usize,
+        out: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// Weighted statistics of each column of `x: [rows, width]` (`_compute_statistics`):
+    /// `mean[c] = Σ_t w[t, c]·x[t, c]` and `std[c] = sqrt(max(Σ_t w[t, c]·(x[t, c] − mean[c])²,
+    /// 1e-12))`, each product in f32, the sums in f64 in row order, `mean` rounded to f32 before
+    /// the deviations. `w` is `weights: [rows, width]`, or `1/rows` (in f32) when `None`.
+    /// `out: [2·width]` receives the means, then the standard deviations.
+    fn column_stats(
+        &self,
+        s: &mut Self::Stream,
+        x: &Self::Buffer,
+        rows: usize,
+        width: usize,
+        weights: Option<&Self::Buffer>,
+        out: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// Softmax over the rows of each column of `x: [rows, width]`, in place: the column's
+    /// maximum subtracted, `exp` in f32, normalised by the f64 sum of the exponentials (in row
+    /// order), each result rounded to f32.
+    fn column_softmax(&self, s: &mut Self::Stream, x: &mut Self::Buffer, rows: usize, width: usize) -> Result<()>;
+
+    /// `f` on the first `len` elements of `x`, in place.
+    fn activation(&self, s: &mut Self::Stream, x: &mut Self::Buffer, len: usize, f: Activation) -> Result<()>;
+
+    /// A gate per channel plus residual: `residual[t, c] += gate[c] · x[t, c]` over `rows`
+    /// rows of width `width` (the product rounded, then the sum), `gate: [width]` a buffer (the
+    /// squeeze-excitation's output; [`scale_add`](Self::scale_add) takes a weight).
+    #[allow(clippy::too_many_arguments)]
+    fn gate_add(
+        &self,
+        s: &mut Self::Stream,
+        residual: &mut Self::Buffer,
+        x: &Self::Buffer,
+        rows: usize,
+        width: usize,
+        gate: &Self::Buffer,
+    ) -> Result<()>;
 }

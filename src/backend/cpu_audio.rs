@@ -14,13 +14,16 @@
 use std::f64::consts::PI;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::audio::{AudioBackend, ConvShape, TransposedConvShape};
+use super::audio::{Activation, AudioBackend, ColumnSpan, ConvShape, TransposedConvShape};
 use super::cpu::{CpuBackend, CpuStream, CpuWeight, softmax_inplace};
 use super::{AttentionShape, Backend};
 use crate::error::{Error, Result};
 
 /// Below this many multiply-adds a product runs on the calling thread: spawning costs more.
 const PARALLEL_MIN_MACS: usize = 1 << 16;
+
+/// `AttentiveStatisticsPooling.eps`: the variance floor before the square root.
+const STATS_VAR_FLOOR: f64 = 1e-12;
 
 /// Below this many elements an element-wise op runs on the calling thread.
 const PARALLEL_MIN_ELEMS: usize = 1 << 15;
@@ -261,6 +264,49 @@ fn check_state<'a>(what: &str, state: Option<&'a mut Vec<f32>>, rows: usize, wid
     }
 }
 
+/// `y[t, :] += Σ_j W_j · padded[t + j·d, :]` for `t < rows`: the taps of a convolution over an
+/// already padded input (`padded` holds `rows + (k−1)·d` rows of `cin`), one product per
+/// dilation phase.
+///
+/// Channels-last makes the im2col matrix free when d = 1: the k·cin values output row t reads
+/// are contiguous, so the padded buffer read with row stride cin (rows overlap) *is* the
+/// [rows, k·cin] matrix. For d > 1, the output rows t ≡ r (mod d) only read padded rows ≡ r
+/// (mod d): gathered into their own buffer ("phase" r), they form an undilated conv again,
+/// whose outputs land on every d-th row of y.
+fn conv_over_padded(padded: &[f32], rows: usize, shape: ConvShape, w: &[f32], y: &mut [f32], threads: usize) {
+    let ConvShape { cin, cout, kernel, dilation: d } = shape;
+    let kc = kernel * cin;
+    if d == 1 {
+        matmul_xwt(padded, cin, w, y, rows, cout, kc, true, threads);
+    } else {
+        let total_rows = padded.len() / cin;
+        let mut phase = Vec::with_capacity(total_rows.div_ceil(d) * cin);
+        for r in 0..d.min(rows) {
+            let phase_rows = (rows - r).div_ceil(d);
+            phase.clear();
+            for p in (r..total_rows).step_by(d) {
+                phase.extend_from_slice(&padded[p * cin..(p + 1) * cin]);
+            }
+            matmul_xwt_strided(&phase, cin, w, &mut y[r * cout..], d * cout, phase_rows, cout, kc, true, threads);
+        }
+    }
+}
+
+/// Mirrors `q` into `0..rows` without repeating the edge (`−1 → 1`, `rows → rows − 2`);
+/// `|overhang| < rows` (checked by the caller).
+fn reflect_index(q: isize, rows: usize) -> usize {
+    let t = rows as isize;
+    let r = if q < 0 {
+        -q
+    } else if q >= t {
+        2 * (t - 1) - q
+    } else {
+        q
+    };
+    debug_assert!((0..t).contains(&r), "reflect padding wider than the sequence");
+    r as usize
+}
+
 /// `out[rows, width] = bias` per row, or zeros.
 fn fill_bias(out: &mut [f32], width: usize, bias: Option<&[f32]>) {
     match bias {
@@ -324,27 +370,8 @@ impl AudioBackend for CpuBackend {
                 &padded
             }
         };
-        // 2. Accumulate all taps onto the bias with one product per dilation phase.
-        //    Channels-last makes the im2col matrix free when d = 1: the k·cin values output
-        //    row t reads are contiguous, so the padded buffer read with row stride cin (rows
-        //    overlap) *is* the [rows, k·cin] matrix. For d > 1, the output rows t ≡ r (mod d)
-        //    only read padded rows ≡ r (mod d): gathered into their own buffer ("phase" r),
-        //    they form an undilated conv again, whose outputs land on every d-th row of y.
-        let (d, kc, threads) = (dilation, kernel * cin, s.threads());
-        if d == 1 {
-            matmul_xwt(input, cin, w.data(), y, rows, cout, kc, true, threads);
-        } else {
-            let total_rows = input.len() / cin;
-            let mut phase = Vec::with_capacity(total_rows.div_ceil(d) * cin);
-            for r in 0..d.min(rows) {
-                let phase_rows = (rows - r).div_ceil(d);
-                phase.clear();
-                for p in (r..total_rows).step_by(d) {
-                    phase.extend_from_slice(&input[p * cin..(p + 1) * cin]);
-                }
-                matmul_xwt_strided(&phase, cin, w.data(), &mut y[r * cout..], d * cout, phase_rows, cout, kc, true, threads);
-            }
-        }
+        // 2. Accumulate all taps onto the bias.
+        conv_over_padded(input, rows, shape, w.data(), y, s.threads());
         // 3. The last (k−1)·d input rows become the history of the next call.
         if let Some(h) = history {
             let keep = h.len();
@@ -648,6 +675,194 @@ impl AudioBackend for CpuBackend {
         values.copy_within((total - keep) * kv_dim..total * kv_dim, 0);
         Ok(keep)
     }
+
+    fn reflect_conv(
+        &self,
+        s: &mut CpuStream,
+        x: &Vec<f32>,
+        rows: usize,
+        shape: ConvShape,
+        w: &CpuWeight,
+        bias: &CpuWeight,
+        y: &mut Vec<f32>,
+    ) -> Result<()> {
+        count_op();
+        let ConvShape { cin, cout, kernel, dilation } = shape;
+        if kernel == 0 || dilation == 0 {
+            return Err(Error::invalid_argument(format!("reflect_conv: kernel {kernel} and dilation {dilation} must be positive")));
+        }
+        check_exact("reflect_conv weight", shape.weight_len(), w.data().len())?;
+        check_exact("reflect_conv bias", cout, bias.data().len())?;
+        check_len("reflect_conv input", elems("reflect_conv input", rows, cin)?, x.len())?;
+        check_len("reflect_conv output", elems("reflect_conv output", rows, cout)?, y.len())?;
+        let total = shape.history_rows();
+        let (left, right) = (total / 2, total - total / 2);
+        if left.max(right) >= rows {
+            return Err(Error::invalid_argument(format!(
+                "reflect_conv: padding {left} + {right} needs more than {rows} rows"
+            )));
+        }
+        // The reflect-padded input (the input itself for one tap), then the taps over it.
+        let padded: Vec<f32>;
+        let input = if total == 0 {
+            &x[..rows * cin]
+        } else {
+            let mut p = Vec::with_capacity((rows + total) * cin);
+            for q in -(left as isize)..(rows + right) as isize {
+                let src = reflect_index(q, rows);
+                p.extend_from_slice(&x[src * cin..(src + 1) * cin]);
+            }
+            padded = p;
+            &padded
+        };
+        let y = &mut y[..rows * cout];
+        fill_bias(y, cout, Some(bias.data()));
+        conv_over_padded(input, rows, shape, w.data(), y, s.threads());
+        Ok(())
+    }
+
+    fn copy_columns(
+        &self,
+        _s: &mut CpuStream,
+        src: &Vec<f32>,
+        src_span: ColumnSpan,
+        dst: &mut Vec<f32>,
+        dst_span: ColumnSpan,
+        rows: usize,
+        width: usize,
+    ) -> Result<()> {
+        count_op();
+        if rows == 0 || width == 0 {
+            return Ok(());
+        }
+        if dst_span.row_stride < width {
+            return Err(Error::invalid_argument(format!(
+                "copy_columns: destination rows of {} cannot hold {width} columns",
+                dst_span.row_stride
+            )));
+        }
+        // The last element each side touches, checked without overflow.
+        let end = |span: ColumnSpan, what: &str| -> Result<usize> {
+            (rows - 1)
+                .checked_mul(span.row_stride)
+                .and_then(|v| v.checked_add(span.first))
+                .and_then(|v| v.checked_add(width))
+                .ok_or_else(|| Error::invalid_argument(format!("copy_columns: {what} span overflows")))
+        };
+        check_len("copy_columns source", end(src_span, "source")?, src.len())?;
+        check_len("copy_columns destination", end(dst_span, "destination")?, dst.len())?;
+        for t in 0..rows {
+            let from = t * src_span.row_stride + src_span.first;
+            let to = t * dst_span.row_stride + dst_span.first;
+            dst[to..to + width].copy_from_slice(&src[from..from + width]);
+        }
+        Ok(())
+    }
+
+    fn column_mean(&self, _s: &mut CpuStream, x: &Vec<f32>, rows: usize, width: usize, out: &mut Vec<f32>) -> Result<()> {
+        count_op();
+        check_len("column_mean input", elems("column_mean input", rows, width)?, x.len())?;
+        check_len("column_mean output", width, out.len())?;
+        if rows == 0 {
+            return Err(Error::invalid_argument("column_mean: no rows"));
+        }
+        for (c, o) in out[..width].iter_mut().enumerate() {
+            let sum: f64 = (0..rows).map(|t| f64::from(x[t * width + c])).sum();
+            *o = (sum / rows as f64) as f32;
+        }
+        Ok(())
+    }
+
+    fn column_stats(
+        &self,
+        _s: &mut CpuStream,
+        x: &Vec<f32>,
+        rows: usize,
+        width: usize,
+        weights: Option<&Vec<f32>>,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        count_op();
+        let n = elems("column_stats input", rows, width)?;
+        check_len("column_stats input", n, x.len())?;
+        check_len("column_stats output", elems("column_stats output", 2, width)?, out.len())?;
+        if let Some(w) = weights {
+            check_len("column_stats weights", n, w.len())?;
+        }
+        if rows == 0 {
+            return Err(Error::invalid_argument("column_stats: no rows"));
+        }
+        let uniform = 1.0f32 / rows as f32;
+        let weight = |t: usize, c: usize| weights.map_or(uniform, |w| w[t * width + c]);
+        for c in 0..width {
+            let mean: f64 = (0..rows).map(|t| f64::from(weight(t, c) * x[t * width + c])).sum();
+            let mean = mean as f32;
+            let var: f64 = (0..rows)
+                .map(|t| {
+                    let dev = x[t * width + c] - mean;
+                    f64::from(weight(t, c) * (dev * dev))
+                })
+                .sum();
+            out[c] = mean;
+            out[width + c] = var.max(STATS_VAR_FLOOR).sqrt() as f32;
+        }
+        Ok(())
+    }
+
+    fn column_softmax(&self, _s: &mut CpuStream, x: &mut Vec<f32>, rows: usize, width: usize) -> Result<()> {
+        count_op();
+        check_len("column_softmax", elems("column_softmax", rows, width)?, x.len())?;
+        for c in 0..width {
+            let max = (0..rows).fold(f32::NEG_INFINITY, |m, t| m.max(x[t * width + c]));
+            let mut sum = 0f64;
+            for t in 0..rows {
+                let e = (x[t * width + c] - max).exp();
+                x[t * width + c] = e;
+                sum += f64::from(e);
+            }
+            for t in 0..rows {
+                x[t * width + c] = (f64::from(x[t * width + c]) / sum) as f32;
+            }
+        }
+        Ok(())
+    }
+
+    fn activation(&self, _s: &mut CpuStream, x: &mut Vec<f32>, len: usize, f: Activation) -> Result<()> {
+        count_op();
+        check_len("activation", len, x.len())?;
+        let x = &mut x[..len];
+        match f {
+            Activation::Relu => x.iter_mut().for_each(|v| *v = v.max(0.0)),
+            Activation::Tanh => x.iter_mut().for_each(|v| *v = v.tanh()),
+            Activation::Sigmoid => x.iter_mut().for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),
+        }
+        Ok(())
+    }
+
+    fn gate_add(
+        &self,
+        _s: &mut CpuStream,
+        residual: &mut Vec<f32>,
+        x: &Vec<f32>,
+        rows: usize,
+        width: usize,
+        gate: &Vec<f32>,
+    ) -> Result<()> {
+        count_op();
+        let n = elems("gate_add", rows, width)?;
+        check_len("gate_add residual", n, residual.len())?;
+        check_len("gate_add input", n, x.len())?;
+        check_len("gate_add gate", width, gate.len())?;
+        if width == 0 {
+            return Ok(());
+        }
+        for (res, row) in residual[..n].chunks_exact_mut(width).zip(x[..n].chunks_exact(width)) {
+            for ((r, &v), &g) in res.iter_mut().zip(row).zip(&gate[..width]) {
+                *r += v * g;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -722,5 +937,70 @@ mod tests {
         assert_eq!(out, [-7.0; 4]);
         cpu.codebook_sum(&mut s, &[&table, &table], &[1, 0, 0, 0], &mut out).unwrap();
         assert_eq!(out, [4.0, 6.0, 2.0, 4.0], "rows summed table by table");
+    }
+
+    #[test]
+    fn reflect_mirrors_without_repeating_the_edge() {
+        let idx: Vec<usize> = (-2..7).map(|q| reflect_index(q, 5)).collect();
+        assert_eq!(idx, vec![2, 1, 0, 1, 2, 3, 4, 3, 2]);
+    }
+
+    #[test]
+    fn reflect_conv_matches_a_direct_dilated_conv() {
+        // Two channels in, one out, k 3, d 2: left pad 2, right pad 2, reflected.
+        let cpu = CpuBackend::new(1);
+        let mut s = cpu.new_stream().unwrap();
+        let (rows, cin) = (6, 2);
+        let x: Vec<f32> = (0..rows * cin).map(|i| (i as f32 * 0.37).sin()).collect();
+        let shape = ConvShape { cin, cout: 1, kernel: 3, dilation: 2 };
+        let taps = [0.5f32, -1.25, 2.0, 0.75, -0.5, 1.5]; // tap-major [1, 3·2]
+        let w = cpu.upload_audio_weight(&taps, &[1, 6]).unwrap();
+        let b = cpu.upload_audio_weight(&[0.25], &[1]).unwrap();
+        let mut y = vec![0.0; rows];
+        cpu.reflect_conv(&mut s, &x, rows, shape, &w, &b, &mut y).unwrap();
+        for (t, &got) in y.iter().enumerate() {
+            let mut want = 0.25f64;
+            for j in 0..3 {
+                let src = reflect_index(t as isize + 2 * j as isize - 2, rows);
+                for i in 0..cin {
+                    want += f64::from(taps[j * cin + i]) * f64::from(x[src * cin + i]);
+                }
+            }
+            assert!((f64::from(got) - want).abs() < 1e-5, "row {t}: {got} vs {want}");
+        }
+        // The padding must be shorter than the sequence: 2 rows cannot hold a pad of 2.
+        assert!(cpu.reflect_conv(&mut s, &x, 2, shape, &w, &b, &mut y).is_err());
+    }
+
+    #[test]
+    fn column_ops_follow_their_formulas() {
+        let cpu = CpuBackend::new(1);
+        let mut s = cpu.new_stream().unwrap();
+        // [3 rows, 2 columns]
+        let x = vec![1.0f32, 10.0, 2.0, 20.0, 6.0, 60.0];
+        let mut mean = vec![0.0; 2];
+        cpu.column_mean(&mut s, &x, 3, 2, &mut mean).unwrap();
+        assert_eq!(mean, [3.0, 30.0]);
+        let mut stats = vec![0.0; 4];
+        cpu.column_stats(&mut s, &x, 3, 2, None, &mut stats).unwrap();
+        // Uniform weights 1/3: the mean, and the biased standard deviation.
+        assert!((stats[0] - 3.0).abs() < 1e-6 && (stats[1] - 30.0).abs() < 1e-5, "{stats:?}");
+        assert!((stats[2] - (14.0f32 / 3.0).sqrt()).abs() < 1e-6, "{stats:?}");
+        // Weights picking one row: its value, no spread (the 1e-12 floor under the root).
+        let pick = vec![0.0f32, 0.0, 1.0, 1.0, 0.0, 0.0];
+        cpu.column_stats(&mut s, &x, 3, 2, Some(&pick), &mut stats).unwrap();
+        assert_eq!(stats, [2.0, 20.0, 1e-6, 1e-6]);
+        // Softmax runs down the columns.
+        let mut sm = vec![0.0f32, 5.0, 0.0, 5.0, 0.0, 5.0];
+        cpu.column_softmax(&mut s, &mut sm, 3, 2).unwrap();
+        assert!(sm.iter().all(|&v| (v - 1.0 / 3.0).abs() < 1e-7), "{sm:?}");
+        // Copies: a block into the middle, a broadcast row; out of range refused.
+        let mut dst = vec![0.0f32; 3 * 4];
+        cpu.copy_columns(&mut s, &x, ColumnSpan::of(2, 1), &mut dst, ColumnSpan::of(4, 2), 3, 1).unwrap();
+        cpu.copy_columns(&mut s, &mean, ColumnSpan::broadcast(0), &mut dst, ColumnSpan::of(4, 0), 3, 2).unwrap();
+        assert_eq!(dst, [3.0, 30.0, 10.0, 0.0, 3.0, 30.0, 20.0, 0.0, 3.0, 30.0, 60.0, 0.0]);
+        assert!(cpu.copy_columns(&mut s, &x, ColumnSpan::of(2, 1), &mut dst, ColumnSpan::of(4, 3), 3, 2).is_err());
+        assert!(cpu.copy_columns(&mut s, &x, ColumnSpan::of(2, 1), &mut dst, ColumnSpan::of(1, 0), 3, 2).is_err());
+        assert!(cpu.column_stats(&mut s, &x, 0, 2, None, &mut stats).is_err(), "no rows");
     }
 }

@@ -3,7 +3,7 @@
 //! prompt uses directly as a codec-side row.
 //!
 //! ```text
-//! mel [T, mel_dim] → transpose → [mel_dim, T]
+//! mel [T, mel_dim]
 //! blocks[0]      TDNN  mel_dim → C0, k0, d0                       (conv + ReLU)
 //! blocks[1..n-1] SE-Res2Net C(i-1) → Ci, ki, di:
 //!                  TDNN 1×1 → Res2Net (scale s: y0 = x0, y1 = TDNN(x1),
@@ -19,197 +19,172 @@
 //! shorter than the sequence, and so do we ([`SpeakerEncoder::min_frames`]). Sizes all come
 //! from [`SpeakerEncoderConfig`].
 //!
-//! Activations are channels-first `[channels, T]` like PyTorch's. Convolutions are one
-//! `gemm` product each (an im2col copy for kernels wider than 1), single-threaded so results
-//! do not depend on the machine; the reductions of the pooling and SE layers accumulate in
-//! f64. Weights are converted to f32 once at load (exact for BF16/F16). Immutable, so
-//! `Send + Sync`; `embed` may run from several threads at once.
+//! The network is written once over the audio op set ([`AudioBackend`]), so that the CPU
+//! backend is the oracle of any other: activations are row-major `[T, channels]` (one row per
+//! mel frame, "channels last"; PyTorch's `[channels, T]` in another memory order), the
+//! convolutions are [`AudioBackend::reflect_conv`], and the statistics of the pooling and SE
+//! layers ([`AudioBackend::column_stats`], [`AudioBackend::column_mean`]) accumulate in f64.
+//! Weights are converted to f32 once at load (exact for BF16/F16). Immutable, so
+//! `Send + Sync`; `embed` may run from several threads at once (each call has its own
+//! stream and buffers).
 
+use crate::backend::audio::{Activation, AudioBackend, ColumnSpan};
+use crate::backend::cpu::CpuBackend;
 use crate::error::{Error, Result};
+use crate::model::codec::conv::Conv;
 use crate::model::config::SpeakerEncoderConfig;
 use crate::model::weights::SafeTensorsFile;
 
 /// Tensor-name prefix in `model.safetensors`.
 const PREFIX: &str = "speaker_encoder";
 
-/// `AttentiveStatisticsPooling.eps`: variance floor before the square root.
-const STD_EPS: f64 = 1e-12;
-
-/// A Conv1d with bias, "same" reflect padding, weights `[out, in·k]` row-major (PyTorch's
-/// `[out, in, k]` flattened).
-#[derive(Debug)]
-struct Conv1d {
-    weight: Vec<f32>,
-    bias: Vec<f32>,
-    c_in: usize,
-    c_out: usize,
-    kernel: usize,
-    dilation: usize,
+/// A TDNN layer: `Conv1d(padding="same", padding_mode="reflect")` with a bias, `[cout, cin,
+/// k]` weights repacked tap-major ([`Conv`]); run with [`Conv::forward_reflect`].
+fn load_conv<B: AudioBackend>(
+    backend: &B,
+    weights: &SafeTensorsFile,
+    name: &str,
+    (c_in, c_out, kernel, dilation): (usize, usize, usize, usize),
+) -> Result<Conv<B>> {
+    Conv::load(backend, weights, name, c_in, c_out, kernel, dilation)
 }
 
-impl Conv1d {
-    fn load(
-        weights: &SafeTensorsFile,
-        name: &str,
-        c_in: usize,
-        c_out: usize,
-        kernel: usize,
-        dilation: usize,
-    ) -> Result<Self> {
-        let weight = weights.require(&format!("{name}.weight"), &[c_out, c_in, kernel])?.to_f32_vec();
-        let bias = weights.require(&format!("{name}.bias"), &[c_out])?.to_f32_vec();
-        Ok(Conv1d { weight, bias, c_in, c_out, kernel, dilation })
-    }
-
-    /// PyTorch's "same" padding: total `d·(k−1)`, left half rounded down.
-    fn padding(&self) -> (usize, usize) {
-        let total = self.dilation * (self.kernel - 1);
-        (total / 2, total - total / 2)
-    }
-
-    /// `x [c_in, t]` → `[c_out, t]`, optionally followed by ReLU.
-    fn forward(&self, x: &[f32], t: usize, relu: bool) -> Vec<f32> {
-        debug_assert_eq!(x.len(), self.c_in * t);
-        let mut y = Vec::with_capacity(self.c_out * t);
-        for &b in &self.bias {
-            y.extend(std::iter::repeat_n(b, t));
-        }
-        if self.kernel == 1 {
-            matmul_acc(&self.weight, x, &mut y, self.c_out, t, self.c_in);
-        } else {
-            let cols = im2col_reflect(x, self.c_in, t, self.kernel, self.dilation, self.padding());
-            matmul_acc(&self.weight, &cols, &mut y, self.c_out, t, self.c_in * self.kernel);
-        }
-        if relu {
-            y.iter_mut().for_each(|v| *v = v.max(0.0));
-        }
-        y
-    }
-
-    /// The conv applied to one column vector (a length-1 sequence: no padding at k = 1).
-    fn forward_vec(&self, x: &[f32]) -> Vec<f32> {
-        debug_assert!(self.kernel == 1 && x.len() == self.c_in);
-        self.weight.chunks_exact(self.c_in).zip(&self.bias).map(|(row, &b)| b + dot_f64(row, x) as f32).collect()
-    }
+/// Left and right reflect padding of a "same" conv: total `d·(k−1)`, left half rounded down.
+fn same_padding<B: AudioBackend>(conv: &Conv<B>) -> (usize, usize) {
+    let total = conv.shape.history_rows();
+    (total / 2, total - total / 2)
 }
 
 /// One `SqueezeExcitationRes2NetBlock`.
-#[derive(Debug)]
-struct SeRes2NetBlock {
-    tdnn1: Conv1d,
+struct SeRes2NetBlock<B: AudioBackend> {
+    tdnn1: Conv<B>,
     /// `scale − 1` convs on `width = channels / scale` channels.
-    res2net: Vec<Conv1d>,
-    tdnn2: Conv1d,
-    se_conv1: Conv1d,
-    se_conv2: Conv1d,
+    res2net: Vec<Conv<B>>,
+    tdnn2: Conv<B>,
+    se_conv1: Conv<B>,
+    se_conv2: Conv<B>,
     channels: usize,
     scale: usize,
 }
 
-impl SeRes2NetBlock {
-    fn forward(&self, x: &[f32], t: usize) -> Vec<f32> {
+impl<B: AudioBackend> SeRes2NetBlock<B> {
+    /// `h [t, c]` → the block's output, written over `h` (the residual is added onto it).
+    fn forward(&self, b: &B, s: &mut B::Stream, h: &mut B::Buffer, t: usize) -> Result<()> {
         let c = self.channels;
-        let a = self.tdnn1.forward(x, t, true);
+        let mut a = b.alloc(t * c)?;
+        self.tdnn1.forward_reflect(b, s, h, t, &mut a)?;
+        b.activation(s, &mut a, t * c, Activation::Relu)?;
 
-        // Res2Net: channel chunks are contiguous row ranges of the [c, t] layout.
+        // Res2Net on column groups of `width`: y0 = a0, y1 = TDNN(a1), yi = TDNN(ai + y(i−1)).
         let width = c / self.scale;
-        let chunk = width * t;
-        let mut r = Vec::with_capacity(c * t);
-        r.extend_from_slice(&a[..chunk]);
+        let mut r = b.alloc(t * c)?;
+        b.copy_columns(s, &a, ColumnSpan::of(c, 0), &mut r, ColumnSpan::of(c, 0), t, width)?;
+        let mut part = b.alloc(t * width)?;
+        let mut y = b.alloc(t * width)?;
+        let mut prev = b.alloc(t * width)?;
         for (i, conv) in self.res2net.iter().enumerate() {
-            let part = &a[(i + 1) * chunk..(i + 2) * chunk];
-            let y = if i == 0 {
-                conv.forward(part, t, true)
-            } else {
-                let prev = &r[i * chunk..(i + 1) * chunk];
-                let input: Vec<f32> = part.iter().zip(prev).map(|(p, q)| p + q).collect();
-                conv.forward(&input, t, true)
-            };
-            r.extend_from_slice(&y);
-        }
-
-        let mut b = self.tdnn2.forward(&r, t, true);
-
-        // Squeeze-excitation: per-channel mean over time → bottleneck → sigmoid gate.
-        let mean: Vec<f32> = b.chunks_exact(t).map(|row| (sum_f64(row) / t as f64) as f32).collect();
-        let mut s = self.se_conv1.forward_vec(&mean);
-        s.iter_mut().for_each(|v| *v = v.max(0.0));
-        let gate: Vec<f32> = self.se_conv2.forward_vec(&s).into_iter().map(sigmoid).collect();
-
-        for ((row, &g), res) in b.chunks_exact_mut(t).zip(&gate).zip(x.chunks_exact(t)) {
-            for (v, &r) in row.iter_mut().zip(res) {
-                *v = *v * g + r;
+            b.copy_columns(s, &a, ColumnSpan::of(c, (i + 1) * width), &mut part, ColumnSpan::of(width, 0), t, width)?;
+            if i > 0 {
+                b.add(s, &mut part, &prev, t * width)?;
             }
+            conv.forward_reflect(b, s, &part, t, &mut y)?;
+            b.activation(s, &mut y, t * width, Activation::Relu)?;
+            b.copy_columns(s, &y, ColumnSpan::of(width, 0), &mut r, ColumnSpan::of(c, (i + 1) * width), t, width)?;
+            std::mem::swap(&mut y, &mut prev);
         }
-        b
+
+        let mut out = a; // tdnn1's output is no longer needed
+        self.tdnn2.forward_reflect(b, s, &r, t, &mut out)?;
+        b.activation(s, &mut out, t * c, Activation::Relu)?;
+
+        // Squeeze-excitation: per-channel mean over time → bottleneck → sigmoid gate, then
+        // out · gate + the block's input.
+        let se = self.se_conv1.shape.cout;
+        let mut mean = b.alloc(c)?;
+        b.column_mean(s, &out, t, c, &mut mean)?;
+        let mut squeezed = b.alloc(se)?;
+        self.se_conv1.forward_reflect(b, s, &mean, 1, &mut squeezed)?;
+        b.activation(s, &mut squeezed, se, Activation::Relu)?;
+        let mut gate = b.alloc(c)?;
+        self.se_conv2.forward_reflect(b, s, &squeezed, 1, &mut gate)?;
+        b.activation(s, &mut gate, c, Activation::Sigmoid)?;
+        b.gate_add(s, h, &out, t, c, &gate)
     }
 }
 
 /// `AttentiveStatisticsPooling` (channels `c`, attention channels `a`).
-#[derive(Debug)]
-struct AttentiveStatsPooling {
+struct AttentiveStatsPooling<B: AudioBackend> {
     /// TDNN `3c → a` (conv + ReLU), then tanh.
-    tdnn: Conv1d,
+    tdnn: Conv<B>,
     /// Conv `a → c`, then softmax over time.
-    conv: Conv1d,
+    conv: Conv<B>,
     channels: usize,
 }
 
-impl AttentiveStatsPooling {
-    /// `h [c, t]` → `[mean; std]` (`2c`) under learned per-channel attention over time.
-    fn forward(&self, h: &[f32], t: usize) -> Vec<f32> {
+impl<B: AudioBackend> AttentiveStatsPooling<B> {
+    /// `h [t, c]` → `pooled: [mean; std]` (`2c`) under learned per-channel attention over time.
+    fn forward(&self, b: &B, s: &mut B::Stream, h: &B::Buffer, t: usize, pooled: &mut B::Buffer) -> Result<()> {
         let c = self.channels;
-        // Global context: statistics with uniform weights (mask / total = 1/T, in f32).
-        let uniform = 1.0f32 / t as f32;
-        let mut context = Vec::with_capacity(3 * c * t);
-        context.extend_from_slice(h);
-        let mut stds = Vec::with_capacity(c);
-        for row in h.chunks_exact(t) {
-            let (mean, std) = weighted_stats(row, |_| uniform);
-            context.extend(std::iter::repeat_n(mean, t));
-            stds.push(std);
-        }
-        for std in stds {
-            context.extend(std::iter::repeat_n(std, t));
-        }
+        // Global context [h | mean | std], the statistics with uniform weights (1/T in f32).
+        let mut stats = b.alloc(2 * c)?;
+        b.column_stats(s, h, t, c, None, &mut stats)?;
+        let mut context = b.alloc(t * 3 * c)?;
+        b.copy_columns(s, h, ColumnSpan::of(c, 0), &mut context, ColumnSpan::of(3 * c, 0), t, c)?;
+        b.copy_columns(s, &stats, ColumnSpan::broadcast(0), &mut context, ColumnSpan::of(3 * c, c), t, c)?;
+        b.copy_columns(s, &stats, ColumnSpan::broadcast(c), &mut context, ColumnSpan::of(3 * c, 2 * c), t, c)?;
 
-        let mut att = self.tdnn.forward(&context, t, true);
-        att.iter_mut().for_each(|v| *v = v.tanh());
-        let mut att = self.conv.forward(&att, t, false);
-        for row in att.chunks_exact_mut(t) {
-            softmax_inplace(row);
-        }
-
-        let mut pooled = vec![0f32; 2 * c];
-        for (ch, (row, w)) in h.chunks_exact(t).zip(att.chunks_exact(t)).enumerate() {
-            let (mean, std) = weighted_stats(row, |i| w[i]);
-            pooled[ch] = mean;
-            pooled[c + ch] = std;
-        }
-        pooled
+        let a = self.tdnn.shape.cout;
+        let mut att = b.alloc(t * a)?;
+        self.tdnn.forward_reflect(b, s, &context, t, &mut att)?;
+        b.activation(s, &mut att, t * a, Activation::Relu)?;
+        b.activation(s, &mut att, t * a, Activation::Tanh)?;
+        let mut scores = b.alloc(t * c)?;
+        self.conv.forward_reflect(b, s, &att, t, &mut scores)?;
+        b.column_softmax(s, &mut scores, t, c)?;
+        b.column_stats(s, h, t, c, Some(&scores), pooled)
     }
 }
 
-/// The speaker encoder with its weights in f32. Immutable; `Send + Sync`.
-#[derive(Debug)]
-pub struct SpeakerEncoder {
-    block0: Conv1d,
-    blocks: Vec<SeRes2NetBlock>,
-    mfa: Conv1d,
-    asp: AttentiveStatsPooling,
-    fc: Conv1d,
+/// The speaker encoder with its weights in f32 on backend `B` (the CPU by default).
+/// Immutable; `Send + Sync` where the backend's weights are.
+pub struct SpeakerEncoder<B: AudioBackend = CpuBackend> {
+    backend: B,
+    block0: Conv<B>,
+    blocks: Vec<SeRes2NetBlock<B>>,
+    mfa: Conv<B>,
+    asp: AttentiveStatsPooling<B>,
+    fc: Conv<B>,
     mel_dim: usize,
     enc_dim: usize,
 }
 
-impl SpeakerEncoder {
-    /// Loads `speaker_encoder.*` from `weights` with the sizes of `config`.
+impl<B: AudioBackend> std::fmt::Debug for SpeakerEncoder<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpeakerEncoder")
+            .field("backend", &self.backend.name())
+            .field("blocks", &self.blocks.len())
+            .field("mel_dim", &self.mel_dim)
+            .field("enc_dim", &self.enc_dim)
+            .finish()
+    }
+}
+
+impl SpeakerEncoder<CpuBackend> {
+    /// Loads `speaker_encoder.*` from `weights` with the sizes of `config`, on the CPU (all
+    /// threads; the results do not depend on their number).
+    pub fn load(weights: &SafeTensorsFile, config: &SpeakerEncoderConfig) -> Result<Self> {
+        Self::load_on(CpuBackend::default(), weights, config)
+    }
+}
+
+impl<B: AudioBackend> SpeakerEncoder<B> {
+    /// Loads `speaker_encoder.*` from `weights` with the sizes of `config` onto `backend`.
     ///
     /// Errors: `MissingTensor` / `ShapeMismatch` naming the tensor; `BadConfig` for a
     /// configuration the network cannot be built from (the SE blocks' residual needs equal
     /// input and output widths, Res2Net needs widths divisible by the scale, the MFA layer
     /// reads the concatenated block outputs).
-    pub fn load(weights: &SafeTensorsFile, config: &SpeakerEncoderConfig) -> Result<Self> {
+    pub fn load_on(backend: B, weights: &SafeTensorsFile, config: &SpeakerEncoderConfig) -> Result<Self> {
         let cfg = config;
         let ch = &cfg.enc_channels;
         let n = ch.len();
@@ -239,7 +214,8 @@ impl SpeakerEncoder {
 
         let k = &cfg.enc_kernel_sizes;
         let d = &cfg.enc_dilations;
-        let block0 = Conv1d::load(weights, &format!("{PREFIX}.blocks.0.conv"), cfg.mel_dim, ch[0], k[0], d[0])?;
+        let be = &backend;
+        let block0 = load_conv(be, weights, &format!("{PREFIX}.blocks.0.conv"), (cfg.mel_dim, ch[0], k[0], d[0]))?;
         let mut blocks = Vec::with_capacity(n - 2);
         for i in 1..n - 1 {
             let (c_in, c) = (ch[i - 1], ch[i]);
@@ -254,34 +230,28 @@ impl SpeakerEncoder {
             let p = format!("{PREFIX}.blocks.{i}");
             let width = c / scale;
             let res2net = (0..scale - 1)
-                .map(|r| Conv1d::load(weights, &format!("{p}.res2net_block.blocks.{r}.conv"), width, width, k[i], d[i]))
+                .map(|r| load_conv(be, weights, &format!("{p}.res2net_block.blocks.{r}.conv"), (width, width, k[i], d[i])))
                 .collect::<Result<Vec<_>>>()?;
             blocks.push(SeRes2NetBlock {
-                tdnn1: Conv1d::load(weights, &format!("{p}.tdnn1.conv"), c_in, c, 1, 1)?,
+                tdnn1: load_conv(be, weights, &format!("{p}.tdnn1.conv"), (c_in, c, 1, 1))?,
                 res2net,
-                tdnn2: Conv1d::load(weights, &format!("{p}.tdnn2.conv"), c, c, 1, 1)?,
-                se_conv1: Conv1d::load(weights, &format!("{p}.se_block.conv1"), c, cfg.enc_se_channels, 1, 1)?,
-                se_conv2: Conv1d::load(weights, &format!("{p}.se_block.conv2"), cfg.enc_se_channels, c, 1, 1)?,
+                tdnn2: load_conv(be, weights, &format!("{p}.tdnn2.conv"), (c, c, 1, 1))?,
+                se_conv1: load_conv(be, weights, &format!("{p}.se_block.conv1"), (c, cfg.enc_se_channels, 1, 1))?,
+                se_conv2: load_conv(be, weights, &format!("{p}.se_block.conv2"), (cfg.enc_se_channels, c, 1, 1))?,
                 channels: c,
                 scale,
             });
         }
         let last = ch[n - 1];
-        let mfa = Conv1d::load(weights, &format!("{PREFIX}.mfa.conv"), last, last, k[n - 1], d[n - 1])?;
+        let mfa = load_conv(be, weights, &format!("{PREFIX}.mfa.conv"), (last, last, k[n - 1], d[n - 1]))?;
+        let attention = cfg.enc_attention_channels;
         let asp = AttentiveStatsPooling {
-            tdnn: Conv1d::load(
-                weights,
-                &format!("{PREFIX}.asp.tdnn.conv"),
-                3 * last,
-                cfg.enc_attention_channels,
-                1,
-                1,
-            )?,
-            conv: Conv1d::load(weights, &format!("{PREFIX}.asp.conv"), cfg.enc_attention_channels, last, 1, 1)?,
+            tdnn: load_conv(be, weights, &format!("{PREFIX}.asp.tdnn.conv"), (3 * last, attention, 1, 1))?,
+            conv: load_conv(be, weights, &format!("{PREFIX}.asp.conv"), (attention, last, 1, 1))?,
             channels: last,
         };
-        let fc = Conv1d::load(weights, &format!("{PREFIX}.fc"), 2 * last, cfg.enc_dim, 1, 1)?;
-        Ok(SpeakerEncoder { block0, blocks, mfa, asp, fc, mel_dim: cfg.mel_dim, enc_dim: cfg.enc_dim })
+        let fc = load_conv(be, weights, &format!("{PREFIX}.fc"), (2 * last, cfg.enc_dim, 1, 1))?;
+        Ok(SpeakerEncoder { backend, block0, blocks, mfa, asp, fc, mel_dim: cfg.mel_dim, enc_dim: cfg.enc_dim })
     }
 
     /// Mel bins per input frame.
@@ -300,7 +270,7 @@ impl SpeakerEncoder {
         let convs = std::iter::once(&self.block0)
             .chain(self.blocks.iter().flat_map(|b| b.res2net.iter()))
             .chain(std::iter::once(&self.mfa));
-        convs.map(|c| c.padding().0.max(c.padding().1) + 1).max().unwrap_or(1)
+        convs.map(|c| same_padding(c).0.max(same_padding(c).1) + 1).max().unwrap_or(1)
     }
 
     /// The x-vector (`enc_dim` values) of a log-mel spectrogram `mel` laid out `[frames,
@@ -332,155 +302,42 @@ impl SpeakerEncoder {
             )));
         }
 
-        // [T, mel] → [mel, T].
-        let mut x = vec![0f32; m * t];
-        for (ti, frame) in mel.chunks_exact(m).enumerate() {
-            for (bin, &v) in frame.iter().enumerate() {
-                x[bin * t + ti] = v;
-            }
-        }
-
-        let mut h = self.block0.forward(&x, t, true);
-        let mut mfa_in = Vec::with_capacity(self.mfa.c_in * t);
+        // The network, time-major: [T, channels] activations on the backend's stream.
+        let b = &self.backend;
+        let mut s = b.new_stream()?;
+        let mut x = b.alloc(t * m)?;
+        b.write(&mut s, &mut x, 0, mel)?;
+        let c0 = self.block0.shape.cout;
+        let mut h = b.alloc(t * c0)?;
+        self.block0.forward_reflect(b, &mut s, &x, t, &mut h)?;
+        b.activation(&mut s, &mut h, t * c0, Activation::Relu)?;
+        // The MFA layer reads the SE blocks' outputs side by side.
+        let mfa_width = self.mfa.shape.cin;
+        let mut mfa_in = b.alloc(t * mfa_width)?;
+        let mut column = 0;
         for block in &self.blocks {
-            h = block.forward(&h, t);
-            mfa_in.extend_from_slice(&h);
+            block.forward(b, &mut s, &mut h, t)?;
+            let c = block.channels;
+            b.copy_columns(&mut s, &h, ColumnSpan::of(c, 0), &mut mfa_in, ColumnSpan::of(mfa_width, column), t, c)?;
+            column += c;
         }
-        let h = self.mfa.forward(&mfa_in, t, true);
-        let pooled = self.asp.forward(&h, t);
-        Ok(self.fc.forward_vec(&pooled))
+        let last = self.mfa.shape.cout;
+        let mut mfa_out = b.alloc(t * last)?;
+        self.mfa.forward_reflect(b, &mut s, &mfa_in, t, &mut mfa_out)?;
+        b.activation(&mut s, &mut mfa_out, t * last, Activation::Relu)?;
+        let mut pooled = b.alloc(2 * last)?;
+        self.asp.forward(b, &mut s, &mfa_out, t, &mut pooled)?;
+        let mut embedding = b.alloc(self.enc_dim)?;
+        self.fc.forward_reflect(b, &mut s, &pooled, 1, &mut embedding)?;
+        let mut out = vec![0f32; self.enc_dim];
+        b.read(&mut s, &embedding, 0, &mut out)?;
+        Ok(out)
     }
-}
-
-/// `y[m, n] += a[m, k] · b[k, n]`, all row-major, single-threaded `gemm`.
-fn matmul_acc(a: &[f32], b: &[f32], y: &mut [f32], m: usize, n: usize, k: usize) {
-    assert!(a.len() == m * k && b.len() == k * n && y.len() == m * n, "matmul: shapes disagree with buffers");
-    if m == 0 || n == 0 || k == 0 {
-        return;
-    }
-    // SAFETY: the assert bounds every element the strides address (a: m rows of k at row
-    // stride k; b: k rows of n at row stride n; y: m rows of n at row stride n), and `y` is a
-    // unique borrow, so it aliases neither input.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            y.as_mut_ptr(),
-            1,
-            n as isize,
-            true, // y = 1·y + 1·(a·b): y holds the bias
-            a.as_ptr(),
-            1,
-            k as isize,
-            b.as_ptr(),
-            1,
-            n as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-}
-
-/// `[c, t]` → `[c·k, t]`: row `(i, j)` holds channel `i` shifted by `j·dilation` within the
-/// reflect-padded sequence, so a conv becomes one matrix product.
-fn im2col_reflect(
-    x: &[f32],
-    c: usize,
-    t: usize,
-    kernel: usize,
-    dilation: usize,
-    (left, _right): (usize, usize),
-) -> Vec<f32> {
-    let mut cols = Vec::with_capacity(c * kernel * t);
-    for row in x.chunks_exact(t) {
-        for j in 0..kernel {
-            let shift = (j * dilation) as isize - left as isize;
-            cols.extend((0..t).map(|p| row[reflect(p as isize + shift, t)]));
-        }
-    }
-    cols
-}
-
-/// Mirror index `q` into `0..t` without repeating the edge (`-1 → 1`, `t → t − 2`).
-/// Callers guarantee `|overhang| < t` (checked through `min_frames`).
-fn reflect(q: isize, t: usize) -> usize {
-    let t = t as isize;
-    let r = if q < 0 {
-        -q
-    } else if q >= t {
-        2 * (t - 1) - q
-    } else {
-        q
-    };
-    debug_assert!((0..t).contains(&r), "reflect padding wider than the sequence");
-    r as usize
-}
-
-/// Weighted mean and std of one channel, as `_compute_statistics`:
-/// `μ = Σ w·x`, `σ = sqrt(max(Σ w·(x − μ)², 1e-12))` (f64 accumulation).
-fn weighted_stats(x: &[f32], w: impl Fn(usize) -> f32) -> (f32, f32) {
-    let mean: f64 = x.iter().enumerate().map(|(i, &v)| f64::from(w(i) * v)).sum();
-    let mean = mean as f32;
-    let var: f64 = x
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| {
-            let dev = v - mean;
-            f64::from(w(i) * (dev * dev))
-        })
-        .sum();
-    (mean, var.max(STD_EPS).sqrt() as f32)
-}
-
-/// Numerically stable softmax in place (f64 normaliser).
-fn softmax_inplace(x: &mut [f32]) {
-    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let mut sum = 0f64;
-    for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += f64::from(*v);
-    }
-    x.iter_mut().for_each(|v| *v = (f64::from(*v) / sum) as f32);
-}
-
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
-}
-
-fn sum_f64(x: &[f32]) -> f64 {
-    x.iter().map(|&v| f64::from(v)).sum()
-}
-
-fn dot_f64(a: &[f32], b: &[f32]) -> f64 {
-    a.iter().zip(b).map(|(&x, &y)| f64::from(x) * f64::from(y)).sum()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reflect_mirrors_without_repeating_the_edge() {
-        let t = 5;
-        let idx: Vec<usize> = (-2..7).map(|q| reflect(q, t)).collect();
-        assert_eq!(idx, vec![2, 1, 0, 1, 2, 3, 4, 3, 2]);
-    }
-
-    #[test]
-    fn im2col_matches_a_direct_dilated_conv() {
-        // One channel, k 3, d 2, reflect "same" padding 2 each side.
-        let x = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
-        let cols = im2col_reflect(&x, 1, 6, 3, 2, (2, 2));
-        // Padded: [3, 2, | 1 2 3 4 5 6 | 5, 4]
-        assert_eq!(&cols[0..6], &[3.0, 2.0, 1.0, 2.0, 3.0, 4.0]);
-        assert_eq!(&cols[6..12], &x);
-        assert_eq!(&cols[12..18], &[3.0, 4.0, 5.0, 6.0, 5.0, 4.0]);
-    }
 
     #[test]
     fn encoder_is_send_and_sync() {

@@ -22,7 +22,7 @@ use super::launch::{Arg, check, grid1, int, launch};
 use super::memory::DeviceMemory;
 use super::{CudaDevice, cuda_error};
 use crate::backend::AttentionShape;
-use crate::backend::audio::{AudioBackend, ConvShape, TransposedConvShape};
+use crate::backend::audio::{Activation, AudioBackend, ColumnSpan, ConvShape, TransposedConvShape};
 use crate::error::{Error, Result};
 
 /// Tables one `qt_codec_codebook_sum` launch takes; more are summed by further launches (in
@@ -88,6 +88,12 @@ pub(crate) struct CodecKernels {
     clamp: CudaFunction,
     codebook_sum: CudaFunction,
     window_attention: CudaFunction,
+    reflect_pad: CudaFunction,
+    copy_columns: CudaFunction,
+    column_mean: CudaFunction,
+    column_stats: CudaFunction,
+    column_softmax: CudaFunction,
+    activation: CudaFunction,
 }
 
 impl CodecKernels {
@@ -107,6 +113,12 @@ impl CodecKernels {
             clamp: load("qt_codec_clamp")?,
             codebook_sum: load("qt_codec_codebook_sum")?,
             window_attention: load("qt_codec_window_attention")?,
+            reflect_pad: load("qt_codec_reflect_pad")?,
+            copy_columns: load("qt_codec_copy_columns")?,
+            column_mean: load("qt_codec_column_mean")?,
+            column_stats: load("qt_codec_column_stats")?,
+            column_softmax: load("qt_codec_column_softmax")?,
+            activation: load("qt_codec_activation")?,
         })
     }
 }
@@ -177,6 +189,20 @@ fn elementwise_cfg(n: usize) -> LaunchConfig {
     LaunchConfig { grid_dim: (grid1(n, 256).min(65535 * 8), 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }
 }
 
+/// One thread per column (`qt_codec_column_*`): blocks of 128.
+fn column_cfg(width: usize) -> LaunchConfig {
+    LaunchConfig { grid_dim: (grid1(width, 128), 1, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 }
+}
+
+/// The last element (exclusive) a column span touches over `rows` rows of `width`.
+fn span_end(what: &str, span: ColumnSpan, rows: usize, width: usize) -> Result<usize> {
+    (rows - 1)
+        .checked_mul(span.row_stride)
+        .and_then(|v| v.checked_add(span.first))
+        .and_then(|v| v.checked_add(width))
+        .ok_or_else(|| Error::invalid_argument(format!("copy_columns: {what} span overflows")))
+}
+
 /// Queues `dst[dst_off..][..len] = src[src_off..][..len]` on `stream`. Both ranges are
 /// checked; `src` and `dst` are distinct allocations (Rust borrows). The context must be
 /// bound to this thread ([`CudaBackend::bind`]).
@@ -236,8 +262,11 @@ fn copy_within(
 
 impl CudaDevice {
     /// `y[rows, n] = bias + implicit-im2col(hist ++ x) · Wᵀ` (`qt_codec_conv_gemm`): the causal
-    /// conv of `x: [rows, cin]` with `taps` taps `dilation` apart and `h_rows` history rows in
-    /// `hist` (`None` when `h_rows == 0`), `w: [n, taps·cin]`. With `taps = 1` a dense layer.
+    /// conv of `x: [rows, cin]` (from element `x.1`) with `taps` taps `dilation` apart and
+    /// `h_rows` history rows in `hist` (from its element offset; exactly `h_rows · cin` elements
+    /// when the offset is 0, `None` when `h_rows == 0`), `w: [n, taps·cin]`. With `taps = 1` a
+    /// dense layer. A reflect conv passes one padded buffer as both: its first rows are the
+    /// history.
     ///
     /// When the reduction is chunked ([`conv_k_chunk`]), a call of at most 16 rows uses the
     /// 16-row tile, and when the output tiles alone would not fill the GPU, the GEMM is split
@@ -247,9 +276,9 @@ impl CudaDevice {
     pub(crate) fn codec_conv_gemm(
         &self,
         stream: &Arc<CudaStream>,
-        x: &DeviceMemory<f32>,
+        x: (&DeviceMemory<f32>, usize),
         rows: usize,
-        hist: Option<&DeviceMemory<f32>>,
+        hist: Option<(&DeviceMemory<f32>, usize)>,
         (cin, taps, dilation): (usize, usize, usize),
         w: &DeviceMemory<f32>,
         bias: Option<&DeviceMemory<f32>>,
@@ -266,13 +295,17 @@ impl CudaDevice {
         if let Some(b) = bias {
             exact("conv GEMM bias", n, b.len())?;
         }
-        check("conv GEMM input", mul("conv GEMM input", rows, cin)?, x.len())?;
+        check("conv GEMM input", x.1.saturating_add(mul("conv GEMM input", rows, cin)?), x.0.len())?;
         let out_len = mul("conv GEMM output", rows, n)?;
         check("conv GEMM output", y.1.saturating_add(out_len), y.0.len())?;
         let hist_ptr = match hist {
-            Some(h) if h_rows > 0 => {
+            Some((h, 0)) if h_rows > 0 => {
                 exact("conv GEMM history", mul("conv GEMM history", h_rows, cin)?, h.len())?;
                 h.ptr()
+            }
+            Some((h, off)) if h_rows > 0 => {
+                check("conv GEMM history", off.saturating_add(mul("conv GEMM history", h_rows, cin)?), h.len())?;
+                h.ptr_at(off)
             }
             None if h_rows == 0 => 0,
             _ => return Err(Error::invalid_argument("conv GEMM: history given for the wrong shape")),
@@ -331,7 +364,7 @@ impl CudaDevice {
         let bias_ptr = bias.map_or(0u64, |b| b.ptr());
         let yp = y.0.ptr_at(y.1);
         let args: [&dyn Arg; 13] = [
-            &x.ptr(),
+            &x.0.ptr_at(x.1),
             &hist_ptr,
             &w.ptr(),
             &bias_ptr,
@@ -492,9 +525,9 @@ impl AudioBackend for CudaBackend {
         let hist_ref = history.as_deref();
         self.device().codec_conv_gemm(
             &s.stream,
-            x,
+            (x, 0),
             rows,
-            hist_ref,
+            hist_ref.map(|h| (h, 0)),
             (cin, kernel, dilation),
             &w.mem,
             bias.map(|b| &b.mem),
@@ -549,7 +582,7 @@ impl AudioBackend for CudaBackend {
         let dev = self.device();
         dev.codec_conv_gemm(
             &s.stream,
-            x,
+            (x, 0),
             rows,
             None,
             (cin, 1, 1),
@@ -882,5 +915,197 @@ impl AudioBackend for CudaBackend {
         self.move_to_front(s, keys, start, keep * kv_dim)?;
         self.move_to_front(s, values, start, keep * kv_dim)?;
         Ok(keep)
+    }
+
+    fn reflect_conv(
+        &self,
+        s: &mut CudaStreamCtx,
+        x: &DeviceMemory<f32>,
+        rows: usize,
+        shape: ConvShape,
+        w: &CudaF32Weight,
+        bias: &CudaF32Weight,
+        y: &mut DeviceMemory<f32>,
+    ) -> Result<()> {
+        let ConvShape { cin, cout, kernel, dilation } = shape;
+        if kernel == 0 || dilation == 0 {
+            return Err(Error::invalid_argument(format!(
+                "reflect_conv: kernel {kernel} and dilation {dilation} must be positive"
+            )));
+        }
+        exact("reflect_conv weight", shape.weight_len(), w.mem.len())?;
+        exact("reflect_conv bias", cout, bias.mem.len())?;
+        check("reflect_conv input", mul("reflect_conv input", rows, cin)?, x.len())?;
+        check("reflect_conv output", mul("reflect_conv output", rows, cout)?, y.len())?;
+        let total = mul("reflect_conv padding", kernel - 1, dilation)?;
+        let (left, right) = (total / 2, total - total / 2);
+        if left.max(right) >= rows {
+            return Err(Error::invalid_argument(format!("reflect_conv: padding {left} + {right} needs more than {rows} rows")));
+        }
+        let dev = self.device();
+        if total == 0 {
+            // One tap: no padding, a dense layer over the rows.
+            return dev.codec_conv_gemm(
+                &s.stream,
+                (x, 0),
+                rows,
+                None,
+                (cin, 1, 1),
+                &w.mem,
+                Some(&bias.mem),
+                (y, 0),
+                cout,
+                Some(&mut s.conv_partials),
+            );
+        }
+        // The padded rows in the scratch; their first `total` rows are the conv's history.
+        let padded_rows = rows + total;
+        let padded_len = mul("reflect_conv padded input", padded_rows, cin)?;
+        int("padded input", padded_len)?;
+        let (rows_i, cin_i, left_i, right_i) = (int("rows", rows)?, int("in channels", cin)?, int("left pad", left)?, int("right pad", right)?);
+        self.ensure_scratch(s, padded_len)?;
+        let args: [&dyn Arg; 6] = [&x.ptr(), &rows_i, &cin_i, &left_i, &right_i, &s.scratch.ptr()];
+        launch(&s.stream, &dev.kernels.codec.reflect_pad, "qt_codec_reflect_pad", elementwise_cfg(padded_len), &args)?;
+        let hist_len = total * cin;
+        dev.codec_conv_gemm(
+            &s.stream,
+            (&s.scratch, hist_len),
+            rows,
+            Some((&s.scratch, 0)),
+            (cin, kernel, dilation),
+            &w.mem,
+            Some(&bias.mem),
+            (y, 0),
+            cout,
+            Some(&mut s.conv_partials),
+        )
+    }
+
+    fn copy_columns(
+        &self,
+        s: &mut CudaStreamCtx,
+        src: &DeviceMemory<f32>,
+        src_span: ColumnSpan,
+        dst: &mut DeviceMemory<f32>,
+        dst_span: ColumnSpan,
+        rows: usize,
+        width: usize,
+    ) -> Result<()> {
+        if rows == 0 || width == 0 {
+            return Ok(());
+        }
+        if dst_span.row_stride < width {
+            return Err(Error::invalid_argument(format!(
+                "copy_columns: destination rows of {} cannot hold {width} columns",
+                dst_span.row_stride
+            )));
+        }
+        check("copy_columns source", span_end("source", src_span, rows, width)?, src.len())?;
+        check("copy_columns destination", span_end("destination", dst_span, rows, width)?, dst.len())?;
+        let n = mul("copy_columns", rows, width)?;
+        let (rows_i, width_i) = (int("rows", rows)?, int("columns", width)?);
+        let as_i64 = |v: usize| i64::try_from(v).map_err(|_| Error::invalid_argument("copy_columns: offset too large"));
+        let args: [&dyn Arg; 8] = [
+            &src.ptr(),
+            &as_i64(src_span.row_stride)?,
+            &as_i64(src_span.first)?,
+            &dst.ptr(),
+            &as_i64(dst_span.row_stride)?,
+            &as_i64(dst_span.first)?,
+            &rows_i,
+            &width_i,
+        ];
+        launch(&s.stream, &self.device().kernels.codec.copy_columns, "qt_codec_copy_columns", elementwise_cfg(n), &args)
+    }
+
+    fn column_mean(
+        &self,
+        s: &mut CudaStreamCtx,
+        x: &DeviceMemory<f32>,
+        rows: usize,
+        width: usize,
+        out: &mut DeviceMemory<f32>,
+    ) -> Result<()> {
+        check("column_mean input", mul("column_mean input", rows, width)?, x.len())?;
+        check("column_mean output", width, out.len())?;
+        if rows == 0 {
+            return Err(Error::invalid_argument("column_mean: no rows"));
+        }
+        if width == 0 {
+            return Ok(());
+        }
+        let args: [&dyn Arg; 4] = [&x.ptr(), &int("rows", rows)?, &int("columns", width)?, &out.ptr()];
+        launch(&s.stream, &self.device().kernels.codec.column_mean, "qt_codec_column_mean", column_cfg(width), &args)
+    }
+
+    fn column_stats(
+        &self,
+        s: &mut CudaStreamCtx,
+        x: &DeviceMemory<f32>,
+        rows: usize,
+        width: usize,
+        weights: Option<&DeviceMemory<f32>>,
+        out: &mut DeviceMemory<f32>,
+    ) -> Result<()> {
+        let n = mul("column_stats input", rows, width)?;
+        check("column_stats input", n, x.len())?;
+        check("column_stats output", mul("column_stats output", 2, width)?, out.len())?;
+        if let Some(w) = weights {
+            check("column_stats weights", n, w.len())?;
+        }
+        if rows == 0 {
+            return Err(Error::invalid_argument("column_stats: no rows"));
+        }
+        if width == 0 {
+            return Ok(());
+        }
+        let weights_ptr = weights.map_or(0u64, |w| w.ptr());
+        let args: [&dyn Arg; 5] = [&x.ptr(), &int("rows", rows)?, &int("columns", width)?, &weights_ptr, &out.ptr()];
+        launch(&s.stream, &self.device().kernels.codec.column_stats, "qt_codec_column_stats", column_cfg(width), &args)
+    }
+
+    fn column_softmax(&self, s: &mut CudaStreamCtx, x: &mut DeviceMemory<f32>, rows: usize, width: usize) -> Result<()> {
+        check("column_softmax", mul("column_softmax", rows, width)?, x.len())?;
+        if rows == 0 || width == 0 {
+            return Ok(());
+        }
+        let args: [&dyn Arg; 3] = [&x.ptr(), &int("rows", rows)?, &int("columns", width)?];
+        launch(&s.stream, &self.device().kernels.codec.column_softmax, "qt_codec_column_softmax", column_cfg(width), &args)
+    }
+
+    fn activation(&self, s: &mut CudaStreamCtx, x: &mut DeviceMemory<f32>, len: usize, f: Activation) -> Result<()> {
+        check("activation", len, x.len())?;
+        if len == 0 {
+            return Ok(());
+        }
+        // The kernel's `kind`.
+        let kind: i32 = match f {
+            Activation::Relu => 0,
+            Activation::Tanh => 1,
+            Activation::Sigmoid => 2,
+        };
+        let args: [&dyn Arg; 3] = [&x.ptr(), &(len as i64), &kind];
+        launch(&s.stream, &self.device().kernels.codec.activation, "qt_codec_activation", elementwise_cfg(len), &args)
+    }
+
+    fn gate_add(
+        &self,
+        s: &mut CudaStreamCtx,
+        residual: &mut DeviceMemory<f32>,
+        x: &DeviceMemory<f32>,
+        rows: usize,
+        width: usize,
+        gate: &DeviceMemory<f32>,
+    ) -> Result<()> {
+        let n = mul("gate_add", rows, width)?;
+        check("gate_add residual", n, residual.len())?;
+        check("gate_add input", n, x.len())?;
+        check("gate_add gate", width, gate.len())?;
+        if n == 0 {
+            return Ok(());
+        }
+        // qt_codec_scale_add's math with the gate buffer as the per-channel scale.
+        let args: [&dyn Arg; 5] = [&residual.ptr(), &x.ptr(), &gate.ptr(), &(n as i64), &int("columns", width)?];
+        launch(&s.stream, &self.device().kernels.codec.scale_add, "qt_codec_scale_add", elementwise_cfg(n), &args)
     }
 }

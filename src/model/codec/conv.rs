@@ -93,6 +93,17 @@ impl<B: AudioBackend> Conv<B> {
     ) -> Result<()> {
         backend.causal_conv(s, x, rows, history, self.shape, &self.weight, self.bias.as_ref(), y)
     }
+
+    /// The same weights as a non-causal "same" convolution with reflect padding over all
+    /// `rows` rows of `x` (the speaker encoder's TDNN layers; [`AudioBackend::reflect_conv`]).
+    /// Needs a bias.
+    pub fn forward_reflect(&self, backend: &B, s: &mut B::Stream, x: &B::Buffer, rows: usize, y: &mut B::Buffer) -> Result<()> {
+        let bias = self
+            .bias
+            .as_ref()
+            .ok_or_else(|| Error::bad_config(format!("a reflect-padded convolution {:?} without a bias", self.shape)))?;
+        backend.reflect_conv(s, x, rows, self.shape, &self.weight, bias, y)
+    }
 }
 
 /// ConvNeXt's depthwise causal conv (`groups = channels`): each channel has its own kernel.

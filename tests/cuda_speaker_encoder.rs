@@ -1,0 +1,85 @@
+//! The speaker encoder on the GPU against the CPU backend (the oracle) and the official
+//! x-vector: the tiny Base fixture (golden mel and ours) and a full-size random checkpoint
+//! (`QT_FULL_MODELS`) on a 10-second reference. Issue 10's bound: x-vector relative L2
+//! ≤ 1e-4. Feature `cuda`; each test needs a GPU, so each is `#[ignore]`d here and run on the
+//! device machine by tools/device/run.sh with `--include-ignored`.
+#![cfg(feature = "cuda")]
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::checkpoint_dir;
+use qwentts::audio::{MelConfig, MelFrontEnd, ReferenceAudio, ReferenceLimits};
+use qwentts::backend::cpu_audio::cpu_audio_ops_run;
+use qwentts::backend::cuda::CudaBackend;
+use qwentts::model::Checkpoint;
+use qwentts::model::speaker_encoder::SpeakerEncoder;
+
+/// ‖a − b‖ / ‖b‖ in f64 (NaN never passes).
+fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len(), "lengths differ");
+    assert!(a.iter().all(|v| v.is_finite()), "non-finite GPU output");
+    let num: f64 = a.iter().zip(b).map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2)).sum();
+    let den: f64 = b.iter().map(|y| f64::from(*y).powi(2)).sum();
+    (num / den.max(f64::MIN_POSITIVE)).sqrt()
+}
+
+/// The CPU and GPU encoders of one checkpoint.
+fn encoders(dir: &std::path::Path) -> (SpeakerEncoder, SpeakerEncoder<CudaBackend>) {
+    let ckpt = Checkpoint::open(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let cfg = &ckpt.config.speaker_encoder_config;
+    let cpu = SpeakerEncoder::load(&ckpt.weights, cfg).expect("CPU speaker encoder");
+    let gpu = SpeakerEncoder::load_on(CudaBackend::new(0).expect("CUDA device 0"), &ckpt.weights, cfg)
+        .expect("GPU speaker encoder");
+    (cpu, gpu)
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU: tools/device/run.sh runs it with --include-ignored"]
+fn tiny_fixture_x_vector_matches_cpu_and_official() {
+    let (cpu, gpu) = encoders(&checkpoint_dir("tiny-base"));
+    let golden = common::Golden::open("speaker_base");
+    let mel = golden.f32("mel");
+    let frames = mel.shape[0];
+    let want = golden.f32("spk_embedding").data;
+
+    let before = cpu_audio_ops_run();
+    let on_gpu = gpu.embed(&mel.data, frames).expect("GPU embed");
+    assert_eq!(cpu_audio_ops_run(), before, "the GPU encoder ran an audio op on the CPU");
+    let on_cpu = cpu.embed(&mel.data, frames).expect("CPU embed");
+    let vs_cpu = rel_l2(&on_gpu, &on_cpu);
+    let vs_official = rel_l2(&on_gpu, &want);
+    eprintln!("tiny x-vector: GPU vs CPU {vs_cpu:.2e}, GPU vs official {vs_official:.2e}");
+    assert!(vs_cpu <= 1e-4, "GPU vs CPU x-vector: relative L2 {vs_cpu:.2e}");
+    assert!(vs_official <= 1e-4, "GPU vs official x-vector: relative L2 {vs_official:.2e}");
+
+    // Deterministic: the same input gives the same bits.
+    assert_eq!(gpu.embed(&mel.data, frames).unwrap(), on_gpu, "a second GPU run differs");
+    // Bad input is an error, not a fault.
+    assert!(gpu.embed(&mel.data[..mel.data.len() - 1], frames).is_err());
+    assert!(gpu.embed(&mel.data[..4 * 128], 4).is_err(), "4 frames are fewer than the reflect pads need");
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU and QT_FULL_MODELS: tools/device/run.sh runs it with --include-ignored"]
+fn full_size_random_x_vector_matches_cpu_on_ten_seconds() {
+    let dirs = std::env::var("QT_FULL_MODELS").expect("QT_FULL_MODELS: full-size checkpoint directories, ':'-separated");
+    let dir = PathBuf::from(dirs.split(':').next().expect("one directory"));
+    let (cpu, gpu) = encoders(&dir);
+    // 10 s of a 0.3-amplitude chirp with a little noise-like ripple, as a cloned reference.
+    let rate = 24_000.0f32;
+    let samples: Vec<f32> = (0..240_000)
+        .map(|i| {
+            let t = i as f32 / rate;
+            0.3 * (2.0 * std::f32::consts::PI * (120.0 + 400.0 * t) * t).sin() + 0.02 * ((i * 7919 % 101) as f32 / 50.0 - 1.0)
+        })
+        .collect();
+    let audio = ReferenceAudio::from_pcm(&samples, 1, 24_000, &ReferenceLimits::default()).expect("reference");
+    let mel = MelFrontEnd::new(MelConfig::default()).unwrap().compute(audio.samples()).unwrap();
+    let on_gpu = gpu.embed(&mel.data, mel.frames).expect("GPU embed");
+    let on_cpu = cpu.embed(&mel.data, mel.frames).expect("CPU embed");
+    let d = rel_l2(&on_gpu, &on_cpu);
+    eprintln!("full-size x-vector, {} mel frames: GPU vs CPU {d:.2e}", mel.frames);
+    assert!(d <= 1e-4, "GPU vs CPU x-vector: relative L2 {d:.2e}");
+}

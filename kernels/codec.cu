@@ -140,6 +140,12 @@
  *           (sigmoid, each step rounded). Grid-stride, blockDim 256. tanhf and expf are CUDA's
  *           accurate forms (within 2 ulp), the CPU uses libm's.
  *   The SE gate (residual += gate[c] * x) is qt_codec_scale_add with the gate buffer.
+ *
+ * The log-mel front end's ops (the STFT itself is qt_codec_conv_gemm over hop-sized rows)
+ *   qt_codec_complex_magnitude  out[t, k] = sqrt(re^2 + im^2 + eps), re = x[t, k], im =
+ *           x[t, bins + k], each step rounded (__fmul_rn, __fadd_rn, __fsqrt_rn).
+ *   qt_codec_log_clamped    x = logf(fmaxf(x, floor)) (CUDA's logf, within 1 ulp; the CPU
+ *           uses libm's). Both grid-stride, blockDim 256. Padding is qt_codec_reflect_pad.
  */
 #include "common.cuh"
 
@@ -584,7 +590,7 @@ extern "C" __global__ void __launch_bounds__(128)
         var += (double)__fmul_rn(w, __fmul_rn(dev, dev));
     }
     out[c] = mean;
-    out[width + c] = (float)sqrt(fmax(var, 1e-12));
+    out[(size_t)width + c] = (float)sqrt(fmax(var, 1e-12));
 }
 
 extern "C" __global__ void __launch_bounds__(128)
@@ -616,3 +622,22 @@ extern "C" __global__ void qt_codec_activation(float* __restrict__ x, long long 
         x[i] = r;
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The log-mel front end's ops
+// ---------------------------------------------------------------------------------------------
+
+extern "C" __global__ void qt_codec_complex_magnitude(const float* __restrict__ x, int rows, int bins, float eps,
+                                                      float* __restrict__ out) {
+    const size_t total = (size_t)rows * bins;
+    for (size_t e = qt_codec::grid_start(); e < total; e += qt_codec::grid_step()) {
+        const size_t t = e / bins, k = e - t * bins;
+        const float re = x[t * 2 * bins + k], im = x[t * 2 * bins + bins + k];
+        out[e] = __fsqrt_rn(__fadd_rn(__fadd_rn(__fmul_rn(re, re), __fmul_rn(im, im)), eps));
+    }
+}
+
+extern "C" __global__ void qt_codec_log_clamped(float* __restrict__ x, long long n, float floor) {
+    for (size_t i = qt_codec::grid_start(); i < (size_t)n; i += qt_codec::grid_step()) x[i] = logf(fmaxf(x[i], floor));
+}
+

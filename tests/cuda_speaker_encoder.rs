@@ -14,6 +14,7 @@ use qwentts::audio::{MelConfig, MelFrontEnd, ReferenceAudio, ReferenceLimits};
 use qwentts::backend::cpu_audio::cpu_audio_ops_run;
 use qwentts::backend::cuda::CudaBackend;
 use qwentts::model::Checkpoint;
+use qwentts::model::log_mel::LogMel;
 use qwentts::model::speaker_encoder::SpeakerEncoder;
 
 /// ‖a − b‖ / ‖b‖ in f64 (NaN never passes).
@@ -83,3 +84,35 @@ fn full_size_random_x_vector_matches_cpu_on_ten_seconds() {
     eprintln!("full-size x-vector, {} mel frames: GPU vs CPU {d:.2e}", mel.frames);
     assert!(d <= 1e-4, "GPU vs CPU x-vector: relative L2 {d:.2e}");
 }
+
+/// The whole GPU path of a clone's x-vector: the reference's log-mel as a convolution on the
+/// GPU (no FFT there), then the encoder, against the official mel and x-vector.
+#[test]
+#[ignore = "needs a CUDA GPU: tools/device/run.sh runs it with --include-ignored"]
+fn gpu_log_mel_and_x_vector_match_the_official() {
+    let (_, gpu) = encoders(&checkpoint_dir("tiny-base"));
+    let golden = common::Golden::open("speaker_base");
+    let want_mel = golden.f32("mel");
+    let want = golden.f32("spk_embedding").data;
+    let wav = common::fixtures_dir().join("audio/ref_24k.wav");
+    let samples = ReferenceAudio::from_file(&wav, &ReferenceLimits::default()).expect("ref_24k.wav").into_samples();
+    let fft = MelFrontEnd::new(MelConfig::default()).unwrap();
+    let conv = LogMel::new(CudaBackend::new(0).expect("CUDA device 0"), &fft).expect("GPU log-mel");
+    let before = cpu_audio_ops_run();
+    let mel = conv.compute(&samples).expect("GPU log-mel");
+    assert_eq!(cpu_audio_ops_run(), before, "the GPU log-mel ran an audio op on the CPU");
+    assert_eq!((mel.frames, mel.n_mels), (want_mel.shape[0], want_mel.shape[1]));
+    let max = want_mel.data.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let worst = mel.data.iter().zip(&want_mel.data).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    eprintln!("GPU log-mel vs official: max abs {worst:.3e}, relative to max |mel| {:.3e}", worst / max);
+    assert!(worst / max <= 1e-4, "GPU log-mel vs official: max abs {worst:e}");
+    let cpu_mel = fft.compute(&samples).unwrap();
+    let vs_fft = mel.data.iter().zip(&cpu_mel.data).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max) / max;
+    eprintln!("GPU log-mel vs the CPU FFT front end: relative to max |mel| {vs_fft:.3e}");
+    assert!(vs_fft <= 1e-4);
+    let xvec = gpu.embed(&mel.data, mel.frames).expect("GPU embed");
+    let d = rel_l2(&xvec, &want);
+    eprintln!("x-vector, GPU log-mel + GPU encoder vs official: {d:.2e}");
+    assert!(d <= 1e-4, "x-vector: relative L2 {d:.2e}");
+}
+

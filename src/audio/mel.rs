@@ -115,6 +115,11 @@ impl MelFrontEnd {
         &self.config
     }
 
+    /// The periodic Hann window, centred in `n_fft` samples (zeros around a shorter window).
+    pub fn window(&self) -> &[f32] {
+        &self.window
+    }
+
     /// The filter bank, `[n_mels, n_fft / 2 + 1]` row-major (librosa's float32 values).
     pub fn filters(&self) -> &[f32] {
         &self.filters

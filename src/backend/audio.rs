@@ -348,4 +348,37 @@ pub trait AudioBackend: Backend {
         width: usize,
         gate: &Self::Buffer,
     ) -> Result<()>;
+
+    // --- The log-mel front end's ops (an STFT as a convolution over hop-sized rows) ---------
+
+    /// Reflect padding of `x: [rows, width]` into `out: [left + rows + right, width]`:
+    /// `out[p, :] = x[reflect(p − left), :]` (mirrored without repeating the edge row, as in
+    /// [`reflect_conv`](Self::reflect_conv)). Both pads must be shorter than `rows`.
+    #[allow(clippy::too_many_arguments)]
+    fn reflect_pad(
+        &self,
+        s: &mut Self::Stream,
+        x: &Self::Buffer,
+        rows: usize,
+        width: usize,
+        left: usize,
+        right: usize,
+        out: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// Magnitudes of `bins` complex values per row: `x: [rows, 2·bins]` holds the real parts,
+    /// then the imaginary parts; `out[t, k] = sqrt(re² + im² + eps)` in f32 (each step
+    /// rounded: `torch.view_as_real(spec).pow(2).sum(-1) + eps`, then the root).
+    fn complex_magnitude(
+        &self,
+        s: &mut Self::Stream,
+        x: &Self::Buffer,
+        rows: usize,
+        bins: usize,
+        eps: f32,
+        out: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// `x[i] = ln(max(x[i], floor))` on the first `len` elements (`floor > 0`).
+    fn log_clamped(&self, s: &mut Self::Stream, x: &mut Self::Buffer, len: usize, floor: f32) -> Result<()>;
 }

@@ -863,6 +863,62 @@ impl AudioBackend for CpuBackend {
         }
         Ok(())
     }
+
+    fn reflect_pad(
+        &self,
+        _s: &mut CpuStream,
+        x: &Vec<f32>,
+        rows: usize,
+        width: usize,
+        left: usize,
+        right: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        count_op();
+        check_len("reflect_pad input", elems("reflect_pad input", rows, width)?, x.len())?;
+        let padded = rows.checked_add(left).and_then(|r| r.checked_add(right));
+        let padded = padded.ok_or_else(|| Error::invalid_argument("reflect_pad: padded rows overflow"))?;
+        check_len("reflect_pad output", elems("reflect_pad output", padded, width)?, out.len())?;
+        if left.max(right) >= rows {
+            return Err(Error::invalid_argument(format!("reflect_pad: padding {left} + {right} needs more than {rows} rows")));
+        }
+        for p in 0..padded {
+            let src = reflect_index(p as isize - left as isize, rows);
+            out[p * width..(p + 1) * width].copy_from_slice(&x[src * width..(src + 1) * width]);
+        }
+        Ok(())
+    }
+
+    fn complex_magnitude(
+        &self,
+        _s: &mut CpuStream,
+        x: &Vec<f32>,
+        rows: usize,
+        bins: usize,
+        eps: f32,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        count_op();
+        check_len("complex_magnitude input", elems("complex_magnitude input", rows, 2 * bins)?, x.len())?;
+        check_len("complex_magnitude output", elems("complex_magnitude output", rows, bins)?, out.len())?;
+        for t in 0..rows {
+            let (re, im) = x[t * 2 * bins..(t + 1) * 2 * bins].split_at(bins);
+            for k in 0..bins {
+                out[t * bins + k] = (re[k] * re[k] + im[k] * im[k] + eps).sqrt();
+            }
+        }
+        Ok(())
+    }
+
+    fn log_clamped(&self, _s: &mut CpuStream, x: &mut Vec<f32>, len: usize, floor: f32) -> Result<()> {
+        count_op();
+        check_len("log_clamped", len, x.len())?;
+        if !(floor > 0.0 && floor.is_finite()) {
+            return Err(Error::invalid_argument(format!("log_clamped: floor {floor} must be positive")));
+        }
+        x[..len].iter_mut().for_each(|v| *v = v.max(floor).ln());
+        Ok(())
+    }
 }
 
 #[cfg(test)]

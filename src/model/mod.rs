@@ -7,6 +7,7 @@ pub mod codec;
 pub mod config;
 pub mod kv_cache;
 pub mod layers;
+pub mod log_mel;
 pub mod manifest;
 pub mod prompt;
 pub mod talker;

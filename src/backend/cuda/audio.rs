@@ -94,6 +94,8 @@ pub(crate) struct CodecKernels {
     column_stats: CudaFunction,
     column_softmax: CudaFunction,
     activation: CudaFunction,
+    complex_magnitude: CudaFunction,
+    log_clamped: CudaFunction,
 }
 
 impl CodecKernels {
@@ -119,6 +121,8 @@ impl CodecKernels {
             column_stats: load("qt_codec_column_stats")?,
             column_softmax: load("qt_codec_column_softmax")?,
             activation: load("qt_codec_activation")?,
+            complex_magnitude: load("qt_codec_complex_magnitude")?,
+            log_clamped: load("qt_codec_log_clamped")?,
         })
     }
 }
@@ -263,8 +267,8 @@ fn copy_within(
 impl CudaDevice {
     /// `y[rows, n] = bias + implicit-im2col(hist ++ x) · Wᵀ` (`qt_codec_conv_gemm`): the causal
     /// conv of `x: [rows, cin]` (from element `x.1`) with `taps` taps `dilation` apart and
-    /// `h_rows` history rows in `hist` (from its element offset; exactly `h_rows · cin` elements
-    /// when the offset is 0, `None` when `h_rows == 0`), `w: [n, taps·cin]`. With `taps = 1` a
+    /// `h_rows` history rows in `hist` (from its element offset, at least `h_rows · cin`
+    /// elements; `None` when `h_rows == 0`), `w: [n, taps·cin]`. With `taps = 1` a
     /// dense layer. A reflect conv passes one padded buffer as both: its first rows are the
     /// history.
     ///
@@ -299,10 +303,8 @@ impl CudaDevice {
         let out_len = mul("conv GEMM output", rows, n)?;
         check("conv GEMM output", y.1.saturating_add(out_len), y.0.len())?;
         let hist_ptr = match hist {
-            Some((h, 0)) if h_rows > 0 => {
-                exact("conv GEMM history", mul("conv GEMM history", h_rows, cin)?, h.len())?;
-                h.ptr()
-            }
+            // At least the history's rows from the offset (causal_conv's caller checked its
+            // state's exact size; a reflect conv passes its longer padded scratch).
             Some((h, off)) if h_rows > 0 => {
                 check("conv GEMM history", off.saturating_add(mul("conv GEMM history", h_rows, cin)?), h.len())?;
                 h.ptr_at(off)
@@ -1107,5 +1109,65 @@ impl AudioBackend for CudaBackend {
         // qt_codec_scale_add's math with the gate buffer as the per-channel scale.
         let args: [&dyn Arg; 5] = [&residual.ptr(), &x.ptr(), &gate.ptr(), &(n as i64), &int("columns", width)?];
         launch(&s.stream, &self.device().kernels.codec.scale_add, "qt_codec_scale_add", elementwise_cfg(n), &args)
+    }
+
+    fn reflect_pad(
+        &self,
+        s: &mut CudaStreamCtx,
+        x: &DeviceMemory<f32>,
+        rows: usize,
+        width: usize,
+        left: usize,
+        right: usize,
+        out: &mut DeviceMemory<f32>,
+    ) -> Result<()> {
+        check("reflect_pad input", mul("reflect_pad input", rows, width)?, x.len())?;
+        let padded = rows.checked_add(left).and_then(|r| r.checked_add(right));
+        let padded = padded.ok_or_else(|| Error::invalid_argument("reflect_pad: padded rows overflow"))?;
+        let n = mul("reflect_pad output", padded, width)?;
+        check("reflect_pad output", n, out.len())?;
+        if left.max(right) >= rows {
+            return Err(Error::invalid_argument(format!("reflect_pad: padding {left} + {right} needs more than {rows} rows")));
+        }
+        // 32-bit rows, pads and width in the kernel; the padded row count too.
+        int("padded rows", padded)?;
+        let args: [&dyn Arg; 6] =
+            [&x.ptr(), &int("rows", rows)?, &int("width", width)?, &int("left pad", left)?, &int("right pad", right)?, &out.ptr()];
+        if n == 0 {
+            return Ok(());
+        }
+        launch(&s.stream, &self.device().kernels.codec.reflect_pad, "qt_codec_reflect_pad", elementwise_cfg(n), &args)
+    }
+
+    fn complex_magnitude(
+        &self,
+        s: &mut CudaStreamCtx,
+        x: &DeviceMemory<f32>,
+        rows: usize,
+        bins: usize,
+        eps: f32,
+        out: &mut DeviceMemory<f32>,
+    ) -> Result<()> {
+        check("complex_magnitude input", mul("complex_magnitude input", rows, mul("bins", 2, bins)?)?, x.len())?;
+        let n = mul("complex_magnitude output", rows, bins)?;
+        check("complex_magnitude output", n, out.len())?;
+        if n == 0 {
+            return Ok(());
+        }
+        let args: [&dyn Arg; 5] = [&x.ptr(), &int("rows", rows)?, &int("bins", bins)?, &eps, &out.ptr()];
+        let f = &self.device().kernels.codec.complex_magnitude;
+        launch(&s.stream, f, "qt_codec_complex_magnitude", elementwise_cfg(n), &args)
+    }
+
+    fn log_clamped(&self, s: &mut CudaStreamCtx, x: &mut DeviceMemory<f32>, len: usize, floor: f32) -> Result<()> {
+        check("log_clamped", len, x.len())?;
+        if !(floor > 0.0 && floor.is_finite()) {
+            return Err(Error::invalid_argument(format!("log_clamped: floor {floor} must be positive")));
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        let args: [&dyn Arg; 3] = [&x.ptr(), &(len as i64), &floor];
+        launch(&s.stream, &self.device().kernels.codec.log_clamped, "qt_codec_log_clamped", elementwise_cfg(len), &args)
     }
 }

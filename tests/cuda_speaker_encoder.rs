@@ -16,14 +16,11 @@ use qwentts::backend::cuda::CudaBackend;
 use qwentts::model::Checkpoint;
 use qwentts::model::log_mel::LogMel;
 use qwentts::model::speaker_encoder::SpeakerEncoder;
+use qwentts::{Device, LoadOptions, Model};
 
-/// ‖a − b‖ / ‖b‖ in f64 (NaN never passes).
+/// ‖a − b‖ / ‖b‖ (NaN when either holds a non-finite value, which fails every bound).
 fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len(), "lengths differ");
-    assert!(a.iter().all(|v| v.is_finite()), "non-finite GPU output");
-    let num: f64 = a.iter().zip(b).map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2)).sum();
-    let den: f64 = b.iter().map(|y| f64::from(*y).powi(2)).sum();
-    (num / den.max(f64::MIN_POSITIVE)).sqrt()
+    common::diff(a, b).rel
 }
 
 /// The CPU and GPU encoders of one checkpoint.
@@ -114,5 +111,31 @@ fn gpu_log_mel_and_x_vector_match_the_official() {
     let d = rel_l2(&xvec, &want);
     eprintln!("x-vector, GPU log-mel + GPU encoder vs official: {d:.2e}");
     assert!(d <= 1e-4, "x-vector: relative L2 {d:.2e}");
+}
+
+/// A CUDA model asked for it (`QT_GPU_SPEAKER=1`, which the device runner sets for this test
+/// binary) computes a clone's x-vector on its GPU: no audio op on the CPU, and the voice's
+/// embedding is the CPU model's.
+#[test]
+#[ignore = "needs a CUDA GPU and QT_GPU_SPEAKER=1: tools/device/run.sh runs it with --include-ignored"]
+fn a_cuda_model_clones_on_its_gpu_when_asked() {
+    assert_eq!(
+        std::env::var("QT_GPU_SPEAKER").as_deref(),
+        Ok("1"),
+        "run with QT_GPU_SPEAKER=1 (tools/device/run.sh sets it for this binary)"
+    );
+    let gpu = Model::load(checkpoint_dir("tiny-base"), &LoadOptions { device: Device::Cuda(0), ..Default::default() })
+        .expect("tiny-base on CUDA");
+    assert_eq!(gpu.speaker_device().as_deref(), Some("cuda:0"));
+    let cpu = Model::load(checkpoint_dir("tiny-base"), &LoadOptions::default()).unwrap();
+    assert_eq!(cpu.speaker_device().as_deref(), Some("cpu"));
+    let wav = common::fixtures_dir().join("audio/ref_24k.wav");
+    let before = cpu_audio_ops_run();
+    let on_gpu = gpu.clone_voice_from_file(&wav, None).expect("x-vector clone on the GPU");
+    assert_eq!(cpu_audio_ops_run(), before, "a speaker-encoder op ran on the CPU");
+    let on_cpu = cpu.clone_voice_from_file(&wav, None).unwrap();
+    let d = rel_l2(on_gpu.embedding().unwrap(), on_cpu.embedding().unwrap());
+    eprintln!("cloned x-vector, CUDA model vs CPU model: {d:.2e}");
+    assert!(d <= 1e-4, "cloned x-vector: relative L2 {d:.2e}");
 }
 

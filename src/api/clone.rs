@@ -31,8 +31,7 @@ impl Model {
         let samples = audio.samples();
 
         // 1. x-vector: log-mel (24 kHz, 128 bins) → speaker encoder.
-        let mel = nets.mel.compute(samples).map_err(|e| e.context("voice cloning"))?;
-        let embedding = nets.speaker_encoder.embed(&mel.data, mel.frames).map_err(|e| e.context("voice cloning"))?;
+        let embedding = nets.xvector.embed(samples).map_err(|e| e.context("voice cloning"))?;
         check_embedding(&embedding)?;
 
         // 2. ICL: the recording's codes (`ceil(N / 1920)` frames).

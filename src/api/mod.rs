@@ -14,6 +14,7 @@ mod audio_decoder;
 mod clone;
 mod generate;
 mod model;
+mod speaker;
 mod stream;
 mod synthesize;
 mod voice;

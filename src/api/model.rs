@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::voice::ModelFingerprint;
-use crate::audio::{MelConfig, MelFrontEnd};
 use crate::backend::Backend;
 use crate::backend::cpu::CpuBackend;
 #[cfg(feature = "cuda")]
@@ -22,8 +21,8 @@ use crate::error::{Error, Result};
 use crate::model::code_predictor::CodePredictor;
 use crate::model::codec::CodecDecoder;
 use super::audio_decoder::AudioDecoder;
+use super::speaker::{XVectorDevice, XVectorNet};
 use crate::model::codec::encoder::CodecEncoder;
-use crate::model::speaker_encoder::SpeakerEncoder;
 use crate::model::talker::Talker;
 use crate::model::{Checkpoint, ModelKind};
 use crate::text::TextTokenizer;
@@ -110,36 +109,20 @@ pub(crate) struct Networks {
 
 /// The networks that turn a reference recording into a voice (Base checkpoints only).
 pub(crate) struct CloningNetworks {
-    /// The speaker encoder's log-mel front end (window, filter bank, FFT plan built once).
-    pub mel: MelFrontEnd,
-    /// Mel → x-vector.
-    pub speaker_encoder: SpeakerEncoder,
-    /// 24 kHz audio → reference codes, for in-context cloning.
+    /// 24 kHz audio → log-mel → x-vector, on the CPU or the model's GPU.
+    pub xvector: XVectorNet,
+    /// 24 kHz audio → reference codes, for in-context cloning (on the CPU).
     pub codec_encoder: CodecEncoder,
 }
 
 impl CloningNetworks {
-    fn load(checkpoint: &Checkpoint, threads: Option<usize>) -> Result<Self> {
-        let spk = &checkpoint.config.speaker_encoder_config;
-        // The official `extract_speaker_embedding` hard-codes its mel front end (24 kHz,
-        // 128 bins); a config asking for anything else could not have been trained with it.
-        let mel_config = MelConfig::default();
-        if spk.mel_dim != mel_config.n_mels || spk.sample_rate != mel_config.sample_rate {
-            return Err(Error::unsupported(format!(
-                "speaker_encoder_config: mel_dim {} at {} Hz; the reference front end is {} mels at {} Hz",
-                spk.mel_dim, spk.sample_rate, mel_config.n_mels, mel_config.sample_rate
-            )));
-        }
+    fn load(checkpoint: &Checkpoint, threads: Option<usize>, xvector_device: XVectorDevice) -> Result<Self> {
+        let xvector = XVectorNet::load(checkpoint, xvector_device)?;
         let mut codec_encoder = CodecEncoder::from_checkpoint(checkpoint).map_err(|e| e.context("codec encoder"))?;
         if let Some(t) = threads {
             codec_encoder.set_threads(t);
         }
-        Ok(CloningNetworks {
-            mel: MelFrontEnd::new(mel_config)?,
-            speaker_encoder: SpeakerEncoder::load(&checkpoint.weights, spk)
-                .map_err(|e| e.context("speaker encoder"))?,
-            codec_encoder,
-        })
+        Ok(CloningNetworks { xvector, codec_encoder })
     }
 }
 
@@ -216,6 +199,9 @@ impl Model {
             }
             Ok(AudioDecoder::Cpu(d))
         };
+        // Where cloning computes x-vectors: the CPU unless a CUDA model is asked for its GPU.
+        #[cfg_attr(not(feature = "cuda"), allow(unused_mut))]
+        let mut xvector_device = XVectorDevice::Cpu;
         let (decoders, codec_decoder) = match options.device {
             Device::Cpu => {
                 if options.engine == EngineKind::Megakernel {
@@ -227,6 +213,9 @@ impl Model {
             #[cfg(feature = "cuda")]
             Device::Cuda(ordinal) => {
                 let d = Decoders::load(CudaBackend::new(ordinal)?, &checkpoint)?;
+                if super::speaker::gpu_speaker_enabled() {
+                    xvector_device = XVectorDevice::Cuda(d.backend.clone());
+                }
                 let max_frames = checkpoint.generation.max_new_tokens.max(2);
                 // The codec decodes on the same GPU (f32 weights, its own streams) when
                 // enabled; see `gpu_codec_enabled`.
@@ -246,7 +235,7 @@ impl Model {
             }
         };
         let cloning = match checkpoint.config.kind() {
-            ModelKind::Base => Some(CloningNetworks::load(&checkpoint, options.threads)?),
+            ModelKind::Base => Some(CloningNetworks::load(&checkpoint, options.threads, xvector_device)?),
             ModelKind::CustomVoice | ModelKind::VoiceDesign => None,
         };
         let networks = Networks { decoders, codec_decoder, cloning };
@@ -276,6 +265,13 @@ impl Model {
     /// models, which decode on their GPU.
     pub fn audio_device(&self) -> String {
         self.inner.networks.codec_decoder.device_name()
+    }
+
+    /// Where cloning computes a reference's x-vector (log-mel and speaker encoder): `cpu`, or
+    /// `cuda:N` for a CUDA model run with `QT_GPU_SPEAKER=1`; `None` for checkpoints that do
+    /// not clone. The reference codes of in-context cloning are encoded on the CPU.
+    pub fn speaker_device(&self) -> Option<String> {
+        self.inner.networks.cloning.as_ref().map(|c| c.xvector.device_name())
     }
 
     /// The frame megakernel, when this model runs on it (benchmarks and diagnostics).

@@ -254,6 +254,11 @@ impl<B: AudioBackend> SpeakerEncoder<B> {
         Ok(SpeakerEncoder { backend, block0, blocks, mfa, asp, fc, mel_dim: cfg.mel_dim, enc_dim: cfg.enc_dim })
     }
 
+    /// The backend it runs on ("cpu (8 threads)", "cuda:0").
+    pub fn backend_name(&self) -> String {
+        self.backend.name()
+    }
+
     /// Mel bins per input frame.
     pub fn mel_dim(&self) -> usize {
         self.mel_dim

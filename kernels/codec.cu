@@ -6,11 +6,13 @@
  * results are deterministic, and a stream cut into pieces gives bit-identical outputs.
  *
  * qt_codec_conv_gemm (implicit-GEMM causal convolution; kernel = 1 is a dense layer)
- *   Math    y[t, o] = (bias ? bias[o] : 0) + sum_{j < taps} sum_{i < cin} w[o, j*cin + i] * P[t + j*dilation, i]
+ *   Math    y[t, o] = (bias ? bias[o] : 0) + sum_{j < taps} sum_{i < cin} w[o, j*cin + i] * P[t*stride + j*dilation, i]
  *           for t < M, o < N, where P is the padded input: P[p] = hist[p] for p < H, else
  *           x[p - H] (H = (taps - 1) * dilation history rows). The reduction index is
  *           k = j*cin + i (K = taps * cin), so the A operand is the im2col matrix
- *           A[t, k] = P[t + (k / cin) * dilation, k % cin], gathered by the tile loader.
+ *           A[t, k] = P[t*stride + (k / cin) * dilation, k % cin], gathered by the tile loader.
+ *           stride is 1 everywhere but the codec encoder's strided convs (qt_codec_edge_pad
+ *           pads their input; H = 0 then).
  *   Layout  x: f32 [M, cin]. hist: f32 [H, cin] (NULL when H = 0). w: f32 [N, K] row-major
  *           (tap-major: PyTorch's weight[o, i, j] at w[o*K + j*cin + i]). bias: f32 [N] or
  *           NULL. y: f32 [M, N], must not overlap the inputs. partial: f32 [chunks, M, N]
@@ -137,7 +139,8 @@
  *           128)): each sum is one sequential chain over t, in the CPU's order, and the
  *           threads of a warp read adjacent columns of a row (coalesced).
  *   qt_codec_activation     kind 0: fmaxf(x, 0) (ReLU), 1: tanhf, 2: 1 / (1 + expf(-x))
- *           (sigmoid, each step rounded). Grid-stride, blockDim 256. tanhf and expf are CUDA's
+ *           (sigmoid, each step rounded), 3: x > 0 ? x : expm1f(x) (ELU, alpha 1; expm1f
+ *           within 1 ulp, as the CPU's). Grid-stride, blockDim 256. tanhf and expf are CUDA's
  *           accurate forms (within 2 ulp), the CPU uses libm's.
  *   The SE gate (residual += gate[c] * x) is qt_codec_scale_add with the gate buffer.
  *
@@ -146,6 +149,11 @@
  *           x[t, bins + k], each step rounded (__fmul_rn, __fadd_rn, __fsqrt_rn).
  *   qt_codec_log_clamped    x = logf(fmaxf(x, floor)) (CUDA's logf, within 1 ulp; the CPU
  *           uses libm's). Both grid-stride, blockDim 256. Padding is qt_codec_reflect_pad.
+ *
+ * The codec encoder's ops
+ *   qt_codec_edge_pad       out = [left rows | x | right rows], the pad rows zeros or (replicate)
+ *           copies of x's first / last row: the strided conv's input (qt_codec_conv_gemm with
+ *           stride > 1 and no history then reads it). Grid-stride, blockDim 256.
  */
 #include "common.cuh"
 
@@ -162,33 +170,33 @@ struct Tables {
     const float* t[kMaxTables];
 };
 
-// A[m, k] of the implicit im2col matrix: padded row m + (k / cin) * dilation, channel k % cin.
+// A[m, k] of the implicit im2col matrix: padded row m*stride + (k / cin) * dilation, channel k % cin.
 __device__ __forceinline__ float im2col(const float* __restrict__ x, const float* __restrict__ hist, int H, int cin,
-                                        int dilation, int m, int k) {
+                                        int dilation, int stride, int m, int k) {
     const int j = k / cin, i = k - j * cin;
-    const int p = m + j * dilation;
+    const int p = m * stride + j * dilation;
     return p < H ? hist[(size_t)p * cin + i] : x[(size_t)(p - H) * cin + i];
 }
 
 // One thread's share of a K-step of the A tile: 4 consecutive k of one im2col row (zeros past
 // M or K).
 __device__ __forceinline__ float4 fetch_a(const float* __restrict__ x, const float* __restrict__ hist, int M,
-                                          int cin, int K, int dilation, int H, int m, int k, bool vec) {
+                                          int cin, int K, int dilation, int stride, int H, int m, int k, bool vec) {
     float4 a = make_float4(0.f, 0.f, 0.f, 0.f);
     if (m >= M) return a;
     if (vec) {
         // cin % 4 == 0: k..k+3 share one tap and one padded row, and K % 4 == 0.
         if (k < K) {
             const int j = k / cin, i = k - j * cin;
-            const int p = m + j * dilation;
+            const int p = m * stride + j * dilation;
             const float* src = p < H ? hist + (size_t)p * cin + i : x + (size_t)(p - H) * cin + i;
             a = *reinterpret_cast<const float4*>(src);
         }
     } else {
-        if (k < K) a.x = im2col(x, hist, H, cin, dilation, m, k);
-        if (k + 1 < K) a.y = im2col(x, hist, H, cin, dilation, m, k + 1);
-        if (k + 2 < K) a.z = im2col(x, hist, H, cin, dilation, m, k + 2);
-        if (k + 3 < K) a.w = im2col(x, hist, H, cin, dilation, m, k + 3);
+        if (k < K) a.x = im2col(x, hist, H, cin, dilation, stride, m, k);
+        if (k + 1 < K) a.y = im2col(x, hist, H, cin, dilation, stride, m, k + 1);
+        if (k + 2 < K) a.z = im2col(x, hist, H, cin, dilation, stride, m, k + 2);
+        if (k + 3 < K) a.w = im2col(x, hist, H, cin, dilation, stride, m, k + 3);
     }
     return a;
 }
@@ -223,7 +231,7 @@ template <int TM>
 __device__ __forceinline__ void conv_gemm_tile(const float* __restrict__ x, const float* __restrict__ hist,
                                                const float* __restrict__ w, const float* __restrict__ bias,
                                                float* __restrict__ y, float* __restrict__ partial, int M, int N,
-                                               int cin, int taps, int dilation, int H, int kc) {
+                                               int cin, int taps, int dilation, int stride, int H, int kc) {
     constexpr int RM = TM / 16;          // rows per thread
     constexpr int LDA = QT_CODEC_LD_TILE(TM);
     static_assert(TM % 16 == 0 && TM <= 64, "a tile of 16..64 rows");
@@ -250,7 +258,7 @@ __device__ __forceinline__ void conv_gemm_tile(const float* __restrict__ x, cons
         for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f, sum[i][j] = 0.0f;
 
     float4 a = make_float4(0.f, 0.f, 0.f, 0.f), b;
-    if (loads_a) a = fetch_a(x, hist, M, cin, K, dilation, H, m0 + lr, k_begin + lk, vec);
+    if (loads_a) a = fetch_a(x, hist, M, cin, K, dilation, stride, H, m0 + lr, k_begin + lk, vec);
     b = fetch_b(w, N, K, n0 + lr, k_begin + lk, vec);
     if (loads_a) stash<LDA>(As[0], a, lr, lk);
     stash<LDB>(Bs[0], b, lr, lk);
@@ -260,7 +268,7 @@ __device__ __forceinline__ void conv_gemm_tile(const float* __restrict__ x, cons
     for (int k0 = k_begin; k0 < k_end; k0 += BK) {
         const bool more = k0 + BK < k_end;
         if (more) {
-            if (loads_a) a = fetch_a(x, hist, M, cin, K, dilation, H, m0 + lr, k0 + BK + lk, vec);
+            if (loads_a) a = fetch_a(x, hist, M, cin, K, dilation, stride, H, m0 + lr, k0 + BK + lk, vec);
             b = fetch_b(w, N, K, n0 + lr, k0 + BK + lk, vec);
         }
 #pragma unroll
@@ -337,16 +345,16 @@ __device__ __forceinline__ size_t grid_step() { return (size_t)gridDim.x * block
 extern "C" __global__ void __launch_bounds__(qt_codec::kThreads)
     qt_codec_conv_gemm(const float* __restrict__ x, const float* __restrict__ hist, const float* __restrict__ w,
                        const float* __restrict__ bias, float* __restrict__ y, float* __restrict__ partial, int M,
-                       int N, int cin, int taps, int dilation, int H, int kc) {
-    qt_codec::conv_gemm_tile<qt_codec::BM>(x, hist, w, bias, y, partial, M, N, cin, taps, dilation, H, kc);
+                       int N, int cin, int taps, int dilation, int stride, int H, int kc) {
+    qt_codec::conv_gemm_tile<qt_codec::BM>(x, hist, w, bias, y, partial, M, N, cin, taps, dilation, stride, H, kc);
 }
 
 extern "C" __global__ void __launch_bounds__(qt_codec::kThreads)
     qt_codec_conv_gemm_rows16(const float* __restrict__ x, const float* __restrict__ hist,
                               const float* __restrict__ w, const float* __restrict__ bias, float* __restrict__ y,
-                              float* __restrict__ partial, int M, int N, int cin, int taps, int dilation, int H,
+                              float* __restrict__ partial, int M, int N, int cin, int taps, int dilation, int stride, int H,
                               int kc) {
-    qt_codec::conv_gemm_tile<16>(x, hist, w, bias, y, partial, M, N, cin, taps, dilation, H, kc);
+    qt_codec::conv_gemm_tile<16>(x, hist, w, bias, y, partial, M, N, cin, taps, dilation, stride, H, kc);
 }
 
 extern "C" __global__ void qt_codec_conv_reduce(const float* __restrict__ partial, int chunks,
@@ -618,7 +626,8 @@ extern "C" __global__ void qt_codec_activation(float* __restrict__ x, long long 
         float r;
         if (kind == 0) r = fmaxf(v, 0.0f);
         else if (kind == 1) r = tanhf(v);
-        else r = __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-v)));
+        else if (kind == 2) r = __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-v)));
+        else r = v > 0.0f ? v : expm1f(v);
         x[i] = r;
     }
 }
@@ -639,5 +648,23 @@ extern "C" __global__ void qt_codec_complex_magnitude(const float* __restrict__ 
 
 extern "C" __global__ void qt_codec_log_clamped(float* __restrict__ x, long long n, float floor) {
     for (size_t i = qt_codec::grid_start(); i < (size_t)n; i += qt_codec::grid_step()) x[i] = logf(fmaxf(x[i], floor));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The codec encoder's ops
+// ---------------------------------------------------------------------------------------------
+
+extern "C" __global__ void qt_codec_edge_pad(const float* __restrict__ x, int rows, int cin, int left, int right,
+                                             int replicate, float* __restrict__ out) {
+    const size_t total = (size_t)(rows + left + right) * cin;
+    for (size_t e = qt_codec::grid_start(); e < total; e += qt_codec::grid_step()) {
+        const int p = (int)(e / cin), i = (int)(e - (size_t)p * cin);
+        const int q = p - left;
+        float v;
+        if (q >= 0 && q < rows) v = x[(size_t)q * cin + i];
+        else if (!replicate) v = 0.0f;
+        else v = x[(size_t)(q < 0 ? 0 : rows - 1) * cin + i];
+        out[e] = v;
+    }
 }
 

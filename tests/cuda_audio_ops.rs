@@ -22,7 +22,7 @@ mod rng;
 
 use std::sync::OnceLock;
 
-use qwentts::backend::audio::{Activation, AudioBackend, ColumnSpan, ConvShape, TransposedConvShape};
+use qwentts::backend::audio::{Activation, AudioBackend, ColumnSpan, ConvShape, EdgePad, TransposedConvShape};
 use qwentts::backend::cpu::CpuBackend;
 use qwentts::backend::cuda::{CudaBackend, CudaF32Weight};
 use qwentts::backend::{AttentionShape, Backend};
@@ -915,7 +915,7 @@ fn copy_columns_and_speaker_activations_match_cpu() {
     // within about 2).
     let ulps = |a: f32, b: f32| (a.to_bits() as i64 - b.to_bits() as i64).unsigned_abs();
     let x: Vec<f32> = rand_vec(&mut rng, 4096, 12.0);
-    for f in [Activation::Relu, Activation::Tanh, Activation::Sigmoid] {
+    for f in [Activation::Relu, Activation::Tanh, Activation::Sigmoid, Activation::Elu] {
         let mut cx = x.clone();
         c.activation(&mut cs, &mut cx, x.len(), f).unwrap();
         let mut gx = upload(&mut gs, &x);
@@ -974,5 +974,56 @@ fn log_mel_ops_match_cpu() {
     }
     assert_eq!(got[0], (1e-5f32).ln(), "the floor");
     assert!(g.log_clamped(&mut gs, &mut gx, x.len(), 0.0).is_err(), "a zero floor");
+}
+
+/// The codec encoder's strided convolutions (`MimiConv1d`): the released shapes at small
+/// widths (the first conv from one channel, stride-4..8 downsampling convs, the replicate-padded
+/// stride-2 downsample without bias, a dilated residual conv), rows that do and do not divide
+/// by the stride, against the CPU.
+#[test]
+#[ignore = "needs a CUDA GPU: tools/device/run.sh runs it with --ignored"]
+fn padded_conv_matches_cpu() {
+    let c = cpu();
+    let g = gpu();
+    let (mut cs, mut gs) = streams(&c);
+    let mut rng = Rng(0x3131);
+    let mut worst = Worst::default();
+    for (cin, cout, kernel, dilation, stride, pad, with_bias) in [
+        (1, 16, 7, 1, 1, EdgePad::Zeros, true),
+        (16, 32, 8, 1, 4, EdgePad::Zeros, true),
+        (32, 64, 10, 1, 5, EdgePad::Zeros, true),
+        (64, 96, 16, 1, 8, EdgePad::Zeros, true),
+        (96, 96, 4, 1, 2, EdgePad::Replicate, false),
+        (24, 12, 3, 2, 1, EdgePad::Zeros, true),
+        (20, 20, 1, 1, 1, EdgePad::Replicate, true),
+        (6, 5, 3, 3, 2, EdgePad::Replicate, true),
+    ] {
+        let shape = ConvShape { cin, cout, kernel, dilation };
+        let scale = 1.0 / ((kernel * cin) as f32).sqrt();
+        let w = weight(&c, &rand_vec(&mut rng, shape.weight_len(), scale), &[cout, kernel * cin]);
+        let b = weight(&c, &rand_vec(&mut rng, cout, 0.5), &[cout]);
+        let bias = with_bias.then_some(&b);
+        for rows in [1, stride, 7 * stride + 1, 333] {
+            let x = rand_vec(&mut rng, rows * cin, 1.0);
+            let out = rows.div_ceil(stride);
+            let mut cy = vec![0.0; out * cout];
+            let n = c.padded_conv(&mut cs, &x, rows, shape, stride, pad, &w.cpu, bias.map(|b| &b.cpu), &mut cy).unwrap();
+            assert_eq!(n, out);
+            let gx = upload(&mut gs, &x);
+            let mut gy = poisoned(&mut gs, out * cout);
+            let n = g.padded_conv(&mut gs, &gx, rows, shape, stride, pad, &w.gpu, bias.map(|b| &b.gpu), &mut gy).unwrap();
+            assert_eq!(n, out);
+            let what = format!("padded conv {cin}->{cout} k {kernel} d {dilation} s {stride} {pad:?} rows {rows}");
+            worst.check(&what, &download(&mut gs, &gy, out * cout), &cy);
+        }
+    }
+    // Not a causal conv (the kernel spans fewer rows than the stride), and no rows: refused.
+    let shape = ConvShape { cin: 4, cout: 4, kernel: 2, dilation: 1 };
+    let w = weight(&c, &rand_vec(&mut rng, shape.weight_len(), 0.5), &[4, 8]);
+    let gx = upload(&mut gs, &[0.0; 16]);
+    let mut gy = poisoned(&mut gs, 16);
+    assert!(g.padded_conv(&mut gs, &gx, 4, shape, 3, EdgePad::Zeros, &w.gpu, None, &mut gy).is_err());
+    assert!(g.padded_conv(&mut gs, &gx, 0, shape, 1, EdgePad::Zeros, &w.gpu, None, &mut gy).is_err());
+    worst.report("padded_conv");
 }
 

@@ -94,6 +94,15 @@ impl ColumnSpan {
     }
 }
 
+/// How [`AudioBackend::padded_conv`] pads a signal's edges (`MimiConv1d.pad_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EdgePad {
+    /// `"constant"`: zero rows.
+    Zeros,
+    /// `"replicate"`: copies of the first row on the left, of the last row on the right.
+    Replicate,
+}
+
 /// The element-wise activations of [`AudioBackend::activation`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
@@ -103,6 +112,8 @@ pub enum Activation {
     Tanh,
     /// `1 / (1 + e^−x)`.
     Sigmoid,
+    /// ELU with α = 1: `x` for `x > 0`, else `e^x − 1` (`nn.ELU()`).
+    Elu,
 }
 
 /// The audio operations. Each documents its math; a backend must agree with the CPU backend
@@ -381,4 +392,27 @@ pub trait AudioBackend: Backend {
 
     /// `x[i] = ln(max(x[i], floor))` on the first `len` elements (`floor > 0`).
     fn log_clamped(&self, s: &mut Self::Stream, x: &mut Self::Buffer, len: usize, floor: f32) -> Result<()>;
+
+    // --- The codec encoder's ops (Mimi: strided convolutions of a whole signal) -------------
+
+    /// A strided convolution of a whole signal with the codec encoder's causal padding
+    /// (`MimiConv1d` with `use_causal_conv`): `out = ceil(rows / stride)` output rows;
+    /// `left = (kernel − 1)·dilation + 1 − stride` rows before `x` and `extra = out·stride −
+    /// rows` after it, zeros or copies of `x`'s first / last row (`pad`); then `y[t, o] =
+    /// bias[o] + Σ_j Σ_i w[o, j·cin + i] · padded[t·stride + j·dilation, i]` into `y: [out,
+    /// cout]` (weights as in [`causal_conv`](Self::causal_conv)). Needs `rows ≥ 1` and
+    /// `(kernel − 1)·dilation + 1 ≥ stride`. Returns `out`.
+    #[allow(clippy::too_many_arguments)]
+    fn padded_conv(
+        &self,
+        s: &mut Self::Stream,
+        x: &Self::Buffer,
+        rows: usize,
+        shape: ConvShape,
+        stride: usize,
+        pad: EdgePad,
+        w: &Self::AudioWeight,
+        bias: Option<&Self::AudioWeight>,
+        y: &mut Self::Buffer,
+    ) -> Result<usize>;
 }

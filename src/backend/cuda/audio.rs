@@ -22,7 +22,8 @@ use super::launch::{Arg, check, grid1, int, launch};
 use super::memory::DeviceMemory;
 use super::{CudaDevice, cuda_error};
 use crate::backend::AttentionShape;
-use crate::backend::audio::{Activation, AudioBackend, ColumnSpan, ConvShape, TransposedConvShape};
+use crate::backend::audio::{Activation, AudioBackend, ColumnSpan, ConvShape, EdgePad, TransposedConvShape};
+use crate::backend::cpu_audio::padded_conv_span;
 use crate::error::{Error, Result};
 
 /// Tables one `qt_codec_codebook_sum` launch takes; more are summed by further launches (in
@@ -96,6 +97,7 @@ pub(crate) struct CodecKernels {
     activation: CudaFunction,
     complex_magnitude: CudaFunction,
     log_clamped: CudaFunction,
+    edge_pad: CudaFunction,
 }
 
 impl CodecKernels {
@@ -123,6 +125,7 @@ impl CodecKernels {
             activation: load("qt_codec_activation")?,
             complex_magnitude: load("qt_codec_complex_magnitude")?,
             log_clamped: load("qt_codec_log_clamped")?,
+            edge_pad: load("qt_codec_edge_pad")?,
         })
     }
 }
@@ -283,23 +286,29 @@ impl CudaDevice {
         x: (&DeviceMemory<f32>, usize),
         rows: usize,
         hist: Option<(&DeviceMemory<f32>, usize)>,
-        (cin, taps, dilation): (usize, usize, usize),
+        (cin, taps, dilation, stride): (usize, usize, usize, usize),
         w: &DeviceMemory<f32>,
         bias: Option<&DeviceMemory<f32>>,
         y: (&mut DeviceMemory<f32>, usize),
         n: usize,
         partials: Option<&mut DeviceMemory<f32>>,
     ) -> Result<()> {
-        if taps == 0 || dilation == 0 {
-            return Err(Error::invalid_argument("conv GEMM: taps and dilation must be positive"));
+        if taps == 0 || dilation == 0 || stride == 0 {
+            return Err(Error::invalid_argument("conv GEMM: taps, dilation and stride must be positive"));
         }
-        let h_rows = mul("conv GEMM history rows", taps - 1, dilation)?;
+        // Output row t reads padded rows t·stride + j·dilation, j < taps: `span` rows in all,
+        // the first `h_rows` of them from the history (stride 1 only: a strided conv reads a
+        // padded input, H = 0), the rest from x.
+        let reach = mul("conv GEMM reach", taps - 1, dilation)?;
+        let h_rows = if stride == 1 { reach } else { 0 };
         let k = mul("conv GEMM reduction", taps, cin)?;
         exact("conv GEMM weight", mul("conv GEMM weight", n, k)?, w.len())?;
         if let Some(b) = bias {
             exact("conv GEMM bias", n, b.len())?;
         }
-        check("conv GEMM input", x.1.saturating_add(mul("conv GEMM input", rows, cin)?), x.0.len())?;
+        let span = mul("conv GEMM rows", rows.saturating_sub(1), stride)?.saturating_add(reach).saturating_add(1);
+        let x_rows = if rows == 0 { 0 } else { span - h_rows };
+        check("conv GEMM input", x.1.saturating_add(mul("conv GEMM input", x_rows, cin)?), x.0.len())?;
         let out_len = mul("conv GEMM output", rows, n)?;
         check("conv GEMM output", y.1.saturating_add(out_len), y.0.len())?;
         let hist_ptr = match hist {
@@ -314,7 +323,8 @@ impl CudaDevice {
         };
         // Every index the kernel forms in 32 bits: rows, padded rows, channels, K.
         let m_i = int("rows", rows)?;
-        int("padded rows", rows.saturating_add(h_rows))?;
+        int("padded rows", span)?;
+        let stride_i = int("stride", stride)?;
         // The kernel forms tile indices up to one tile past M and K in int.
         int("rows plus a tile", rows.saturating_add(2 * GEMM_TILE))?;
         let (cin_i, n_i) = (int("in channels", cin)?, int("out channels", n)?);
@@ -365,7 +375,7 @@ impl CudaDevice {
         };
         let bias_ptr = bias.map_or(0u64, |b| b.ptr());
         let yp = y.0.ptr_at(y.1);
-        let args: [&dyn Arg; 13] = [
+        let args: [&dyn Arg; 14] = [
             &x.0.ptr_at(x.1),
             &hist_ptr,
             &w.ptr(),
@@ -377,6 +387,7 @@ impl CudaDevice {
             &cin_i,
             &taps_i,
             &dil_i,
+            &stride_i,
             &h_i,
             &kc_i,
         ];
@@ -530,7 +541,7 @@ impl AudioBackend for CudaBackend {
             (x, 0),
             rows,
             hist_ref.map(|h| (h, 0)),
-            (cin, kernel, dilation),
+            (cin, kernel, dilation, 1),
             &w.mem,
             bias.map(|b| &b.mem),
             (y, 0),
@@ -587,7 +598,7 @@ impl AudioBackend for CudaBackend {
             (x, 0),
             rows,
             None,
-            (cin, 1, 1),
+            (cin, 1, 1, 1),
             &w.mem,
             None,
             (&mut s.scratch, 0),
@@ -952,7 +963,7 @@ impl AudioBackend for CudaBackend {
                 (x, 0),
                 rows,
                 None,
-                (cin, 1, 1),
+                (cin, 1, 1, 1),
                 &w.mem,
                 Some(&bias.mem),
                 (y, 0),
@@ -974,7 +985,7 @@ impl AudioBackend for CudaBackend {
             (&s.scratch, hist_len),
             rows,
             Some((&s.scratch, 0)),
-            (cin, kernel, dilation),
+            (cin, kernel, dilation, 1),
             &w.mem,
             Some(&bias.mem),
             (y, 0),
@@ -1085,6 +1096,7 @@ impl AudioBackend for CudaBackend {
             Activation::Relu => 0,
             Activation::Tanh => 1,
             Activation::Sigmoid => 2,
+            Activation::Elu => 3,
         };
         let args: [&dyn Arg; 3] = [&x.ptr(), &(len as i64), &kind];
         launch(&s.stream, &self.device().kernels.codec.activation, "qt_codec_activation", elementwise_cfg(len), &args)
@@ -1157,6 +1169,95 @@ impl AudioBackend for CudaBackend {
         let args: [&dyn Arg; 5] = [&x.ptr(), &int("rows", rows)?, &int("bins", bins)?, &eps, &out.ptr()];
         let f = &self.device().kernels.codec.complex_magnitude;
         launch(&s.stream, f, "qt_codec_complex_magnitude", elementwise_cfg(n), &args)
+    }
+
+    fn padded_conv(
+        &self,
+        s: &mut CudaStreamCtx,
+        x: &DeviceMemory<f32>,
+        rows: usize,
+        shape: ConvShape,
+        stride: usize,
+        pad: EdgePad,
+        w: &CudaF32Weight,
+        bias: Option<&CudaF32Weight>,
+        y: &mut DeviceMemory<f32>,
+    ) -> Result<usize> {
+        let ConvShape { cin, cout, kernel, dilation } = shape;
+        let span = padded_conv_span(kernel, dilation, stride, rows)?;
+        exact("padded_conv weight", shape.weight_len(), w.mem.len())?;
+        if let Some(b) = bias {
+            exact("padded_conv bias", cout, b.mem.len())?;
+        }
+        check("padded_conv input", mul("padded_conv input", rows, cin)?, x.len())?;
+        let out = span.out_rows;
+        check("padded_conv output", mul("padded_conv output", out, cout)?, y.len())?;
+        if cout == 0 {
+            return Ok(out);
+        }
+        let dev = self.device();
+        if cin == 0 {
+            // No input channels: every output row is the bias (a GEMM over K = 0 writes it).
+            return dev.codec_conv_gemm(
+                &s.stream,
+                (x, 0),
+                out,
+                None,
+                (cin, 1, 1, 1),
+                &w.mem,
+                bias.map(|b| &b.mem),
+                (y, 0),
+                cout,
+                None,
+            )
+            .map(|()| out);
+        }
+        // The padded input [left | x | extra] in the scratch, then the strided GEMM over it.
+        let padded_rows = span.left + rows + span.extra;
+        let padded_len = mul("padded_conv padded input", padded_rows, cin)?;
+        int("padded input", padded_len)?;
+        self.ensure_scratch(s, padded_len)?;
+        let replicate = i32::from(pad == EdgePad::Replicate);
+        let args: [&dyn Arg; 7] = [
+            &x.ptr(),
+            &int("rows", rows)?,
+            &int("in channels", cin)?,
+            &int("left pad", span.left)?,
+            &int("right pad", span.extra)?,
+            &replicate,
+            &s.scratch.ptr(),
+        ];
+        launch(&s.stream, &dev.kernels.codec.edge_pad, "qt_codec_edge_pad", elementwise_cfg(padded_len), &args)?;
+        if stride == 1 {
+            // Stride 1 reads its first (k − 1)·d padded rows as the GEMM's history.
+            let reach = (kernel - 1) * dilation;
+            dev.codec_conv_gemm(
+                &s.stream,
+                (&s.scratch, reach * cin),
+                out,
+                if reach > 0 { Some((&s.scratch, 0)) } else { None },
+                (cin, kernel, dilation, 1),
+                &w.mem,
+                bias.map(|b| &b.mem),
+                (y, 0),
+                cout,
+                Some(&mut s.conv_partials),
+            )?;
+        } else {
+            dev.codec_conv_gemm(
+                &s.stream,
+                (&s.scratch, 0),
+                out,
+                None,
+                (cin, kernel, dilation, stride),
+                &w.mem,
+                bias.map(|b| &b.mem),
+                (y, 0),
+                cout,
+                Some(&mut s.conv_partials),
+            )?;
+        }
+        Ok(out)
     }
 
     fn log_clamped(&self, s: &mut CudaStreamCtx, x: &mut DeviceMemory<f32>, len: usize, floor: f32) -> Result<()> {

@@ -13,7 +13,7 @@
 //! inner product reads contiguous memory.
 
 use super::{TensorSource, load_vec};
-use crate::backend::audio::{AudioBackend, ConvShape, TransposedConvShape};
+use crate::backend::audio::{AudioBackend, ConvShape, EdgePad, TransposedConvShape};
 use crate::error::{Error, Result};
 
 /// A fresh stream state of `len` elements (zeros), or none for a stateless layer.
@@ -92,6 +92,23 @@ impl<B: AudioBackend> Conv<B> {
         y: &mut B::Buffer,
     ) -> Result<()> {
         backend.causal_conv(s, x, rows, history, self.shape, &self.weight, self.bias.as_ref(), y)
+    }
+
+    /// The same weights as a strided convolution of a whole signal with the codec encoder's
+    /// causal padding (`MimiConv1d`; [`AudioBackend::padded_conv`]): `ceil(rows / stride)`
+    /// output rows, which it returns. The bias is optional here (the downsample conv has none).
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_padded(
+        &self,
+        backend: &B,
+        s: &mut B::Stream,
+        x: &B::Buffer,
+        rows: usize,
+        stride: usize,
+        pad: EdgePad,
+        y: &mut B::Buffer,
+    ) -> Result<usize> {
+        backend.padded_conv(s, x, rows, self.shape, stride, pad, &self.weight, self.bias.as_ref(), y)
     }
 
     /// The same weights as a non-causal "same" convolution with reflect padding over all

@@ -29,7 +29,7 @@
 //! loads with the SDPA backend, where `MimiTransformerModel` builds a plain causal mask; only
 //! flash-attention-2 would apply the window. Every query here attends to all earlier frames.
 
-use super::ops::{Linear, gelu, layer_norm_rows, matmul_xwt, par_rows, scale_add_rows, softmax_inplace};
+use super::ops::{Linear, elu1, gelu, layer_norm_rows, matmul_xwt, par_rows, scale_add_rows, softmax_inplace};
 use super::{TensorSource, load_linear, load_vec, materialize_codebook};
 use crate::error::{Error, Result};
 use crate::model::Checkpoint;
@@ -234,33 +234,6 @@ impl MimiConv {
         }
         y
     }
-}
-
-/// `nn.ELU()` (α = 1): x for x > 0, expm1(x) otherwise, within 1 ulp of the correctly
-/// rounded expm1 (PyTorch's CPU kernel uses a vectorised expm1 of the same accuracy).
-///
-/// The conv stack evaluates ~70 M ELUs per 10 s of audio, so this is written branch-free
-/// and without calls, for the compiler to vectorise: expm1(z) = 2ᵏ·expm1(r) + (2ᵏ − 1) with
-/// z = k·ln2 + r, |r| ≤ ln2/2, expm1(r) from its Taylor series to r⁸ (truncation below 0.01 ulp).
-/// Below −18 every input rounds to −1, so z is clamped there, keeping 2ᵏ a normal float.
-#[inline(always)]
-fn elu1(x: f32) -> f32 {
-    // Cody–Waite split of ln2: LN2_HI has 9 trailing zero bits, so k·LN2_HI is exact.
-    const LN2_HI: f32 = 0.693_145_75; // 0x3F31_7200 = 0.693145751953125 exactly
-    const LN2_LO: f32 = 1.428_606_8e-6; // ln2 − LN2_HI, rounded
-    // 1.5·2²³: adding it rounds to an integer and leaves that integer in the low mantissa
-    // bits (bits = 0x4B40_0000 + k), which gives 2ᵏ without a float → int conversion.
-    const ROUND: f32 = 12_582_912.0;
-    let z = x.clamp(-18.0, 0.0);
-    let shifted = z * std::f32::consts::LOG2_E + ROUND;
-    let k = shifted - ROUND;
-    let r = (z - k * LN2_HI) - k * LN2_LO;
-    let q = 1.0 / 2.0
-        + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0 + r * (1.0 / 40320.0))))));
-    let expm1_r = r + r * r * q;
-    let two_k = f32::from_bits(shifted.to_bits().wrapping_sub(0x4B40_0000 - 127) << 23);
-    let y = two_k * expm1_r + (two_k - 1.0);
-    if x > 0.0 { x } else { y }
 }
 
 fn activate(row: &[f32], elu: bool) -> Vec<f32> {
@@ -1079,6 +1052,53 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// The audio op set's padded conv (what the encoder will run on any backend) against the
+    /// encoder's own conv and the naive one: same shapes, pads, strides and dilations.
+    #[test]
+    fn the_op_sets_padded_conv_equals_the_encoders_conv() {
+        use crate::backend::Backend;
+        use crate::backend::audio::{AudioBackend, ConvShape, EdgePad};
+        use crate::backend::cpu::CpuBackend;
+        use crate::model::codec::conv::Conv;
+        let cpu = CpuBackend::new(2);
+        let mut st = cpu.new_stream().unwrap();
+        for &(cin, cout, k, s, d, pad) in &[
+            (3, 5, 7, 1, 1, PadMode::Zeros),
+            (3, 4, 8, 4, 1, PadMode::Zeros),
+            (2, 3, 10, 5, 1, PadMode::Zeros),
+            (4, 2, 3, 1, 2, PadMode::Zeros),
+            (3, 3, 4, 2, 1, PadMode::Replicate),
+            (5, 3, 3, 2, 3, PadMode::Replicate),
+        ] {
+            let n = cout * cin * k;
+            let w: Vec<f32> = (0..n).map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.1).collect();
+            let b: Vec<f32> = (0..cout).map(|i| i as f32 * 0.01).collect();
+            let src = Map([("c.weight".to_string(), w.clone()), ("c.bias".to_string(), b.clone())].into());
+            let conv = MimiConv::load(&src, "c", cin, cout, k, s, d, pad, true).unwrap();
+            let op = Conv::load(&cpu, &src, "c", cin, cout, k, d).unwrap();
+            let edge = if pad == PadMode::Zeros { EdgePad::Zeros } else { EdgePad::Replicate };
+            for rows in [1, s, 3 * s + 1, 7 * s, 7 * s + s - 1] {
+                let x: Vec<f32> = (0..rows * cin).map(|i| (i as f32 * 0.37).sin()).collect();
+                let want = naive(&conv, &x, rows, &w, &b);
+                let theirs = conv.forward(&x, rows, false, &mut ConvStream::default(), true, 1);
+                let mut y = vec![f32::NAN; rows.div_ceil(s) * cout];
+                let out = op.forward_padded(&cpu, &mut st, &x, rows, s, edge, &mut y).unwrap();
+                assert_eq!(out, rows.div_ceil(s));
+                for ((a, t), n) in y.iter().zip(&theirs).zip(&want) {
+                    assert!((a - n).abs() < 1e-5, "{a} vs naive {n} (k{k} s{s} d{d} rows {rows})");
+                    assert!((a - t).abs() < 1e-5, "{a} vs the encoder's {t} (k{k} s{s} d{d} rows {rows})");
+                }
+            }
+            // Not a causal conv: a kernel spanning fewer rows than the stride.
+            let short = ConvShape { cin, cout, kernel: 1, dilation: 1 };
+            let w1 = cpu.upload_audio_weight(&vec![0.5; cin * cout], &[cout, cin]).unwrap();
+            let x = vec![0.0; 4 * cin];
+            let mut y = vec![0.0; 4 * cout];
+            assert!(cpu.padded_conv(&mut st, &x, 4, short, 2, EdgePad::Zeros, &w1, None, &mut y).is_err());
+            assert!(cpu.padded_conv(&mut st, &x, 0, short, 1, EdgePad::Zeros, &w1, None, &mut y).is_err(), "no rows");
         }
     }
 

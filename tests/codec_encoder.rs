@@ -16,7 +16,9 @@ use std::time::Instant;
 use common::{Golden, Tensor, assert_close, fixtures_dir};
 use qwentts::ErrorKind;
 use qwentts::model::Checkpoint;
+use qwentts::backend::cpu::CpuBackend;
 use qwentts::model::codec::encoder::CodecEncoder;
+use qwentts::model::codec::encoder_net::EncoderConvStack;
 
 /// Codebooks per frame and samples per frame of every Qwen3-TTS 12 Hz tokenizer.
 const NQ: usize = 16;
@@ -108,6 +110,30 @@ fn encoder_matches_official_on_reference_wav() {
     eprintln!("ref_codes: smallest quantizer margin {m:.3e} (frame {}, codebook {})", at / NQ, at % NQ);
     let bad = code_mismatches(&codes, &want.data, &trace.margins);
     assert!(bad.is_empty(), "{} of {} codes differ:\n{}", bad.len(), codes.len(), bad.join("\n"));
+}
+
+/// The conv stack written over the audio op set (what the GPU runs), on the CPU backend:
+/// against the official `enc_conv_out` and the CPU encoder's blocked stack.
+#[test]
+fn the_op_set_conv_stack_matches_the_encoder() {
+    let golden = Golden::open("speaker_base");
+    let ckpt = Checkpoint::open(&tiny_dir()).expect("tiny-base opens");
+    let stack = EncoderConvStack::load(CpuBackend::new(2), &ckpt.speech_config, &ckpt.speech_weights).expect("conv stack");
+    let wav = reference_wav();
+    let (out, rows) = stack.forward(&wav).expect("forward");
+    let (_, trace) = tiny_encoder().encode_traced(&wav).expect("encode");
+    assert_eq!(rows, trace.conv_frames);
+    let d = assert_close("op-set conv stack vs the CPU encoder's", &out, &trace.conv_out, 1e-5);
+    eprintln!("op-set conv stack vs CPU encoder: {d}");
+    let d = assert_close("op-set conv stack vs official", &out, &transpose(&golden.f32("enc_conv_out")), TOL);
+    eprintln!("op-set conv stack vs official:    {d}");
+    // A short input (fewer samples than one stride of the stack) still gives its rows.
+    let (short, n) = stack.forward(&wav[..100]).unwrap();
+    let (_, t) = tiny_encoder().encode_traced(&wav[..100]).unwrap();
+    assert_eq!(n, t.conv_frames);
+    assert_close("100 samples", &short, &t.conv_out, 1e-5);
+    assert!(stack.forward(&[]).is_err());
+    assert!(stack.forward(&[0.0, f32::NAN]).is_err());
 }
 
 #[test]

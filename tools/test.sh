@@ -63,7 +63,7 @@ source tools/cuda-wheels.sh
 export QT_REQUIRE_KERNELS=1   # build.rs fails without nvcc; any nvcc error fails the build
 started=$(date +%s)
 # GPU tests are #[ignore]d here (cargo lists them as ignored); tools/device/run.sh runs them.
-cargo test --locked --features cuda --test cuda_backend --test cuda_kernels --test cuda_audio_ops --test cuda_codec --test cuda_speaker_encoder --test cuda_model --test cuda_megakernel --test megakernel_program --test ffi
+cargo test --locked --features cuda --test cuda_backend --test cuda_kernels --test cuda_audio_ops --test cuda_codec --test cuda_codec_encoder --test cuda_speaker_encoder --test cuda_model --test cuda_megakernel --test megakernel_program --test ffi
 cargo build --locked --features cuda --example bench_cuda --example bench_codec
 echo "CUDA feature build + tests: $(( $(date +%s) - started )) s"
 

@@ -18,7 +18,7 @@ echo "== cargo build --release (bench_cuda, bench_codec, make_random_checkpoint,
 cargo build --locked --release --features cuda --example bench_cuda --example make_random_checkpoint --example qwentts --example soak --example bench_codec
 cp target/release/examples/{bench_cuda,make_random_checkpoint,qwentts,soak,bench_codec} .device/bin/
 tests=()
-for t in cuda_backend cuda_kernels cuda_audio_ops cuda_codec cuda_speaker_encoder cuda_model cuda_megakernel ffi; do [ -f "tests/$t.rs" ] && tests+=(--test "$t"); done
+for t in cuda_backend cuda_kernels cuda_audio_ops cuda_codec cuda_codec_encoder cuda_speaker_encoder cuda_model cuda_megakernel ffi; do [ -f "tests/$t.rs" ] && tests+=(--test "$t"); done
 cargo test --locked --release --features cuda --no-run --message-format=json "${tests[@]}" \
   | python3 -c '
 import json, sys, shutil

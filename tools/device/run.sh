@@ -72,7 +72,7 @@ if [[ " ${QT_TESTS:-cuda_megakernel} " == *" cuda_megakernel"[:\ ]* ]] && [ -x "
     "$bin/cuda_megakernel" --include-ignored --test-threads 1 --nocapture ${QT_TEST_FILTER:-}
 fi
 # An entry NAME:FILTER runs only NAME's tests whose names contain FILTER.
-for entry in ${QT_TESTS:-cuda_backend cuda_kernels cuda_audio_ops cuda_codec cuda_speaker_encoder cuda_model cuda_megakernel ffi}; do
+for entry in ${QT_TESTS:-cuda_backend cuda_kernels cuda_audio_ops cuda_codec cuda_codec_encoder cuda_speaker_encoder cuda_model cuda_megakernel ffi}; do
   t="${entry%%:*}"; filter="${QT_TEST_FILTER:-}"
   [ "$t" != "$entry" ] && filter="${entry#*:}"
   # The speaker encoder's tests include a CUDA model cloning on its GPU, which is opt-in.
@@ -106,7 +106,7 @@ fi
 # QT_SPLITK=1: the codec's split-K convolutions (QT_CODEC_SPLIT_K=1) through the codec tests
 # (CPU parity, streamed = offline to the bit) and the codec benchmark.
 if [ "${QT_SPLITK:-0}" = 1 ]; then
-  for t in cuda_audio_ops cuda_codec cuda_speaker_encoder; do
+  for t in cuda_audio_ops cuda_codec cuda_codec_encoder cuda_speaker_encoder; do
     [ -x "$bin/$t" ] && run_step "${t}_splitk" "${QT_TEST_TIMEOUT:-300}" env QT_CODEC_SPLIT_K=1 QT_GPU_SPEAKER=1 \
       "$bin/$t" --include-ignored --test-threads 1 --nocapture
   done

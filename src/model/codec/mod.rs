@@ -14,6 +14,7 @@
 pub mod conv;
 pub mod decoder;
 pub mod encoder;
+pub mod encoder_net;
 pub mod ops;
 pub mod stream;
 pub mod transformer;

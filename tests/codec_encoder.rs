@@ -18,7 +18,7 @@ use qwentts::ErrorKind;
 use qwentts::model::Checkpoint;
 use qwentts::backend::cpu::CpuBackend;
 use qwentts::model::codec::encoder::CodecEncoder;
-use qwentts::model::codec::encoder_net::EncoderConvStack;
+use qwentts::model::codec::encoder_net::{EncoderConvStack, EncoderTransformer};
 
 /// Codebooks per frame and samples per frame of every Qwen3-TTS 12 Hz tokenizer.
 const NQ: usize = 16;
@@ -134,6 +134,25 @@ fn the_op_set_conv_stack_matches_the_encoder() {
     assert_close("100 samples", &short, &t.conv_out, 1e-5);
     assert!(stack.forward(&[]).is_err());
     assert!(stack.forward(&[0.0, f32::NAN]).is_err());
+}
+
+/// The transformer written over the audio op set, on the CPU backend: from the official
+/// conv output, against the official transformer output and the CPU encoder's transformer.
+#[test]
+fn the_op_set_transformer_matches_the_encoder() {
+    let golden = Golden::open("speaker_base");
+    let ckpt = Checkpoint::open(&tiny_dir()).expect("tiny-base opens");
+    let net = EncoderTransformer::load(CpuBackend::new(2), &ckpt.speech_config, &ckpt.speech_weights).expect("transformer");
+    let conv = transpose(&golden.f32("enc_conv_out"));
+    let rows = golden.f32("enc_conv_out").shape[1];
+    let ours = net.forward(&conv, rows).expect("forward");
+    let theirs = tiny_encoder().transformer_forward(&conv).expect("CPU encoder transformer");
+    let d = assert_close("op-set transformer vs the CPU encoder's", &ours, &theirs, 1e-5);
+    eprintln!("op-set transformer vs CPU encoder: {d}");
+    let d = assert_close("op-set transformer vs official", &ours, &golden.f32("enc_transformer_out").data, TOL);
+    eprintln!("op-set transformer vs official:    {d}");
+    assert!(net.forward(&conv[1..], rows).is_err(), "a ragged input");
+    assert!(net.forward(&[], 0).unwrap().is_empty());
 }
 
 #[test]

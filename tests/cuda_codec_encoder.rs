@@ -1,6 +1,6 @@
 //! The codec encoder on the GPU against the CPU encoder (the oracle): so far its conv stack
-//! (`EncoderConvStack`), on the tiny Base fixture's reference recording and on a full-size
-//! random checkpoint (`QT_FULL_MODELS`) over 10 s. Feature `cuda`; each test needs a GPU, so
+//! (`EncoderConvStack`) and transformer (`EncoderTransformer`), on the tiny Base fixture's
+//! reference recording and on a full-size random checkpoint (`QT_FULL_MODELS`) over 10 s. Feature `cuda`; each test needs a GPU, so
 //! each is `#[ignore]`d here and run on the device machine by tools/device/run.sh with
 //! `--include-ignored`.
 #![cfg(feature = "cuda")]
@@ -15,7 +15,7 @@ use qwentts::backend::cpu_audio::cpu_audio_ops_run;
 use qwentts::backend::cuda::CudaBackend;
 use qwentts::model::Checkpoint;
 use qwentts::model::codec::encoder::CodecEncoder;
-use qwentts::model::codec::encoder_net::EncoderConvStack;
+use qwentts::model::codec::encoder_net::{EncoderConvStack, EncoderTransformer};
 
 /// The GPU conv stack against the CPU encoder's, on `wav`.
 fn compare(dir: &Path, wav: &[f32], tol: f64) {
@@ -31,11 +31,20 @@ fn compare(dir: &Path, wav: &[f32], tol: f64) {
     eprintln!("{}: {} samples, GPU conv stack vs CPU encoder: {d}", dir.display(), wav.len());
     // Deterministic.
     assert_eq!(gpu.forward(wav).unwrap().0, out, "a second GPU run differs");
+
+    // The transformer, from the CPU's conv output.
+    let transformer = EncoderTransformer::load(CudaBackend::new(0).unwrap(), &ckpt.speech_config, &ckpt.speech_weights)
+        .expect("GPU transformer");
+    let before = cpu_audio_ops_run();
+    let ours = transformer.forward(&trace.conv_out, rows).expect("GPU transformer");
+    assert_eq!(cpu_audio_ops_run(), before, "the GPU transformer ran an audio op on the CPU");
+    let d = assert_close(&format!("{}: GPU transformer vs CPU", dir.display()), &ours, &trace.transformer_out, tol);
+    eprintln!("{}: {rows} rows, GPU transformer vs CPU encoder: {d}", dir.display());
 }
 
 #[test]
 #[ignore = "needs a CUDA GPU: tools/device/run.sh runs it with --include-ignored"]
-fn tiny_conv_stack_matches_cpu() {
+fn tiny_conv_stack_and_transformer_match_cpu() {
     let wav = ReferenceAudio::from_file(&fixtures_dir().join("audio/ref_24k.wav"), &ReferenceLimits::default())
         .expect("ref_24k.wav")
         .into_samples();
@@ -45,7 +54,7 @@ fn tiny_conv_stack_matches_cpu() {
 
 #[test]
 #[ignore = "needs a CUDA GPU and QT_FULL_MODELS: tools/device/run.sh runs it with --include-ignored"]
-fn full_size_conv_stack_matches_cpu_on_ten_seconds() {
+fn full_size_conv_stack_and_transformer_match_cpu_on_ten_seconds() {
     let dirs = std::env::var("QT_FULL_MODELS").expect("QT_FULL_MODELS: full-size checkpoint directories, ':'-separated");
     let dir = PathBuf::from(dirs.split(':').next().expect("one directory"));
     let wav: Vec<f32> = (0..240_000)

@@ -1,17 +1,19 @@
 //! The codec encoder written over the audio op set, for the GPU: so far its SEANet
-//! convolution stack (24 kHz → 25 Hz), the part that costs most of an encode.
+//! convolution stack (24 kHz → 25 Hz), the part that costs most of an encode, and its
+//! transformer (full causal attention at 25 Hz).
 //!
 //! [`CodecEncoder`](super::CodecEncoder) (CPU) stays the oracle and the CPU path: it runs the
 //! stack block by block with a little history per conv to keep its buffers cache-sized; here
 //! the whole signal goes through each layer at once ([`AudioBackend::padded_conv`], which
 //! pads the edges exactly as `MimiConv1d` does), so the two differ only in summation order.
-//! The transformer, the downsample and the quantizers follow.
+//! The downsample and the quantizers follow.
 
-use super::TensorSource;
 use super::conv::Conv;
+use super::{TensorSource, load_vec};
 use crate::backend::audio::{Activation, AudioBackend, EdgePad};
+use crate::backend::{AttentionShape, Rope};
 use crate::error::{Error, Result};
-use crate::model::config::SpeechTokenizerConfig;
+use crate::model::config::{MimiEncoderConfig, SpeechTokenizerConfig};
 
 /// Kernel of a residual block's second conv (module constant).
 const RESIDUAL_POINTWISE_KERNEL: usize = 1;
@@ -188,3 +190,156 @@ impl<B: AudioBackend> EncoderConvStack<B> {
         Ok(a)
     }
 }
+
+/// One `MimiTransformerLayer`.
+struct Layer<B: AudioBackend> {
+    input_norm_w: B::AudioWeight,
+    input_norm_b: B::AudioWeight,
+    q_proj: Conv<B>,
+    k_proj: Conv<B>,
+    v_proj: Conv<B>,
+    o_proj: Conv<B>,
+    attn_scale: B::AudioWeight,
+    post_norm_w: B::AudioWeight,
+    post_norm_b: B::AudioWeight,
+    fc1: Conv<B>,
+    fc2: Conv<B>,
+    mlp_scale: B::AudioWeight,
+}
+
+/// `MimiTransformerModel` as the encoder uses it (`encoder.encoder_transformer`): pre-LayerNorm
+/// layers with full causal self-attention (RoPE from position 0; the config's sliding window
+/// is not applied by the official SDPA path, see [`CodecEncoder`](super::CodecEncoder)) and a
+/// GELU MLP, each branch scaled by its layer scale. No final norm.
+pub struct EncoderTransformer<B: AudioBackend> {
+    backend: B,
+    shape: AttentionShape,
+    hidden: usize,
+    intermediate: usize,
+    eps: f32,
+    rope: Rope,
+    layers: Vec<Layer<B>>,
+}
+
+impl<B: AudioBackend> std::fmt::Debug for EncoderTransformer<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncoderTransformer")
+            .field("backend", &self.backend.name())
+            .field("layers", &self.layers.len())
+            .field("hidden", &self.hidden)
+            .finish()
+    }
+}
+
+impl<B: AudioBackend> EncoderTransformer<B> {
+    /// Loads `encoder.encoder_transformer.*` onto `backend` with the checks of the CPU encoder.
+    pub fn load(backend: B, cfg: &SpeechTokenizerConfig, src: &dyn TensorSource) -> Result<Self> {
+        let e: &MimiEncoderConfig = &cfg.encoder_config;
+        let (hidden, heads, kv_heads, head_dim) = (e.hidden_size, e.num_attention_heads, e.num_key_value_heads, e.head_dim());
+        if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 || head_dim == 0 || head_dim % 2 != 0 {
+            return Err(Error::bad_config(format!(
+                "encoder_config: {heads} attention heads, {kv_heads} key/value heads and head_dim {head_dim} are inconsistent"
+            )));
+        }
+        if e.hidden_act != "gelu" {
+            return Err(Error::unsupported(format!(
+                "encoder_config.hidden_act `{}`: only gelu (exact) is implemented",
+                e.hidden_act
+            )));
+        }
+        let (q_dim, kv_dim, bias, inter) = (heads * head_dim, kv_heads * head_dim, e.attention_bias, e.intermediate_size);
+        let b = &backend;
+        let vec = |name: &str| -> Result<B::AudioWeight> { b.upload_audio_weight(&load_vec(src, name, &[hidden])?, &[hidden]) };
+        let linear = |name: &str, n_in: usize, n_out: usize, bias: bool| Conv::load_linear(b, src, name, n_in, n_out, bias);
+        let mut layers = Vec::with_capacity(e.num_hidden_layers);
+        for i in 0..e.num_hidden_layers {
+            let p = format!("encoder.encoder_transformer.layers.{i}");
+            layers.push(Layer {
+                input_norm_w: vec(&format!("{p}.input_layernorm.weight"))?,
+                input_norm_b: vec(&format!("{p}.input_layernorm.bias"))?,
+                q_proj: linear(&format!("{p}.self_attn.q_proj"), hidden, q_dim, bias)?,
+                k_proj: linear(&format!("{p}.self_attn.k_proj"), hidden, kv_dim, bias)?,
+                v_proj: linear(&format!("{p}.self_attn.v_proj"), hidden, kv_dim, bias)?,
+                o_proj: linear(&format!("{p}.self_attn.o_proj"), q_dim, hidden, bias)?,
+                attn_scale: vec(&format!("{p}.self_attn_layer_scale.scale"))?,
+                post_norm_w: vec(&format!("{p}.post_attention_layernorm.weight"))?,
+                post_norm_b: vec(&format!("{p}.post_attention_layernorm.bias"))?,
+                // `MimiMLP`: fc1/fc2 without bias.
+                fc1: linear(&format!("{p}.mlp.fc1"), hidden, inter, false)?,
+                fc2: linear(&format!("{p}.mlp.fc2"), inter, hidden, false)?,
+                mlp_scale: vec(&format!("{p}.mlp_layer_scale.scale"))?,
+            });
+        }
+        Ok(EncoderTransformer {
+            backend,
+            shape: AttentionShape { num_heads: heads, num_kv_heads: kv_heads, head_dim },
+            hidden,
+            intermediate: inter,
+            eps: e.norm_eps as f32,
+            rope: Rope { theta: e.rope_theta as f32, head_dim },
+            layers,
+        })
+    }
+
+    /// `x [rows, hidden]` on the host → `last_hidden_state [rows, hidden]` on the host.
+    pub fn forward(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
+        let b = &self.backend;
+        if x.len() != rows * self.hidden {
+            return Err(Error::invalid_argument(format!(
+                "encoder transformer: {} values for {rows} rows of {}",
+                x.len(),
+                self.hidden
+            )));
+        }
+        let mut s = b.new_stream()?;
+        let mut h = b.alloc((rows * self.hidden).max(1))?;
+        b.write(&mut s, &mut h, 0, x)?;
+        self.forward_on(&mut s, &mut h, rows)?;
+        let mut out = vec![0f32; rows * self.hidden];
+        b.read(&mut s, &h, 0, &mut out)?;
+        Ok(out)
+    }
+
+    /// The layers over `x: [rows, hidden]` on the backend, in place (the residual stream).
+    pub fn forward_on(&self, s: &mut B::Stream, x: &mut B::Buffer, rows: usize) -> Result<()> {
+        if rows == 0 {
+            return Ok(());
+        }
+        let b = &self.backend;
+        let AttentionShape { num_heads, num_kv_heads, head_dim } = self.shape;
+        let (q_dim, kv_dim, hidden, inter) = (num_heads * head_dim, num_kv_heads * head_dim, self.hidden, self.intermediate);
+        let mut normed = b.alloc(rows * hidden)?;
+        let mut q = b.alloc(rows * q_dim)?;
+        let mut k = b.alloc(rows * kv_dim)?;
+        let mut v = b.alloc(rows * kv_dim)?;
+        let mut keys = b.alloc(rows * kv_dim)?;
+        let mut values = b.alloc(rows * kv_dim)?;
+        let mut attn = b.alloc(rows * q_dim)?;
+        let mut proj = b.alloc(rows * hidden)?;
+        let mut mlp = b.alloc(rows * inter)?;
+        for layer in &self.layers {
+            // 1. Attention: LayerNorm → q/k/v → RoPE (positions 0..rows) → causal attention
+            //    over every earlier row (a window as long as the sequence) → o_proj → ×layer
+            //    scale → residual.
+            b.copy(s, x, 0, &mut normed, 0, rows * hidden)?;
+            b.layer_norm(s, &mut normed, rows, &layer.input_norm_w, &layer.input_norm_b, self.eps)?;
+            layer.q_proj.forward(b, s, &normed, rows, None, &mut q)?;
+            layer.k_proj.forward(b, s, &normed, rows, None, &mut k)?;
+            layer.v_proj.forward(b, s, &normed, rows, None, &mut v)?;
+            b.rope(s, &mut q, rows, num_heads, self.rope, 0)?;
+            b.rope(s, &mut k, rows, num_kv_heads, self.rope, 0)?;
+            b.window_attention(s, &q, &k, &v, rows, self.shape, rows, &mut keys, &mut values, 0, &mut attn)?;
+            layer.o_proj.forward(b, s, &attn, rows, None, &mut proj)?;
+            b.scale_add(s, x, &proj, rows, &layer.attn_scale)?;
+            // 2. MLP: LayerNorm → fc1 → GELU → fc2 → ×layer scale → residual.
+            b.copy(s, x, 0, &mut normed, 0, rows * hidden)?;
+            b.layer_norm(s, &mut normed, rows, &layer.post_norm_w, &layer.post_norm_b, self.eps)?;
+            layer.fc1.forward(b, s, &normed, rows, None, &mut mlp)?;
+            b.gelu(s, &mut mlp, rows * inter)?;
+            layer.fc2.forward(b, s, &mlp, rows, None, &mut proj)?;
+            b.scale_add(s, x, &proj, rows, &layer.mlp_scale)?;
+        }
+        Ok(())
+    }
+}
+

@@ -183,6 +183,22 @@ fn gpu_decoder(ckpt: &Checkpoint, ordinal: usize, codes: &[u32], frames: usize, 
         }
         Err(e) => println!("speaker   n/a ({e})"),
     }
+
+    // The codec encoder on the GPU over the same 10 s (reference codes for in-context cloning).
+    match qwentts::model::codec::encoder_net::CodecEncoderNet::load(
+        CudaBackend::new(ordinal).expect("CUDA device"),
+        &ckpt.speech_config,
+        &ckpt.speech_weights,
+    ) {
+        Ok(encoder) => {
+            encoder.encode(&wav).expect("encode"); // warm-up
+            let t = time(runs.max(5), || {
+                encoder.encode(&wav).expect("encode");
+            });
+            println!("encoder   10 s reference: GPU {:.2} ms (samples in, codes out)", t * 1e3);
+        }
+        Err(e) => println!("encoder   n/a ({e})"),
+    }
 }
 
 #[cfg(not(feature = "cuda"))]

@@ -154,6 +154,15 @@
  *   qt_codec_edge_pad       out = [left rows | x | right rows], the pad rows zeros or (replicate)
  *           copies of x's first / last row: the strided conv's input (qt_codec_conv_gemm with
  *           stride > 1 and no history then reads it). Grid-stride, blockDim 256.
+ *   qt_codec_distance_lhs   out[t, :] = [-2 x[t, :], sum_i x[t, i]^2, 1] ([rows, dim + 2]; the
+ *           squares summed in order with __fmul_rn / __fadd_rn, as the CPU's f32 sum). One
+ *           thread per row, blockDim 128. Its product with the augmented codebook
+ *           (qt_codec_conv_gemm, one tap) gives the squared distances d2 [rows, entries].
+ *   qt_codec_nearest        per row of d2: d = sqrtf(fmaxf(d2, 0)) (correctly rounded), the
+ *           first minimum's index and the runner-up's distance minus it. One block per row,
+ *           blockDim 256: each thread scans entries tid, tid + 256, ... in order, then the
+ *           (best, index, second) triples are merged in a fixed tree, ties to the lower index
+ *           (the CPU's scan order gives the same answer). out[t] = (index as float, margin).
  */
 #include "common.cuh"
 
@@ -665,6 +674,70 @@ extern "C" __global__ void qt_codec_edge_pad(const float* __restrict__ x, int ro
         else if (!replicate) v = 0.0f;
         else v = x[(size_t)(q < 0 ? 0 : rows - 1) * cin + i];
         out[e] = v;
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(128)
+    qt_codec_distance_lhs(const float* __restrict__ x, int rows, int dim, float* __restrict__ out) {
+    const int t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= rows) return;
+    const float* row = x + (size_t)t * dim;
+    float* o = out + (size_t)t * (dim + 2);
+    float norm = 0.0f;
+    for (int i = 0; i < dim; ++i) {
+        const float v = row[i];
+        o[i] = -2.0f * v;  // exact: a power of two
+        norm = __fadd_rn(norm, __fmul_rn(v, v));
+    }
+    o[dim] = norm;
+    o[dim + 1] = 1.0f;
+}
+
+namespace qt_codec {
+// A partial nearest-row search: the best distance, its index, the second-best distance.
+struct Nearest {
+    float best;
+    int index;
+    float second;
+};
+
+// Merges two searches over disjoint entries: the lower distance wins (ties: the lower
+// index); the runner-up is the better of the winner's second and the loser's best.
+__device__ __forceinline__ Nearest merge(const Nearest& a, const Nearest& b) {
+    const bool a_wins = a.best < b.best || (a.best == b.best && a.index < b.index);
+    const Nearest& w = a_wins ? a : b;
+    const Nearest& l = a_wins ? b : a;
+    return Nearest{w.best, w.index, fminf(w.second, l.best)};
+}
+}  // namespace qt_codec
+
+extern "C" __global__ void __launch_bounds__(256)
+    qt_codec_nearest(const float* __restrict__ d2, int entries, float* __restrict__ out) {
+    using namespace qt_codec;
+    __shared__ Nearest part[256];
+    const int t = blockIdx.x;
+    const float* row = d2 + (size_t)t * entries;
+    Nearest mine{INFINITY, 0x7fffffff, INFINITY};
+    for (int j = threadIdx.x; j < entries; j += blockDim.x) {
+        const float d = __fsqrt_rn(fmaxf(row[j], 0.0f));
+        if (d < mine.best) {
+            mine.second = mine.best;
+            mine.best = d;
+            mine.index = j;
+        } else if (d < mine.second) {
+            mine.second = d;
+        }
+    }
+    part[threadIdx.x] = mine;
+    __syncthreads();
+    for (int half = blockDim.x / 2; half > 0; half /= 2) {
+        if (threadIdx.x < half) part[threadIdx.x] = merge(part[threadIdx.x], part[threadIdx.x + half]);
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) {
+        // No entry below infinity: index 0, as the CPU's scan.
+        out[2 * (size_t)t] = (float)(part[0].index < entries ? part[0].index : 0);
+        out[2 * (size_t)t + 1] = __fsub_rn(part[0].second, part[0].best);
     }
 }
 

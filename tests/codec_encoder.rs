@@ -18,7 +18,7 @@ use qwentts::ErrorKind;
 use qwentts::model::Checkpoint;
 use qwentts::backend::cpu::CpuBackend;
 use qwentts::model::codec::encoder::CodecEncoder;
-use qwentts::model::codec::encoder_net::{EncoderConvStack, EncoderTransformer};
+use qwentts::model::codec::encoder_net::{CodecEncoderNet, EncoderConvStack, EncoderTransformer};
 
 /// Codebooks per frame and samples per frame of every Qwen3-TTS 12 Hz tokenizer.
 const NQ: usize = 16;
@@ -153,6 +153,30 @@ fn the_op_set_transformer_matches_the_encoder() {
     eprintln!("op-set transformer vs official:    {d}");
     assert!(net.forward(&conv[1..], rows).is_err(), "a ragged input");
     assert!(net.forward(&[], 0).unwrap().is_empty());
+}
+
+/// The whole encoder over the audio op set, on the CPU backend: the official reference codes,
+/// every one, and the CPU encoder's codes and margins.
+#[test]
+fn the_op_set_encoder_gives_the_official_codes() {
+    let golden = Golden::open("speaker_base");
+    let ckpt = Checkpoint::open(&tiny_dir()).expect("tiny-base opens");
+    let net = CodecEncoderNet::load(CpuBackend::new(2), &ckpt.speech_config, &ckpt.speech_weights).expect("encoder");
+    let wav = reference_wav();
+    let (codes, margins) = net.encode(&wav).expect("encode");
+    let want = golden.u32("ref_codes");
+    assert_eq!(codes.len(), want.data.len(), "frames");
+    let bad = code_mismatches(&codes, &want.data, &margins);
+    assert!(bad.is_empty(), "{} of {} codes differ:\n{}", bad.len(), codes.len(), bad.join("\n"));
+    let (theirs, trace) = tiny_encoder().encode_traced(&wav).unwrap();
+    assert_eq!(codes, theirs, "the CPU encoder's codes");
+    let d = assert_close("margins vs the CPU encoder's", &margins, &trace.margins, 1e-4);
+    eprintln!("op-set encoder: {} codes equal the official ones; margins vs the CPU encoder: {d}", codes.len());
+    // Short and bad input.
+    let (short, _) = net.encode(&wav[..100]).unwrap();
+    assert_eq!(short, tiny_encoder().encode(&wav[..100]).unwrap());
+    assert!(net.encode(&[]).is_err());
+    assert!(net.encode(&[f32::INFINITY]).is_err());
 }
 
 #[test]

@@ -415,4 +415,22 @@ pub trait AudioBackend: Backend {
         bias: Option<&Self::AudioWeight>,
         y: &mut Self::Buffer,
     ) -> Result<usize>;
+
+    /// The nearest codebook row of each row of `x: [rows, dim]` as `torch.cdist(x,
+    /// embed).argmin(-1)` computes it on its matrix-product path: `d² = ‖x‖² − 2x·e + ‖e‖²` in
+    /// f32 as one product of `[−2x, ‖x‖², 1]` (‖x‖² summed in order) with the augmented
+    /// codebook rows `[e, 1, ‖e‖²]` (`codebook: [entries, dim + 2]`), then `sqrt(max(d², 0))`;
+    /// the first minimum wins. Writes each row's index into `ids` and the runner-up's distance
+    /// minus the best one into `margins` (how near a tie the decision was), on the host.
+    #[allow(clippy::too_many_arguments)]
+    fn nearest_code(
+        &self,
+        s: &mut Self::Stream,
+        x: &Self::Buffer,
+        rows: usize,
+        dim: usize,
+        codebook: &Self::AudioWeight,
+        ids: &mut [u32],
+        margins: &mut [f32],
+    ) -> Result<()>;
 }

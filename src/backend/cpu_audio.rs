@@ -334,6 +334,50 @@ fn reflect_index(q: isize, rows: usize) -> usize {
     r as usize
 }
 
+/// The codebook side of [`AudioBackend::nearest_code`]'s distance: row j of `embed`
+/// (`[entries, dim]`) becomes `[e_j, 1, ‖e_j‖²]` (the norm summed in order, in f32).
+pub fn augmented_codebook(embed: &[f32], dim: usize) -> Vec<f32> {
+    let mut rows = Vec::with_capacity(embed.len() / dim.max(1) * (dim + 2));
+    for e in embed.chunks_exact(dim) {
+        rows.extend_from_slice(e);
+        rows.push(1.0);
+        rows.push(e.iter().map(|v| v * v).sum::<f32>());
+    }
+    rows
+}
+
+/// [`AudioBackend::nearest_code`] on the CPU: the index of the nearest row of the augmented
+/// `codebook` for each row of `x`, and the gap to the runner-up.
+pub fn nearest_rows(codebook: &[f32], x: &[f32], rows: usize, dim: usize, threads: usize) -> (Vec<usize>, Vec<f32>) {
+    let k = dim + 2;
+    let size = codebook.len() / k;
+    let mut lhs = Vec::with_capacity(rows * k);
+    for row in x[..rows * dim].chunks_exact(dim) {
+        lhs.extend(row.iter().map(|v| -2.0 * v));
+        lhs.push(row.iter().map(|v| v * v).sum::<f32>());
+        lhs.push(1.0);
+    }
+    let mut d2 = vec![0.0; rows * size];
+    matmul_xwt(&lhs, k, codebook, &mut d2, rows, size, k, false, threads);
+    let mut best = Vec::with_capacity(rows);
+    let mut gaps = Vec::with_capacity(rows);
+    for row in d2.chunks_exact(size) {
+        let (mut b, mut bd, mut second) = (0, f32::INFINITY, f32::INFINITY);
+        for (j, &v) in row.iter().enumerate() {
+            let d = v.max(0.0).sqrt();
+            if d < bd {
+                second = bd;
+                (b, bd) = (j, d);
+            } else if d < second {
+                second = d;
+            }
+        }
+        best.push(b);
+        gaps.push(second - bd);
+    }
+    (best, gaps)
+}
+
 /// The geometry of a [`AudioBackend::padded_conv`] over `rows` input rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PaddedConvSpan {
@@ -1031,6 +1075,36 @@ impl AudioBackend for CpuBackend {
             matmul_xwt(&cols, kc, w.data(), y, out, cout, kc, true, s.threads());
         }
         Ok(out)
+    }
+
+    fn nearest_code(
+        &self,
+        s: &mut CpuStream,
+        x: &Vec<f32>,
+        rows: usize,
+        dim: usize,
+        codebook: &CpuWeight,
+        ids: &mut [u32],
+        margins: &mut [f32],
+    ) -> Result<()> {
+        count_op();
+        let k = dim.checked_add(2).ok_or_else(|| Error::invalid_argument("nearest_code: dim overflows"))?;
+        let cb = codebook.data();
+        if cb.is_empty() || cb.len() % k != 0 {
+            return Err(Error::invalid_argument(format!(
+                "nearest_code: a codebook of {} values is not whole rows of dim + 2 = {k}",
+                cb.len()
+            )));
+        }
+        check_len("nearest_code input", elems("nearest_code input", rows, dim)?, x.len())?;
+        check_len("nearest_code ids", rows, ids.len())?;
+        check_len("nearest_code margins", rows, margins.len())?;
+        let (best, gaps) = nearest_rows(cb, x, rows, dim, s.threads());
+        for (t, (&i, &g)) in best.iter().zip(&gaps).enumerate() {
+            ids[t] = i as u32;
+            margins[t] = g;
+        }
+        Ok(())
     }
 
     fn log_clamped(&self, _s: &mut CpuStream, x: &mut Vec<f32>, len: usize, floor: f32) -> Result<()> {

@@ -98,6 +98,8 @@ pub(crate) struct CodecKernels {
     complex_magnitude: CudaFunction,
     log_clamped: CudaFunction,
     edge_pad: CudaFunction,
+    distance_lhs: CudaFunction,
+    nearest: CudaFunction,
 }
 
 impl CodecKernels {
@@ -126,6 +128,8 @@ impl CodecKernels {
             complex_magnitude: load("qt_codec_complex_magnitude")?,
             log_clamped: load("qt_codec_log_clamped")?,
             edge_pad: load("qt_codec_edge_pad")?,
+            distance_lhs: load("qt_codec_distance_lhs")?,
+            nearest: load("qt_codec_nearest")?,
         })
     }
 }
@@ -1258,6 +1262,62 @@ impl AudioBackend for CudaBackend {
             )?;
         }
         Ok(out)
+    }
+
+    fn nearest_code(
+        &self,
+        s: &mut CudaStreamCtx,
+        x: &DeviceMemory<f32>,
+        rows: usize,
+        dim: usize,
+        codebook: &CudaF32Weight,
+        ids: &mut [u32],
+        margins: &mut [f32],
+    ) -> Result<()> {
+        let k = dim.checked_add(2).ok_or_else(|| Error::invalid_argument("nearest_code: dim overflows"))?;
+        let cb_len = codebook.mem.len();
+        if cb_len == 0 || cb_len % k != 0 {
+            return Err(Error::invalid_argument(format!(
+                "nearest_code: a codebook of {cb_len} values is not whole rows of dim + 2 = {k}"
+            )));
+        }
+        let entries = cb_len / k;
+        check("nearest_code input", mul("nearest_code input", rows, dim)?, x.len())?;
+        check("nearest_code ids", rows, ids.len())?;
+        check("nearest_code margins", rows, margins.len())?;
+        if rows == 0 {
+            return Ok(());
+        }
+        let (rows_i, dim_i, entries_i) = (int("rows", rows)?, int("dim", dim)?, int("entries", entries)?);
+        // [−2x, ‖x‖², 1], its product with the augmented codebook, the argmin per row.
+        let dev = self.device();
+        let lhs = DeviceMemory::<f32>::zeros(dev.pool(), mul("nearest_code lhs", rows, k)?)?;
+        let mut d2 = DeviceMemory::<f32>::zeros(dev.pool(), mul("nearest_code distances", rows, entries)?)?;
+        let out = DeviceMemory::<f32>::zeros(dev.pool(), mul("nearest_code output", rows, 2)?)?;
+        let args: [&dyn Arg; 4] = [&x.ptr(), &rows_i, &dim_i, &lhs.ptr()];
+        launch(&s.stream, &dev.kernels.codec.distance_lhs, "qt_codec_distance_lhs", column_cfg(rows), &args)?;
+        dev.codec_conv_gemm(
+            &s.stream,
+            (&lhs, 0),
+            rows,
+            None,
+            (k, 1, 1, 1),
+            &codebook.mem,
+            None,
+            (&mut d2, 0),
+            entries,
+            Some(&mut s.conv_partials),
+        )?;
+        let cfg = LaunchConfig { grid_dim: (rows_i as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        let args: [&dyn Arg; 3] = [&d2.ptr(), &entries_i, &out.ptr()];
+        launch(&s.stream, &dev.kernels.codec.nearest, "qt_codec_nearest", cfg, &args)?;
+        let mut host = vec![0f32; rows * 2];
+        crate::backend::Backend::read(self, s, &out, 0, &mut host)?;
+        for (t, pair) in host.chunks_exact(2).enumerate() {
+            ids[t] = pair[0] as u32;
+            margins[t] = pair[1];
+        }
+        Ok(())
     }
 
     fn log_clamped(&self, s: &mut CudaStreamCtx, x: &mut DeviceMemory<f32>, len: usize, floor: f32) -> Result<()> {

@@ -29,7 +29,10 @@
 //! loads with the SDPA backend, where `MimiTransformerModel` builds a plain causal mask; only
 //! flash-attention-2 would apply the window. Every query here attends to all earlier frames.
 
-use super::ops::{Linear, elu1, gelu, layer_norm_rows, matmul_xwt, par_rows, scale_add_rows, softmax_inplace};
+use super::ops::{
+    Linear, augmented_codebook, elu1, gelu, layer_norm_rows, matmul_xwt, nearest_rows, par_rows, scale_add_rows,
+    softmax_inplace,
+};
 use super::{TensorSource, load_linear, load_vec, materialize_codebook};
 use crate::error::{Error, Result};
 use crate::model::Checkpoint;
@@ -506,14 +509,8 @@ struct Rvq {
 }
 
 /// The codebook side of the reference distance, see [`Rvq::nearest`].
-fn augmented_codebook(embed: &[f32], dim: usize) -> Codebook {
-    let mut rows = Vec::with_capacity(embed.len() / dim * (dim + 2));
-    for e in embed.chunks_exact(dim) {
-        rows.extend_from_slice(e);
-        rows.push(1.0);
-        rows.push(e.iter().map(|v| v * v).sum::<f32>());
-    }
-    Codebook { rows }
+fn augmented(embed: &[f32], dim: usize) -> Codebook {
+    Codebook { rows: augmented_codebook(embed, dim) }
 }
 
 impl Rvq {
@@ -538,7 +535,7 @@ impl Rvq {
             let sum = load_vec(src, &format!("{p}.embed_sum"), &[size, dim])?;
             let usage = load_vec(src, &format!("{p}.cluster_usage"), &[size])?;
             // `embed = embed_sum / cluster_usage.clamp(min=1e-5)`, materialised once.
-            codebooks.push(augmented_codebook(&materialize_codebook(&sum, &usage, dim), dim));
+            codebooks.push(augmented(&materialize_codebook(&sum, &usage, dim), dim));
         }
         Ok(Rvq { input_proj, codebooks })
     }
@@ -588,33 +585,7 @@ impl Rvq {
     /// margin is at that rounding level (~1e-7·(‖x‖² + ‖e‖²)) could go either way: the
     /// returned gaps make such near-ties visible.
     fn nearest(cb: &Codebook, x: &[f32], rows: usize, dim: usize, threads: usize) -> (Vec<usize>, Vec<f32>) {
-        let k = dim + 2;
-        let size = cb.rows.len() / k;
-        let mut lhs = Vec::with_capacity(rows * k);
-        for row in x.chunks_exact(dim) {
-            lhs.extend(row.iter().map(|v| -2.0 * v));
-            lhs.push(row.iter().map(|v| v * v).sum::<f32>());
-            lhs.push(1.0);
-        }
-        let mut d2 = vec![0.0; rows * size];
-        matmul_xwt(&lhs, k, &cb.rows, &mut d2, rows, size, k, false, threads);
-        let mut best = Vec::with_capacity(rows);
-        let mut gaps = Vec::with_capacity(rows);
-        for row in d2.chunks_exact(size) {
-            let (mut b, mut bd, mut second) = (0, f32::INFINITY, f32::INFINITY);
-            for (j, &v) in row.iter().enumerate() {
-                let d = v.max(0.0).sqrt();
-                if d < bd {
-                    second = bd;
-                    (b, bd) = (j, d);
-                } else if d < second {
-                    second = d;
-                }
-            }
-            best.push(b);
-            gaps.push(second - bd);
-        }
-        (best, gaps)
+        nearest_rows(&cb.rows, x, rows, dim, threads)
     }
 }
 

@@ -1,16 +1,19 @@
-//! The codec encoder written over the audio op set, for the GPU: so far its SEANet
-//! convolution stack (24 kHz → 25 Hz), the part that costs most of an encode, and its
-//! transformer (full causal attention at 25 Hz).
+//! The codec encoder written over the audio op set, for the GPU ([`CodecEncoderNet`]): the
+//! SEANet convolution stack (24 kHz → 25 Hz, most of an encode's cost), the transformer (full
+//! causal attention at 25 Hz), the stride-2 downsample and the split residual quantizer.
 //!
 //! [`CodecEncoder`](super::CodecEncoder) (CPU) stays the oracle and the CPU path: it runs the
 //! stack block by block with a little history per conv to keep its buffers cache-sized; here
 //! the whole signal goes through each layer at once ([`AudioBackend::padded_conv`], which
 //! pads the edges exactly as `MimiConv1d` does), so the two differ only in summation order.
-//! The downsample and the quantizers follow.
+//! The codes are decided by [`AudioBackend::nearest_code`] on the reference's distance
+//! formula; where the two backends' roundings differ, only a near-tie (a margin at the
+//! rounding level) can flip, and the margins say where.
 
 use super::conv::Conv;
-use super::{TensorSource, load_vec};
-use crate::backend::audio::{Activation, AudioBackend, EdgePad};
+use super::{TensorSource, load_vec, materialize_codebook};
+use crate::backend::audio::{Activation, AudioBackend, ConvShape, EdgePad};
+use crate::backend::cpu_audio::augmented_codebook;
 use crate::backend::{AttentionShape, Rope};
 use crate::error::{Error, Result};
 use crate::model::config::{MimiEncoderConfig, SpeechTokenizerConfig};
@@ -340,6 +343,220 @@ impl<B: AudioBackend> EncoderTransformer<B> {
             b.scale_add(s, x, &proj, rows, &layer.mlp_scale)?;
         }
         Ok(())
+    }
+}
+
+/// Stride of the downsample conv: a module constant in `MimiModel.__init__`, not config.
+const DOWNSAMPLE_STRIDE: usize = 2;
+
+/// A `MimiResidualVectorQuantizer`: an optional 1×1 input projection (no bias), then residual
+/// quantization over its codebooks.
+struct Rvq<B: AudioBackend> {
+    input_proj: Option<Conv<B>>,
+    /// Per codebook: `[entries, dim]` (to subtract the chosen rows) and the augmented
+    /// `[entries, dim + 2]` (to find them).
+    codebooks: Vec<(B::AudioWeight, B::AudioWeight)>,
+}
+
+impl<B: AudioBackend> Rvq<B> {
+    fn load(
+        b: &B,
+        src: &dyn TensorSource,
+        prefix: &str,
+        e: &MimiEncoderConfig,
+        layer_indices: std::ops::Range<usize>,
+    ) -> Result<Self> {
+        let (hidden, vq, dim, size) =
+            (e.hidden_size, e.vector_quantization_hidden_dimension, e.codebook_dim(), e.codebook_size);
+        // `MimiResidualVectorQuantizer.__init__`: the projections exist only when the widths differ.
+        let input_proj = if vq != hidden {
+            let w = load_vec(src, &format!("{prefix}.input_proj.weight"), &[vq, hidden, 1])?;
+            Some(Conv::from_torch(b, ConvShape::linear(hidden, vq), &w, None)?)
+        } else {
+            None
+        };
+        let mut codebooks = Vec::with_capacity(layer_indices.len());
+        for i in layer_indices {
+            let p = format!("{prefix}.layers.{i}.codebook");
+            let sum = load_vec(src, &format!("{p}.embed_sum"), &[size, dim])?;
+            let usage = load_vec(src, &format!("{p}.cluster_usage"), &[size])?;
+            // `embed = embed_sum / cluster_usage.clamp(min=1e-5)`, materialised once.
+            let embed = materialize_codebook(&sum, &usage, dim);
+            codebooks.push((
+                b.upload_audio_weight(&embed, &[size, dim])?,
+                b.upload_audio_weight(&augmented_codebook(&embed, dim), &[size, dim + 2])?,
+            ));
+        }
+        Ok(Rvq { input_proj, codebooks })
+    }
+
+    /// Codes of `latent [rows, hidden]` into columns `col..` of `codes` / `margins` (row
+    /// stride `stride`).
+    #[allow(clippy::too_many_arguments)]
+    fn encode(
+        &self,
+        b: &B,
+        s: &mut B::Stream,
+        latent: &B::Buffer,
+        rows: usize,
+        hidden: usize,
+        dim: usize,
+        minus_one: &B::AudioWeight,
+        codes: &mut [u32],
+        margins: &mut [f32],
+        col: usize,
+        stride: usize,
+    ) -> Result<()> {
+        // 1. `embeddings = input_proj(embeddings)` (a copy of the latent without one).
+        let mut residual = b.alloc(rows * dim)?;
+        match &self.input_proj {
+            Some(p) => p.forward(b, s, latent, rows, None, &mut residual)?,
+            None => b.copy(s, latent, 0, &mut residual, 0, rows * hidden)?,
+        }
+        // 2. Nearest row of codebook q for the running residual, then subtract it
+        //    (residual + (−1)·e: the same rounding as residual − e).
+        let (mut ids, mut gaps) = (vec![0u32; rows], vec![0f32; rows]);
+        let mut chosen = b.alloc(rows * dim)?;
+        for (q, (embed, augmented)) in self.codebooks.iter().enumerate() {
+            b.nearest_code(s, &residual, rows, dim, augmented, &mut ids, &mut gaps)?;
+            for t in 0..rows {
+                codes[t * stride + col + q] = ids[t];
+                margins[t * stride + col + q] = gaps[t];
+            }
+            b.codebook_sum(s, &[embed], &ids, &mut chosen)?;
+            b.scale_add(s, &mut residual, &chosen, rows, minus_one)?;
+        }
+        Ok(())
+    }
+}
+
+/// The whole codec encoder on backend `B`: waveform → reference codes.
+pub struct CodecEncoderNet<B: AudioBackend> {
+    backend: B,
+    stack: EncoderConvStack<B>,
+    transformer: EncoderTransformer<B>,
+    downsample: Option<Conv<B>>,
+    semantic: Rvq<B>,
+    acoustic: Rvq<B>,
+    /// `[codebook_dim]` of −1: subtracting a chosen codebook row as a layer-scaled add.
+    minus_one: B::AudioWeight,
+    hidden: usize,
+    codebook_dim: usize,
+    num_codebooks: usize,
+    num_semantic: usize,
+    samples_per_frame: usize,
+}
+
+impl<B: AudioBackend> std::fmt::Debug for CodecEncoderNet<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CodecEncoderNet")
+            .field("backend", &self.backend.name())
+            .field("num_codebooks", &self.num_codebooks)
+            .finish()
+    }
+}
+
+impl<B: AudioBackend + Clone> CodecEncoderNet<B> {
+    /// Loads the encoder onto `backend` with the checks of [`CodecEncoder::load`](super::CodecEncoder::load).
+    pub fn load(backend: B, cfg: &SpeechTokenizerConfig, src: &dyn TensorSource) -> Result<Self> {
+        let e = &cfg.encoder_config;
+        let stack = EncoderConvStack::load(backend.clone(), cfg, src)?;
+        let transformer = EncoderTransformer::load(backend.clone(), cfg, src)?;
+        let b = &backend;
+        let downsample = match e.downsample_kernel() {
+            Some(k) => {
+                let w = load_vec(src, "encoder.downsample.conv.weight", &[e.hidden_size, e.hidden_size, k])?;
+                let shape = ConvShape { cin: e.hidden_size, cout: e.hidden_size, kernel: k, dilation: 1 };
+                if k < DOWNSAMPLE_STRIDE {
+                    return Err(Error::bad_config(format!("encoder downsample kernel {k} is shorter than its stride")));
+                }
+                Some(Conv::from_torch(b, shape, &w, None)?)
+            }
+            None => None,
+        };
+        let (num_codebooks, num_semantic) = (cfg.encoder_valid_num_quantizers, e.num_semantic_quantizers);
+        let acoustic_stored = e.num_quantizers.saturating_sub(num_semantic);
+        let acoustic_used = num_codebooks.saturating_sub(num_semantic);
+        if num_codebooks == 0 || acoustic_used > acoustic_stored {
+            return Err(Error::bad_config(format!(
+                "encoder_valid_num_quantizers = {num_codebooks} must be between 1 and encoder_config.num_quantizers = {}",
+                e.num_quantizers
+            )));
+        }
+        if e.codebook_dim() != e.vector_quantization_hidden_dimension {
+            return Err(Error::bad_config(format!(
+                "encoder_config.codebook_dim ({}) differs from vector_quantization_hidden_dimension ({})",
+                e.codebook_dim(),
+                e.vector_quantization_hidden_dimension
+            )));
+        }
+        let q = "encoder.quantizer";
+        let semantic = Rvq::load(b, src, &format!("{q}.semantic_residual_vector_quantizer"), e, 0..num_semantic)?;
+        let acoustic = Rvq::load(b, src, &format!("{q}.acoustic_residual_vector_quantizer"), e, 0..acoustic_used)?;
+        let dim = e.codebook_dim();
+        let minus_one = b.upload_audio_weight(&vec![-1.0; dim], &[dim])?;
+        Ok(CodecEncoderNet {
+            stack,
+            transformer,
+            downsample,
+            semantic,
+            acoustic,
+            minus_one,
+            hidden: e.hidden_size,
+            codebook_dim: dim,
+            num_codebooks,
+            num_semantic,
+            samples_per_frame: cfg.encode_downsample_rate as usize,
+            backend,
+        })
+    }
+}
+
+impl<B: AudioBackend> CodecEncoderNet<B> {
+    /// Codebooks per frame (16).
+    pub fn num_codebooks(&self) -> usize {
+        self.num_codebooks
+    }
+
+    /// The reference codes of a 24 kHz mono waveform: `[ceil(N / 1920), num_codebooks]`,
+    /// with each decision's margin (see [`EncoderTrace::margins`](super::encoder::EncoderTrace)).
+    ///
+    /// Errors (`InvalidArgument`): an empty waveform, a non-finite sample.
+    pub fn encode(&self, wav: &[f32]) -> Result<(Vec<u32>, Vec<f32>)> {
+        let b = &self.backend;
+        let mut s = b.new_stream()?;
+        // 1. Conv stack → 25 Hz, 2. transformer (in place), 3. downsample → the latent.
+        let (mut x, rows) = self.stack.forward_on(&mut s, wav)?;
+        self.transformer.forward_on(&mut s, &mut x, rows)?;
+        let (latent, latent_rows) = match &self.downsample {
+            Some(conv) => {
+                let out = rows.div_ceil(DOWNSAMPLE_STRIDE);
+                let mut y = b.alloc(out * self.hidden)?;
+                conv.forward_padded(b, &mut s, &x, rows, DOWNSAMPLE_STRIDE, EdgePad::Replicate, &mut y)?;
+                (y, out)
+            }
+            None => (x, rows),
+        };
+        // 4. Quantize the first ceil(N / 1920) frames: semantic codes, then acoustic ones
+        //    (the semantic quantizer may hold more codebooks than are kept).
+        let frames = wav.len().div_ceil(self.samples_per_frame).min(latent_rows);
+        let nq = self.num_codebooks;
+        let width = self.num_semantic.max(nq);
+        let (mut all, mut all_m) = (vec![0u32; frames * width], vec![0f32; frames * width]);
+        if frames > 0 {
+            let (h, d, m) = (self.hidden, self.codebook_dim, &self.minus_one);
+            self.semantic.encode(b, &mut s, &latent, frames, h, d, m, &mut all, &mut all_m, 0, width)?;
+            if nq > self.num_semantic {
+                self.acoustic.encode(b, &mut s, &latent, frames, h, d, m, &mut all, &mut all_m, self.num_semantic, width)?;
+            }
+        }
+        let mut codes = Vec::with_capacity(frames * nq);
+        let mut margins = Vec::with_capacity(frames * nq);
+        for t in 0..frames {
+            codes.extend_from_slice(&all[t * width..t * width + nq]);
+            margins.extend_from_slice(&all_m[t * width..t * width + nq]);
+        }
+        Ok((codes, margins))
     }
 }
 

@@ -2,7 +2,9 @@
 //! CPU audio op set (`backend::cpu_audio`), re-exported here for the encoder.
 
 pub use crate::backend::cpu::softmax_inplace;
-pub use crate::backend::cpu_audio::{elu1, gelu, layer_norm_rows, matmul_xwt, par_rows, scale_add_rows};
+pub use crate::backend::cpu_audio::{
+    augmented_codebook, elu1, gelu, layer_norm_rows, matmul_xwt, nearest_rows, par_rows, scale_add_rows,
+};
 
 /// A dense layer `y = x · Wᵀ (+ b)`, `W` stored `[out, in]` as in PyTorch.
 #[derive(Debug, Clone)]

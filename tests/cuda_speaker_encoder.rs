@@ -113,29 +113,31 @@ fn gpu_log_mel_and_x_vector_match_the_official() {
     assert!(d <= 1e-4, "x-vector: relative L2 {d:.2e}");
 }
 
-/// A CUDA model asked for it (`QT_GPU_SPEAKER=1`, which the device runner sets for this test
-/// binary) computes a clone's x-vector on its GPU: no audio op on the CPU, and the voice's
-/// embedding is the CPU model's.
+/// A CUDA model asked for it (`QT_GPU_CLONE=1`, which the device runner sets for this test
+/// binary) clones on its GPU: no audio op on the CPU; the x-vector within 1e-4 of a CPU
+/// model's and, in-context, the reference codes equal to the CPU model's.
 #[test]
-#[ignore = "needs a CUDA GPU and QT_GPU_SPEAKER=1: tools/device/run.sh runs it with --include-ignored"]
+#[ignore = "needs a CUDA GPU and QT_GPU_CLONE=1: tools/device/run.sh runs it with --include-ignored"]
 fn a_cuda_model_clones_on_its_gpu_when_asked() {
     assert_eq!(
-        std::env::var("QT_GPU_SPEAKER").as_deref(),
+        std::env::var("QT_GPU_CLONE").as_deref(),
         Ok("1"),
-        "run with QT_GPU_SPEAKER=1 (tools/device/run.sh sets it for this binary)"
+        "run with QT_GPU_CLONE=1 (tools/device/run.sh sets it for this binary)"
     );
     let gpu = Model::load(checkpoint_dir("tiny-base"), &LoadOptions { device: Device::Cuda(0), ..Default::default() })
         .expect("tiny-base on CUDA");
-    assert_eq!(gpu.speaker_device().as_deref(), Some("cuda:0"));
+    assert_eq!(gpu.clone_device().as_deref(), Some("cuda:0"));
     let cpu = Model::load(checkpoint_dir("tiny-base"), &LoadOptions::default()).unwrap();
-    assert_eq!(cpu.speaker_device().as_deref(), Some("cpu"));
+    assert_eq!(cpu.clone_device().as_deref(), Some("cpu"));
     let wav = common::fixtures_dir().join("audio/ref_24k.wav");
+    let text = std::fs::read_to_string(common::fixtures_dir().join("audio/ref_24k.txt")).expect("transcript");
     let before = cpu_audio_ops_run();
-    let on_gpu = gpu.clone_voice_from_file(&wav, None).expect("x-vector clone on the GPU");
-    assert_eq!(cpu_audio_ops_run(), before, "a speaker-encoder op ran on the CPU");
-    let on_cpu = cpu.clone_voice_from_file(&wav, None).unwrap();
+    let on_gpu = gpu.clone_voice_from_file(&wav, Some(text.trim())).expect("in-context clone on the GPU");
+    assert_eq!(cpu_audio_ops_run(), before, "a cloning op ran on the CPU");
+    let on_cpu = cpu.clone_voice_from_file(&wav, Some(text.trim())).unwrap();
     let d = rel_l2(on_gpu.embedding().unwrap(), on_cpu.embedding().unwrap());
     eprintln!("cloned x-vector, CUDA model vs CPU model: {d:.2e}");
     assert!(d <= 1e-4, "cloned x-vector: relative L2 {d:.2e}");
+    let (g, c) = (on_gpu.reference().unwrap(), on_cpu.reference().unwrap());
+    assert_eq!(g.codes, c.codes, "reference codes, CUDA model vs CPU model");
 }
-

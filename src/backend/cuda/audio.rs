@@ -277,7 +277,8 @@ impl CudaDevice {
     /// `h_rows` history rows in `hist` (from its element offset, at least `h_rows · cin`
     /// elements; `None` when `h_rows == 0`), `w: [n, taps·cin]`. With `taps = 1` a
     /// dense layer. A reflect conv passes one padded buffer as both: its first rows are the
-    /// history.
+    /// history. With `stride > 1` (the codec encoder's padded convs) output row t reads input
+    /// rows `t·stride + j·dilation` of `x` alone (already padded; no history).
     ///
     /// When the reduction is chunked ([`conv_k_chunk`]), a call of at most 16 rows uses the
     /// 16-row tile, and when the output tiles alone would not fill the GPU, the GEMM is split
@@ -1282,6 +1283,10 @@ impl AudioBackend for CudaBackend {
             )));
         }
         let entries = cb_len / k;
+        // Indices travel back as floats: exact below 2^24.
+        if entries > 1 << 24 {
+            return Err(Error::invalid_argument(format!("nearest_code: {entries} codebook entries (at most 2^24)")));
+        }
         check("nearest_code input", mul("nearest_code input", rows, dim)?, x.len())?;
         check("nearest_code ids", rows, ids.len())?;
         check("nearest_code margins", rows, margins.len())?;

@@ -1294,30 +1294,41 @@ impl AudioBackend for CudaBackend {
             return Ok(());
         }
         let (rows_i, dim_i, entries_i) = (int("rows", rows)?, int("dim", dim)?, int("entries", entries)?);
-        // [−2x, ‖x‖², 1], its product with the augmented codebook, the argmin per row.
+        // [−2x, ‖x‖², 1] (in the stream's scratch, the (index, margin) pairs after it), its
+        // product with the augmented codebook (the distances, in the partial-sums buffer: this
+        // product is never split), the argmin per row. Both buffers only grow, so an encode's
+        // 16 searches allocate nothing after the first.
         let dev = self.device();
-        let lhs = DeviceMemory::<f32>::zeros(dev.pool(), mul("nearest_code lhs", rows, k)?)?;
-        let mut d2 = DeviceMemory::<f32>::zeros(dev.pool(), mul("nearest_code distances", rows, entries)?)?;
-        let out = DeviceMemory::<f32>::zeros(dev.pool(), mul("nearest_code output", rows, 2)?)?;
-        let args: [&dyn Arg; 4] = [&x.ptr(), &rows_i, &dim_i, &lhs.ptr()];
+        let lhs_len = mul("nearest_code lhs", rows, k)?;
+        let out_len = mul("nearest_code output", rows, 2)?;
+        self.ensure_scratch(s, lhs_len.checked_add(out_len).ok_or_else(|| Error::invalid_argument("nearest_code: size overflows"))?)?;
+        let d2_len = mul("nearest_code distances", rows, entries)?;
+        if s.conv_partials.len() < d2_len {
+            s.conv_partials = DeviceMemory::zeros(dev.pool(), d2_len.next_power_of_two())?;
+        }
+        let out_ptr = s.scratch.ptr_at(lhs_len);
+        let args: [&dyn Arg; 4] = [&x.ptr(), &rows_i, &dim_i, &s.scratch.ptr()];
         launch(&s.stream, &dev.kernels.codec.distance_lhs, "qt_codec_distance_lhs", column_cfg(rows), &args)?;
         dev.codec_conv_gemm(
             &s.stream,
-            (&lhs, 0),
+            (&s.scratch, 0),
             rows,
             None,
             (k, 1, 1, 1),
             &codebook.mem,
             None,
-            (&mut d2, 0),
+            (&mut s.conv_partials, 0),
             entries,
-            Some(&mut s.conv_partials),
+            None,
         )?;
         let cfg = LaunchConfig { grid_dim: (rows_i as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
-        let args: [&dyn Arg; 3] = [&d2.ptr(), &entries_i, &out.ptr()];
+        let args: [&dyn Arg; 3] = [&s.conv_partials.ptr(), &entries_i, &out_ptr];
         launch(&s.stream, &dev.kernels.codec.nearest, "qt_codec_nearest", cfg, &args)?;
         let mut host = vec![0f32; rows * 2];
-        crate::backend::Backend::read(self, s, &out, 0, &mut host)?;
+        let scratch = std::mem::replace(&mut s.scratch, DeviceMemory::empty(dev.pool()));
+        let read = crate::backend::Backend::read(self, s, &scratch, lhs_len, &mut host);
+        s.scratch = scratch;
+        read?;
         for (t, pair) in host.chunks_exact(2).enumerate() {
             ids[t] = pair[0] as u32;
             margins[t] = pair[1];

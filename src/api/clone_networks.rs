@@ -12,6 +12,7 @@
 #[cfg(feature = "cuda")]
 use crate::backend::cuda::CudaBackend;
 use crate::audio::{MelConfig, MelFrontEnd};
+use crate::backend::cpu::CpuBackend;
 use crate::error::{Error, Result};
 use crate::model::Checkpoint;
 #[cfg(feature = "cuda")]
@@ -46,11 +47,12 @@ pub(crate) enum XVectorNet {
 }
 
 impl XVectorNet {
-    /// The front end and the speaker encoder of `checkpoint` (a Base checkpoint) on `device`.
+    /// The front end and the speaker encoder of `checkpoint` (a Base checkpoint) on `device`
+    /// (`threads`: the CPU encoder's threads, default all; the results do not depend on it).
     ///
     /// Errors: `Unsupported` for a speaker encoder whose mel front end is not the official one
     /// (24 kHz, 128 bins); the speaker encoder's load errors.
-    pub fn load(checkpoint: &Checkpoint, device: &CloneDevice) -> Result<Self> {
+    pub fn load(checkpoint: &Checkpoint, device: &CloneDevice, threads: Option<usize>) -> Result<Self> {
         let spk = &checkpoint.config.speaker_encoder_config;
         // The official `extract_speaker_embedding` hard-codes its mel front end (24 kHz,
         // 128 bins); a config asking for anything else could not have been trained with it.
@@ -65,7 +67,8 @@ impl XVectorNet {
         let context = |e: Error| e.context("speaker encoder");
         Ok(match device {
             CloneDevice::Cpu => {
-                XVectorNet::Cpu { mel, encoder: SpeakerEncoder::load(&checkpoint.weights, spk).map_err(context)? }
+                let backend = threads.map(CpuBackend::new).unwrap_or_default();
+                XVectorNet::Cpu { mel, encoder: SpeakerEncoder::load_on(backend, &checkpoint.weights, spk).map_err(context)? }
             }
             #[cfg(feature = "cuda")]
             CloneDevice::Cuda(backend) => XVectorNet::Cuda {
@@ -127,9 +130,10 @@ pub(crate) struct CloningNetworks {
 }
 
 impl CloningNetworks {
-    /// The cloning networks of `checkpoint` on `device` (`threads`: the CPU encoder's threads).
+    /// The cloning networks of `checkpoint` on `device` (`threads`: the CPU networks' threads,
+    /// [`LoadOptions::threads`](crate::LoadOptions)).
     pub fn load(checkpoint: &Checkpoint, threads: Option<usize>, device: CloneDevice) -> Result<Self> {
-        let xvector = XVectorNet::load(checkpoint, &device)?;
+        let xvector = XVectorNet::load(checkpoint, &device, threads)?;
         let context = |e: Error| e.context("codec encoder");
         let codec_encoder = match device {
             CloneDevice::Cpu => {

@@ -46,8 +46,9 @@ const USAGE: &str = "usage: qwentts [OPTIONS] [TEXT]
                       --chunk-frames (default 1; --chunk-frames or more: no ramp)
   --sample-rate HZ    output rate (default 24000)
   --threads N         CPU threads (default: all)
-  --device N          run the talker and code predictor on CUDA device N (builds with
-                      the `cuda` feature; default: the CPU)
+  --device N          run the talker, code predictor and codec decoder on CUDA device N
+                      (builds with the `cuda` feature; default: the CPU; QT_GPU_CLONE=1
+                      clones on the GPU too)
   --engine E          how a CUDA model runs its frames: auto (default: the megakernel
                       where it can run), megakernel, or unfused (layer by layer)
   --describe          describe the checkpoint and exit";

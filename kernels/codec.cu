@@ -1,7 +1,8 @@
 /*
- * The codec's audio ops (src/backend/audio.rs, `AudioBackend`): causal and transposed
- * convolutions with streaming state, the vocoder's norms and activations, the codebook sum
- * and sliding-window attention. Everything is f32: activations, weights (the codec's are
+ * The audio networks' ops (src/backend/audio.rs, `AudioBackend`): for the codec decoder,
+ * causal and transposed convolutions with streaming state, the vocoder's norms and
+ * activations, the codebook sum and sliding-window attention; for the speaker encoder, the
+ * log-mel front end and the codec encoder, the ops listed at the end of this comment. Everything is f32: activations, weights (the codec's are
  * uploaded as f32, never bf16) and accumulation. No atomics: every sum has a fixed order, so
  * results are deterministic, and a stream cut into pieces gives bit-identical outputs.
  *
@@ -13,7 +14,8 @@
  *           A[t, k] = P[t*stride + (k / cin) * dilation, k % cin], gathered by the tile loader.
  *           stride is 1 everywhere but the codec encoder's strided convs (qt_codec_edge_pad
  *           pads their input; H = 0 then).
- *   Layout  x: f32 [M, cin]. hist: f32 [H, cin] (NULL when H = 0). w: f32 [N, K] row-major
+ *   Layout  x: f32 [M, cin] (stride 1; with stride > 1 the (M - 1) * stride + (taps - 1) *
+ *           dilation + 1 padded rows). hist: f32 [H, cin] (NULL when H = 0). w: f32 [N, K] row-major
  *           (tap-major: PyTorch's weight[o, i, j] at w[o*K + j*cin + i]). bias: f32 [N] or
  *           NULL. y: f32 [M, N], must not overlap the inputs. partial: f32 [chunks, M, N]
  *           when split (below), else unused (NULL).

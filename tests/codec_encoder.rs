@@ -163,7 +163,7 @@ fn the_op_set_encoder_gives_the_official_codes() {
     let ckpt = Checkpoint::open(&tiny_dir()).expect("tiny-base opens");
     let net = CodecEncoderNet::load(CpuBackend::new(2), &ckpt.speech_config, &ckpt.speech_weights).expect("encoder");
     let wav = reference_wav();
-    let (codes, margins) = net.encode(&wav).expect("encode");
+    let (codes, margins) = net.encode_with_margins(&wav).expect("encode");
     let want = golden.u32("ref_codes");
     assert_eq!(codes.len(), want.data.len(), "frames");
     let bad = code_mismatches(&codes, &want.data, &margins);
@@ -173,10 +173,10 @@ fn the_op_set_encoder_gives_the_official_codes() {
     let d = assert_close("margins vs the CPU encoder's", &margins, &trace.margins, 1e-4);
     eprintln!("op-set encoder: {} codes equal the official ones; margins vs the CPU encoder: {d}", codes.len());
     // Short and bad input.
-    let (short, _) = net.encode(&wav[..100]).unwrap();
+    let (short, _) = net.encode_with_margins(&wav[..100]).unwrap();
     assert_eq!(short, tiny_encoder().encode(&wav[..100]).unwrap());
-    assert!(net.encode(&[]).is_err());
-    assert!(net.encode(&[f32::INFINITY]).is_err());
+    assert!(net.encode_with_margins(&[]).is_err());
+    assert!(net.encode_with_margins(&[f32::INFINITY]).is_err());
 }
 
 #[test]

@@ -54,7 +54,7 @@ fn code_flips(dir: &Path, wav: &[f32]) -> (usize, usize, Vec<Flip>) {
     let net = CodecEncoderNet::load(CudaBackend::new(0).unwrap(), &ckpt.speech_config, &ckpt.speech_weights)
         .expect("GPU encoder");
     let before = cpu_audio_ops_run();
-    let (codes, _) = net.encode(wav).expect("GPU encode");
+    let (codes, _) = net.encode_with_margins(wav).expect("GPU encode");
     assert_eq!(cpu_audio_ops_run(), before, "the GPU encoder ran an audio op on the CPU");
     let (want, trace) = CodecEncoder::from_checkpoint(&ckpt).unwrap().encode_traced(wav).unwrap();
     assert_eq!(codes.len(), want.len(), "frames");
@@ -73,7 +73,7 @@ fn code_flips(dir: &Path, wav: &[f32]) -> (usize, usize, Vec<Flip>) {
     }
     let (min_margin, at) = trace.margins.iter().copied().enumerate().fold((f32::INFINITY, 0), |m, (i, v)| if v < m.0 { (v, i) } else { m });
     eprintln!("  smallest CPU margin {min_margin:.3e} (frame {}, codebook {})", at / nq, at % nq);
-    assert_eq!(net.encode(wav).unwrap().0, codes, "a second GPU encode differs");
+    assert_eq!(net.encode_with_margins(wav).unwrap().0, codes, "a second GPU encode differs");
     let semantic = ckpt.speech_config.encoder_config.num_semantic_quantizers.min(nq);
     (codes.len(), semantic, flips)
 }
@@ -90,7 +90,7 @@ fn tiny_gpu_encoder_gives_the_official_codes() {
     let golden = common::Golden::open("speaker_base").u32("ref_codes");
     let ckpt = Checkpoint::open(&checkpoint_dir("tiny-base")).unwrap();
     let net = CodecEncoderNet::load(CudaBackend::new(0).unwrap(), &ckpt.speech_config, &ckpt.speech_weights).unwrap();
-    assert_eq!(net.encode(&wav).unwrap().0, golden.data, "the official reference codes");
+    assert_eq!(net.encode_with_margins(&wav).unwrap().0, golden.data, "the official reference codes");
 }
 
 #[test]

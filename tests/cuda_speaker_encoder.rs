@@ -126,9 +126,9 @@ fn a_cuda_model_clones_on_its_gpu_when_asked() {
     );
     let gpu = Model::load(checkpoint_dir("tiny-base"), &LoadOptions { device: Device::Cuda(0), ..Default::default() })
         .expect("tiny-base on CUDA");
-    assert_eq!(gpu.clone_device().as_deref(), Some("cuda:0"));
+    assert_eq!(gpu.cloning_device().as_deref(), Some("cuda:0"));
     let cpu = Model::load(checkpoint_dir("tiny-base"), &LoadOptions::default()).unwrap();
-    assert_eq!(cpu.clone_device().as_deref(), Some("cpu"));
+    assert!(cpu.cloning_device().is_some_and(|d| d.starts_with("cpu")), "{:?}", cpu.cloning_device());
     let wav = common::fixtures_dir().join("audio/ref_24k.wav");
     let text = std::fs::read_to_string(common::fixtures_dir().join("audio/ref_24k.txt")).expect("transcript");
     let before = cpu_audio_ops_run();

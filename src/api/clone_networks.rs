@@ -93,10 +93,10 @@ impl XVectorNet {
         }
     }
 
-    /// Where it runs ("cpu", "cuda:0").
+    /// Where it runs ("cpu (8 threads)", "cuda:0").
     pub fn device_name(&self) -> String {
         match self {
-            XVectorNet::Cpu { .. } => "cpu".to_owned(),
+            XVectorNet::Cpu { encoder, .. } => encoder.backend_name(),
             #[cfg(feature = "cuda")]
             XVectorNet::Cuda { encoder, .. } => encoder.backend_name(),
         }
@@ -116,7 +116,7 @@ impl ReferenceEncoder {
         match self {
             ReferenceEncoder::Cpu(e) => e.encode(samples),
             #[cfg(feature = "cuda")]
-            ReferenceEncoder::Cuda(e) => e.encode(samples).map(|(codes, _)| codes),
+            ReferenceEncoder::Cuda(e) => e.encode_with_margins(samples).map(|(codes, _)| codes),
         }
     }
 }
@@ -151,7 +151,7 @@ impl CloningNetworks {
         Ok(CloningNetworks { xvector, codec_encoder })
     }
 
-    /// Where they run ("cpu", "cuda:0").
+    /// Where they run ("cpu (8 threads)", "cuda:0").
     pub fn device_name(&self) -> String {
         self.xvector.device_name()
     }

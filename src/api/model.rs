@@ -247,10 +247,11 @@ impl Model {
         self.inner.networks.codec_decoder.device_name()
     }
 
-    /// Where cloning runs its networks (log-mel, speaker encoder, codec encoder): `cpu`, or
+    /// Where cloning runs its networks (log-mel, speaker encoder, codec encoder): `cpu (N
+    /// threads)`, or
     /// `cuda:N` for a CUDA model run with `QT_GPU_CLONE=1`; `None` for checkpoints that do
     /// not clone.
-    pub fn clone_device(&self) -> Option<String> {
+    pub fn cloning_device(&self) -> Option<String> {
         self.inner.networks.cloning.as_ref().map(|c| c.device_name())
     }
 

@@ -1,13 +1,15 @@
 //! The audio op set: what the codec networks are written in, beside [`Backend`]'s.
 //!
-//! The codec decoder and the speaker encoder (later the codec encoder too) are written once,
-//! generic over [`AudioBackend`], so the CPU implementation ([`super::cpu`]) stays the oracle
-//! for the GPU one, op by op, as it is for the talker. Its ops are the networks' building
-//! blocks: causal convolutions that carry their own streaming state, the transposed
-//! convolution's overlap-add carry, sliding-window attention over a window of remembered
-//! keys, the element-wise activations (SnakeBeta, GELU) and norms of the vocoder, and the
-//! speaker encoder's reflect-padded "same" convolutions, column copies and per-channel
-//! statistics over time (mean, weighted mean and deviation, softmax).
+//! The codec decoder, the speaker encoder with its log-mel front end, and the codec encoder
+//! are written once, generic over [`AudioBackend`], so the CPU implementation
+//! ([`super::cpu`]) stays the oracle for the GPU one, op by op, as it is for the talker. Its
+//! ops are the networks' building blocks: causal convolutions that carry their own streaming
+//! state, the transposed convolution's overlap-add carry, sliding-window attention over a
+//! window of remembered keys, the element-wise activations and norms of the vocoder (decoder);
+//! reflect-padded "same" convolutions, column copies and per-channel statistics over time
+//! (speaker encoder); reflect padding, complex magnitudes and the clamped log (log-mel);
+//! strided convolutions with the encoder's causal padding and the quantizer's nearest-row
+//! search (codec encoder).
 //!
 //! Weights are [`AudioBackend::AudioWeight`]: f32 on every backend. The released codec
 //! checkpoints store f32, and the vocoder is ~40 convolutions deep, so rounding its weights to
@@ -21,10 +23,13 @@
 //! is exactly its stated size.
 
 use super::{AttentionShape, Backend};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
-/// A causal 1-D convolution, stride 1: `nn.Conv1d(cin, cout, kernel, dilation)` with
-/// `(kernel − 1) · dilation` rows of left zero padding and none on the right.
+/// The shape of a 1-D convolution `nn.Conv1d(cin, cout, kernel, dilation)`. How its edges are
+/// padded and its stride belong to the op that runs it: [`AudioBackend::causal_conv`] (stride
+/// 1, `(kernel − 1) · dilation` rows of history on the left), [`AudioBackend::reflect_conv`]
+/// ("same", reflected) and [`AudioBackend::padded_conv`] (strided, the encoder's causal
+/// padding).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvShape {
     pub cin: usize,
@@ -92,6 +97,11 @@ impl ColumnSpan {
     pub fn broadcast(first: usize) -> Self {
         ColumnSpan { row_stride: 0, first }
     }
+    /// One past the last element `rows` rows of `width` columns touch (`rows ≥ 1`), or `None`
+    /// when it overflows.
+    pub fn end(&self, rows: usize, width: usize) -> Option<usize> {
+        rows.checked_sub(1)?.checked_mul(self.row_stride)?.checked_add(self.first)?.checked_add(width)
+    }
 }
 
 /// How [`AudioBackend::padded_conv`] pads a signal's edges (`MimiConv1d.pad_mode`).
@@ -101,6 +111,38 @@ pub enum EdgePad {
     Zeros,
     /// `"replicate"`: copies of the first row on the left, of the last row on the right.
     Replicate,
+}
+
+/// The geometry of an [`AudioBackend::padded_conv`] over `rows` input rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PaddedConvSpan {
+    /// Rows of padding before the input: `(k − 1)·d + 1 − stride`.
+    pub left: usize,
+    /// Rows of padding after it, so that the last window fits: `out·stride − rows`.
+    pub extra: usize,
+    /// Output rows: `ceil(rows / stride)`.
+    pub out_rows: usize,
+}
+
+/// The padding and output rows of a padded conv, or an error for a shape that is not a
+/// causal conv (`(k − 1)·d + 1 < stride`), zero sizes or an empty input.
+pub fn padded_conv_span(kernel: usize, dilation: usize, stride: usize, rows: usize) -> Result<PaddedConvSpan> {
+    if kernel == 0 || dilation == 0 || stride == 0 || rows == 0 {
+        return Err(Error::invalid_argument(format!(
+            "padded_conv: kernel {kernel}, dilation {dilation}, stride {stride} and rows {rows} must be positive"
+        )));
+    }
+    let reach = (kernel - 1)
+        .checked_mul(dilation)
+        .and_then(|r| r.checked_add(1))
+        .ok_or_else(|| Error::invalid_argument("padded_conv: kernel x dilation overflows"))?;
+    if reach < stride {
+        return Err(Error::invalid_argument(format!(
+            "padded_conv: kernel {kernel} with dilation {dilation} spans fewer rows than the stride {stride}"
+        )));
+    }
+    let out_rows = rows.div_ceil(stride);
+    Ok(PaddedConvSpan { left: reach - stride, extra: out_rows * stride - rows, out_rows })
 }
 
 /// The element-wise activations of [`AudioBackend::activation`].
@@ -421,7 +463,8 @@ pub trait AudioBackend: Backend {
     /// f32 as one product of `[−2x, ‖x‖², 1]` (‖x‖² summed in order) with the augmented
     /// codebook rows `[e, 1, ‖e‖²]` (`codebook: [entries, dim + 2]`), then `sqrt(max(d², 0))`;
     /// the first minimum wins. Writes each row's index into `ids` and the runner-up's distance
-    /// minus the best one into `margins` (how near a tie the decision was), on the host.
+    /// minus the best one into `margins` (how near a tie the decision was), on the host. A
+    /// backend may bound `entries` (CUDA: 2^24, its indices travel back as floats).
     #[allow(clippy::too_many_arguments)]
     fn nearest_code(
         &self,

@@ -14,7 +14,7 @@
 use std::f64::consts::PI;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::audio::{Activation, AudioBackend, ColumnSpan, ConvShape, EdgePad, TransposedConvShape};
+use super::audio::{Activation, AudioBackend, ColumnSpan, ConvShape, EdgePad, TransposedConvShape, padded_conv_span};
 use super::cpu::{CpuBackend, CpuStream, CpuWeight, softmax_inplace};
 use super::{AttentionShape, Backend};
 use crate::error::{Error, Result};
@@ -376,38 +376,6 @@ pub fn nearest_rows(codebook: &[f32], x: &[f32], rows: usize, dim: usize, thread
         gaps.push(second - bd);
     }
     (best, gaps)
-}
-
-/// The geometry of a [`AudioBackend::padded_conv`] over `rows` input rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PaddedConvSpan {
-    /// Rows of padding before the input: `(k − 1)·d + 1 − stride`.
-    pub left: usize,
-    /// Rows of padding after it, so that the last window fits: `out·stride − rows`.
-    pub extra: usize,
-    /// Output rows: `ceil(rows / stride)`.
-    pub out_rows: usize,
-}
-
-/// The padding and output rows of a padded conv, or an error for a shape that is not a
-/// causal conv (`(k − 1)·d + 1 < stride`), zero sizes or an empty input.
-pub fn padded_conv_span(kernel: usize, dilation: usize, stride: usize, rows: usize) -> Result<PaddedConvSpan> {
-    if kernel == 0 || dilation == 0 || stride == 0 || rows == 0 {
-        return Err(Error::invalid_argument(format!(
-            "padded_conv: kernel {kernel}, dilation {dilation}, stride {stride} and rows {rows} must be positive"
-        )));
-    }
-    let reach = (kernel - 1)
-        .checked_mul(dilation)
-        .and_then(|r| r.checked_add(1))
-        .ok_or_else(|| Error::invalid_argument("padded_conv: kernel x dilation overflows"))?;
-    if reach < stride {
-        return Err(Error::invalid_argument(format!(
-            "padded_conv: kernel {kernel} with dilation {dilation} spans fewer rows than the stride {stride}"
-        )));
-    }
-    let out_rows = rows.div_ceil(stride);
-    Ok(PaddedConvSpan { left: reach - stride, extra: out_rows * stride - rows, out_rows })
 }
 
 /// `out[rows, width] = bias` per row, or zeros.
@@ -798,11 +766,13 @@ impl AudioBackend for CpuBackend {
         check_exact("reflect_conv bias", cout, bias.data().len())?;
         check_len("reflect_conv input", elems("reflect_conv input", rows, cin)?, x.len())?;
         check_len("reflect_conv output", elems("reflect_conv output", rows, cout)?, y.len())?;
-        let total = shape.history_rows();
+        let total = (kernel - 1)
+            .checked_mul(dilation)
+            .ok_or_else(|| Error::invalid_argument("reflect_conv: kernel x dilation overflows"))?;
         let (left, right) = (total / 2, total - total / 2);
         if left.max(right) >= rows {
             return Err(Error::invalid_argument(format!(
-                "reflect_conv: padding {left} + {right} needs more than {rows} rows"
+                "reflect_conv: each pad ({left} and {right} rows) must be shorter than the {rows} rows"
             )));
         }
         // The reflect-padded input (the input itself for one tap), then the taps over it.
@@ -846,11 +816,7 @@ impl AudioBackend for CpuBackend {
         }
         // The last element each side touches, checked without overflow.
         let end = |span: ColumnSpan, what: &str| -> Result<usize> {
-            (rows - 1)
-                .checked_mul(span.row_stride)
-                .and_then(|v| v.checked_add(span.first))
-                .and_then(|v| v.checked_add(width))
-                .ok_or_else(|| Error::invalid_argument(format!("copy_columns: {what} span overflows")))
+            span.end(rows, width).ok_or_else(|| Error::invalid_argument(format!("copy_columns: {what} span overflows")))
         };
         check_len("copy_columns source", end(src_span, "source")?, src.len())?;
         check_len("copy_columns destination", end(dst_span, "destination")?, dst.len())?;
@@ -984,7 +950,9 @@ impl AudioBackend for CpuBackend {
         let padded = padded.ok_or_else(|| Error::invalid_argument("reflect_pad: padded rows overflow"))?;
         check_len("reflect_pad output", elems("reflect_pad output", padded, width)?, out.len())?;
         if left.max(right) >= rows {
-            return Err(Error::invalid_argument(format!("reflect_pad: padding {left} + {right} needs more than {rows} rows")));
+            return Err(Error::invalid_argument(format!(
+                "reflect_pad: each pad ({left} and {right} rows) must be shorter than the {rows} rows"
+            )));
         }
         for p in 0..padded {
             let src = reflect_index(p as isize - left as isize, rows);
@@ -1003,7 +971,8 @@ impl AudioBackend for CpuBackend {
         out: &mut Vec<f32>,
     ) -> Result<()> {
         count_op();
-        check_len("complex_magnitude input", elems("complex_magnitude input", rows, 2 * bins)?, x.len())?;
+        let pairs = bins.checked_mul(2).ok_or_else(|| Error::invalid_argument("complex_magnitude: bins overflow"))?;
+        check_len("complex_magnitude input", elems("complex_magnitude input", rows, pairs)?, x.len())?;
         check_len("complex_magnitude output", elems("complex_magnitude output", rows, bins)?, out.len())?;
         for t in 0..rows {
             let (re, im) = x[t * 2 * bins..(t + 1) * 2 * bins].split_at(bins);

@@ -14,8 +14,9 @@
 #   library reads it) runs every megakernel request with chain variant N (MkArgs.flags), so a
 #   variant goes through the tests before it becomes the default; QT_FLAGS_TESTS="N M" runs
 #   the megakernel tests once more per listed variant after the default ones.
-#   QT_SPLITK=1 runs the codec tests and the codec benchmark once more with the codec's
-#   convolutions chunked and split over K (QT_CODEC_SPLIT_K=1, off by default until verified).
+#   QT_SPLITK=1 runs the codec, codec-encoder and speaker-encoder tests and the codec benchmark
+#   once more with the codec's convolutions chunked and split over K (QT_CODEC_SPLIT_K=1, off by
+#   default until verified; cloning on the GPU, QT_GPU_CLONE=1, with it).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 # Logs are gathered in one place and packed into $OUT/logs.tgz at the end (the device tool

@@ -22,8 +22,7 @@ use super::launch::{Arg, check, grid1, int, launch};
 use super::memory::DeviceMemory;
 use super::{CudaDevice, cuda_error};
 use crate::backend::AttentionShape;
-use crate::backend::audio::{Activation, AudioBackend, ColumnSpan, ConvShape, EdgePad, TransposedConvShape};
-use crate::backend::cpu_audio::padded_conv_span;
+use crate::backend::audio::{Activation, AudioBackend, ColumnSpan, ConvShape, EdgePad, TransposedConvShape, padded_conv_span};
 use crate::error::{Error, Result};
 
 /// Tables one `qt_codec_codebook_sum` launch takes; more are summed by further launches (in
@@ -207,11 +206,7 @@ fn column_cfg(width: usize) -> LaunchConfig {
 
 /// The last element (exclusive) a column span touches over `rows` rows of `width`.
 fn span_end(what: &str, span: ColumnSpan, rows: usize, width: usize) -> Result<usize> {
-    (rows - 1)
-        .checked_mul(span.row_stride)
-        .and_then(|v| v.checked_add(span.first))
-        .and_then(|v| v.checked_add(width))
-        .ok_or_else(|| Error::invalid_argument(format!("copy_columns: {what} span overflows")))
+    span.end(rows, width).ok_or_else(|| Error::invalid_argument(format!("copy_columns: {what} span overflows")))
 }
 
 /// Queues `dst[dst_off..][..len] = src[src_off..][..len]` on `stream`. Both ranges are
@@ -324,7 +319,8 @@ impl CudaDevice {
                 h.ptr_at(off)
             }
             None if h_rows == 0 => 0,
-            _ => return Err(Error::invalid_argument("conv GEMM: history given for the wrong shape")),
+            None => return Err(Error::invalid_argument(format!("conv GEMM: a history of {h_rows} rows is required"))),
+            Some(_) => return Err(Error::invalid_argument("conv GEMM: this shape keeps no history, but one was given")),
         };
         // Every index the kernel forms in 32 bits: rows, padded rows, channels, K.
         let m_i = int("rows", rows)?;
@@ -958,7 +954,9 @@ impl AudioBackend for CudaBackend {
         let total = mul("reflect_conv padding", kernel - 1, dilation)?;
         let (left, right) = (total / 2, total - total / 2);
         if left.max(right) >= rows {
-            return Err(Error::invalid_argument(format!("reflect_conv: padding {left} + {right} needs more than {rows} rows")));
+            return Err(Error::invalid_argument(format!(
+                "reflect_conv: each pad ({left} and {right} rows) must be shorter than the {rows} rows"
+            )));
         }
         let dev = self.device();
         if total == 0 {
@@ -1144,7 +1142,9 @@ impl AudioBackend for CudaBackend {
         let n = mul("reflect_pad output", padded, width)?;
         check("reflect_pad output", n, out.len())?;
         if left.max(right) >= rows {
-            return Err(Error::invalid_argument(format!("reflect_pad: padding {left} + {right} needs more than {rows} rows")));
+            return Err(Error::invalid_argument(format!(
+                "reflect_pad: each pad ({left} and {right} rows) must be shorter than the {rows} rows"
+            )));
         }
         // 32-bit rows, pads and width in the kernel; the padded row count too.
         int("padded rows", padded)?;

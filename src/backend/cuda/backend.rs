@@ -50,11 +50,13 @@ impl CudaWeight {
 /// One request's execution context: a CUDA stream and per-stream scratch.
 pub struct CudaStreamCtx {
     pub(crate) stream: Arc<CudaStream>,
-    /// Partial sums of split attention and split-K GEMMs (grown on demand; ops on one stream
-    /// run in order, so they can share it).
+    /// Per-op working memory, grown on demand (ops on one stream run in order, so they can
+    /// share it): partial sums of split attention and split-K GEMMs; the audio ops' staging —
+    /// a transposed convolution's GEMM output, the padded input of a reflect or padded
+    /// convolution, the distance search's left operand and results.
     pub(crate) scratch: DeviceMemory<f32>,
-    /// Chunk sums of split codec convolutions (grown on demand): apart from `scratch`, which
-    /// a transposed convolution's GEMM writes its output into.
+    /// A second working buffer for the audio ops, apart from `scratch` (grown on demand): the
+    /// chunk sums of split codec convolutions, the distance search's distance matrix.
     pub(crate) conv_partials: DeviceMemory<f32>,
     /// Embedding ids uploaded for the next gather (grown on demand).
     pub(crate) ids: DeviceMemory<u32>,
@@ -209,9 +211,9 @@ impl Backend for CudaBackend {
     fn new_stream(&self) -> Result<CudaStreamCtx> {
         Ok(CudaStreamCtx {
             stream: self.dev.new_stream()?,
-            scratch: DeviceMemory::zeros(self.dev.pool(), 0)?,
-            conv_partials: DeviceMemory::zeros(self.dev.pool(), 0)?,
-            ids: DeviceMemory::zeros(self.dev.pool(), 0)?,
+            scratch: DeviceMemory::empty(self.dev.pool()),
+            conv_partials: DeviceMemory::empty(self.dev.pool()),
+            ids: DeviceMemory::empty(self.dev.pool()),
             pool: self.dev.pool().clone(),
         })
     }

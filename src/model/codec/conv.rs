@@ -1,7 +1,9 @@
 //! The codec's convolution layers, written over the audio op set ([`AudioBackend`]).
 //!
 //! Every convolution of the decoder is causal, so each runs on a stream of input rows with a
-//! little state kept by the caller between calls:
+//! little state kept by the caller between calls (the same [`Conv`] weights also run over a
+//! whole signal as the codec encoder's strided convs, [`Conv::forward_padded`], and the
+//! speaker encoder's reflect-padded ones, [`Conv::forward_reflect`]):
 //! * [`Conv`] (also a dense layer: one tap) keeps the last `(k−1)·d` input rows. At the start
 //!   of a stream they are zeros, which is exactly the reference's left zero padding; so one
 //!   call over all rows and many calls over consecutive pieces compute the same numbers.

@@ -525,7 +525,7 @@ impl<B: AudioBackend> CodecEncoderNet<B> {
     /// with each decision's margin (see [`EncoderTrace::margins`](super::encoder::EncoderTrace)).
     ///
     /// Errors (`InvalidArgument`): an empty waveform, a non-finite sample.
-    pub fn encode(&self, wav: &[f32]) -> Result<(Vec<u32>, Vec<f32>)> {
+    pub fn encode_with_margins(&self, wav: &[f32]) -> Result<(Vec<u32>, Vec<f32>)> {
         let b = &self.backend;
         let mut s = b.new_stream()?;
         // 1. Conv stack → 25 Hz, 2. transformer (in place), 3. downsample → the latent.

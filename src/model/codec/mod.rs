@@ -5,8 +5,10 @@
 //! * [`encoder`]: waveform → reference codes (the Mimi-based encoder), for in-context cloning.
 //! * [`stream`]: incremental decoding, frames in as they are generated.
 //! * [`conv`], [`transformer`]: the decoder's layers over the audio op set
-//!   ([`AudioBackend`](crate::backend::audio::AudioBackend)); [`ops`]: the encoder's CPU
+//!   ([`AudioBackend`](crate::backend::audio::AudioBackend)); [`ops`]: the CPU encoder's
 //!   building blocks.
+//! * [`encoder_net`]: the encoder over the audio op set (for the GPU), with the CPU
+//!   [`encoder`] as its oracle.
 //!
 //! Tensors are read through [`TensorSource`], so a decoder can be built from a checkpoint
 //! file or from tensors made in memory (tests, benchmarks).

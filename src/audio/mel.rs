@@ -147,15 +147,7 @@ impl MelFrontEnd {
         let c = &self.config;
         let pad = self.padding();
         let n = samples.len();
-        if n <= pad {
-            return Err(Error::invalid_argument(format!(
-                "mel spectrogram: {n} samples are too few; reflect padding by {pad} needs at least {} samples",
-                pad + 1
-            )));
-        }
-        if let Some(i) = samples.iter().position(|x| !x.is_finite()) {
-            return Err(Error::invalid_argument(format!("mel spectrogram: sample {i} is {}", samples[i])));
-        }
+        check_signal(samples, pad)?;
         let frames = self.frames_for(n);
 
         // Reflect padding (the edge sample is not repeated): [x_p .. x_1, x_0 .. x_{n-1}, x_{n-2} ..].
@@ -186,6 +178,22 @@ impl MelFrontEnd {
         }
         Ok(MelSpectrogram { data: out, frames, n_mels: c.n_mels })
     }
+}
+
+/// The input checks of every log-mel front end: more samples than the reflect padding `pad`
+/// (PyTorch's rule), all finite.
+pub(crate) fn check_signal(samples: &[f32], pad: usize) -> Result<()> {
+    let n = samples.len();
+    if n <= pad {
+        return Err(Error::invalid_argument(format!(
+            "mel spectrogram: {n} samples are too few; reflect padding by {pad} needs at least {} samples",
+            pad + 1
+        )));
+    }
+    if let Some(i) = samples.iter().position(|x| !x.is_finite()) {
+        return Err(Error::invalid_argument(format!("mel spectrogram: sample {i} is {}", samples[i])));
+    }
+    Ok(())
 }
 
 /// `sqrt(re² + im² + 1e-9)` in f32, as `torch.view_as_real(spec).pow(2).sum(-1) + 1e-9`.

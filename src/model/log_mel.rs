@@ -15,6 +15,7 @@
 //! 1e-6 level (tests/speaker_encoder.rs compares the two on the CPU backend, the GPU tests on
 //! the GPU).
 
+use crate::audio::mel::check_signal;
 use crate::audio::{MelFrontEnd, MelSpectrogram};
 use crate::backend::audio::{AudioBackend, ColumnSpan, ConvShape};
 use crate::error::{Error, ErrorKind, Result};
@@ -105,15 +106,7 @@ impl<B: AudioBackend> LogMel<B> {
     /// frame count.
     pub fn compute_on(&self, s: &mut B::Stream, samples: &[f32]) -> Result<(B::Buffer, usize)> {
         let (b, n, pad, hop) = (&self.backend, samples.len(), self.pad, self.hop);
-        if n <= pad {
-            return Err(Error::invalid_argument(format!(
-                "mel spectrogram: {n} samples are too few; reflect padding by {pad} needs at least {} samples",
-                pad + 1
-            )));
-        }
-        if let Some(i) = samples.iter().position(|x| !x.is_finite()) {
-            return Err(Error::invalid_argument(format!("mel spectrogram: sample {i} is {}", samples[i])));
-        }
+        check_signal(samples, pad)?;
         let padded_len = n + 2 * pad;
         if padded_len < self.n_fft {
             // No whole frame: an empty spectrogram, as the FFT front end gives.

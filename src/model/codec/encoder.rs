@@ -34,6 +34,7 @@ use super::ops::{
     softmax_inplace,
 };
 use super::{TensorSource, load_linear, load_vec, materialize_codebook};
+use crate::backend::audio::EdgePad;
 use crate::error::{Error, Result};
 use crate::model::Checkpoint;
 use crate::model::config::{MimiEncoderConfig, SpeechTokenizerConfig};
@@ -58,25 +59,58 @@ const RESIDUAL_POINTWISE_KERNEL: usize = 1;
 // Convolutions
 // ---------------------------------------------------------------------------------------------
 
-/// Padding of a conv's edges (`MimiConv1d.pad_mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PadMode {
-    /// `"constant"`: zeros.
-    Zeros,
-    /// `"replicate"`: copies of the first (left) or last (right) row.
-    Replicate,
+/// The checks every encoder build makes of `encoder_config` before reading a tensor (what
+/// this implementation covers: the official tokenizer config is all of it), and its edge
+/// padding (`MimiConv1d.pad_mode`). Shared by [`CodecEncoder`] and the op-set encoder
+/// ([`super::encoder_net`]).
+pub(super) fn check_conv_stack_config(e: &MimiEncoderConfig) -> Result<EdgePad> {
+    if e.audio_channels != 1 {
+        return Err(Error::unsupported(format!(
+            "encoder_config.audio_channels = {}: the tokenizer encodes mono audio",
+            e.audio_channels
+        )));
+    }
+    if !e.use_causal_conv {
+        return Err(Error::unsupported("encoder_config.use_causal_conv = false is not implemented"));
+    }
+    let pad = match e.pad_mode.as_str() {
+        "constant" => EdgePad::Zeros,
+        "replicate" => EdgePad::Replicate,
+        other => {
+            return Err(Error::unsupported(format!(
+                "encoder_config.pad_mode \"{other}\": only \"constant\" and \"replicate\" are implemented"
+            )));
+        }
+    };
+    if e.compress == 0 || e.hidden_size == 0 {
+        return Err(Error::bad_config("encoder_config: compress and hidden_size must be positive"));
+    }
+    Ok(pad)
 }
 
-impl PadMode {
-    fn from_config(mode: &str) -> Result<Self> {
-        match mode {
-            "constant" => Ok(PadMode::Zeros),
-            "replicate" => Ok(PadMode::Replicate),
-            other => Err(Error::unsupported(format!(
-                "encoder_config.pad_mode \"{other}\": only \"constant\" and \"replicate\" are implemented"
-            ))),
-        }
+/// The quantizers the wrapper keeps: `(num_codebooks, num_semantic, acoustic_used)` — all
+/// semantic codebooks and the acoustic ones up to `encoder_valid_num_quantizers`
+/// (`audio_codes[:, :encoder_valid_num_quantizers]`; RVQ is sequential, so running all and
+/// dropping the tail gives the same first ones), checked against what the checkpoint holds.
+pub(super) fn kept_quantizers(cfg: &SpeechTokenizerConfig) -> Result<(usize, usize, usize)> {
+    let e = &cfg.encoder_config;
+    let (num_codebooks, num_semantic) = (cfg.encoder_valid_num_quantizers, e.num_semantic_quantizers);
+    let acoustic_stored = e.num_quantizers.saturating_sub(num_semantic);
+    let acoustic_used = num_codebooks.saturating_sub(num_semantic);
+    if num_codebooks == 0 || acoustic_used > acoustic_stored {
+        return Err(Error::bad_config(format!(
+            "encoder_valid_num_quantizers = {num_codebooks} must be between 1 and encoder_config.num_quantizers = {}",
+            e.num_quantizers
+        )));
     }
+    if e.codebook_dim() != e.vector_quantization_hidden_dimension {
+        return Err(Error::bad_config(format!(
+            "encoder_config.codebook_dim ({}) differs from vector_quantization_hidden_dimension ({})",
+            e.codebook_dim(),
+            e.vector_quantization_hidden_dimension
+        )));
+    }
+    Ok((num_codebooks, num_semantic, acoustic_used))
 }
 
 /// `MimiConv1d` with `use_causal_conv`: `nn.Conv1d(cin, cout, k, stride, dilation)` after
@@ -88,7 +122,7 @@ struct MimiConv {
     kernel: usize,
     stride: usize,
     dilation: usize,
-    pad: PadMode,
+    pad: EdgePad,
     /// Dilation 1: `[cout][k][cin]`, one `[cout, k·cin]` matrix. Dilation > 1: tap-major
     /// `[k][cout][cin]` (see `forward`).
     weight: Vec<f32>,
@@ -115,7 +149,7 @@ impl MimiConv {
         kernel: usize,
         stride: usize,
         dilation: usize,
-        pad: PadMode,
+        pad: EdgePad,
         bias: bool,
     ) -> Result<Self> {
         // The causal padding K − stride must not be negative (a config that skipped
@@ -183,8 +217,8 @@ impl MimiConv {
             padded.extend_from_slice(&st.history);
         } else {
             match self.pad {
-                PadMode::Zeros => padded.resize(pad * cin, 0.0),
-                PadMode::Replicate => {
+                EdgePad::Zeros => padded.resize(pad * cin, 0.0),
+                EdgePad::Replicate => {
                     // rows ≥ 1 here (out_rows > 0), so the first row exists.
                     let first = activate(&x[..cin], elu);
                     for _ in 0..pad {
@@ -200,8 +234,8 @@ impl MimiConv {
         }
         let end_of_input = padded.len();
         match self.pad {
-            PadMode::Zeros => padded.resize(end_of_input + extra * cin, 0.0),
-            PadMode::Replicate => {
+            EdgePad::Zeros => padded.resize(end_of_input + extra * cin, 0.0),
+            EdgePad::Replicate => {
                 for _ in 0..extra {
                     padded.extend_from_within(end_of_input - cin..end_of_input);
                 }
@@ -657,19 +691,7 @@ impl CodecEncoder {
     pub fn load(cfg: &SpeechTokenizerConfig, src: &dyn TensorSource) -> Result<Self> {
         let e = &cfg.encoder_config;
         // 1. What this implementation covers (the official tokenizer config is all of it).
-        if e.audio_channels != 1 {
-            return Err(Error::unsupported(format!(
-                "encoder_config.audio_channels = {}: the tokenizer encodes mono audio",
-                e.audio_channels
-            )));
-        }
-        if !e.use_causal_conv {
-            return Err(Error::unsupported("encoder_config.use_causal_conv = false is not implemented"));
-        }
-        let pad = PadMode::from_config(&e.pad_mode)?;
-        if e.compress == 0 || e.hidden_size == 0 {
-            return Err(Error::bad_config("encoder_config: compress and hidden_size must be positive"));
-        }
+        let pad = check_conv_stack_config(e)?;
 
         // 2. Conv stack, mirroring `MimiEncoder.__init__` (its ELU modules take list slots,
         //    which is why the conv tensors sit at layers 0, 3, 6, … at full size).
@@ -721,31 +743,14 @@ impl CodecEncoder {
                 k,
                 DOWNSAMPLE_STRIDE,
                 1,
-                PadMode::Replicate,
+                EdgePad::Replicate,
                 false,
             )?),
             None => None,
         };
 
-        // 4. Quantizers: all semantic codebooks, and the acoustic ones the wrapper keeps
-        //    (`audio_codes[:, :encoder_valid_num_quantizers]`; RVQ is sequential, so running
-        //    all 31 and dropping the tail gives the same first ones).
-        let (num_codebooks, num_semantic) = (cfg.encoder_valid_num_quantizers, e.num_semantic_quantizers);
-        let acoustic_stored = e.num_quantizers.saturating_sub(num_semantic);
-        let acoustic_used = num_codebooks.saturating_sub(num_semantic);
-        if num_codebooks == 0 || acoustic_used > acoustic_stored {
-            return Err(Error::bad_config(format!(
-                "encoder_valid_num_quantizers = {num_codebooks} must be between 1 and encoder_config.num_quantizers = {}",
-                e.num_quantizers
-            )));
-        }
-        if e.codebook_dim() != e.vector_quantization_hidden_dimension {
-            return Err(Error::bad_config(format!(
-                "encoder_config.codebook_dim ({}) differs from vector_quantization_hidden_dimension ({})",
-                e.codebook_dim(),
-                e.vector_quantization_hidden_dimension
-            )));
-        }
+        // 4. Quantizers: all semantic codebooks, and the acoustic ones the wrapper keeps.
+        let (num_codebooks, num_semantic, acoustic_used) = kept_quantizers(cfg)?;
         let q = "encoder.quantizer";
         let semantic = Rvq::load(src, &format!("{q}.semantic_residual_vector_quantizer"), e, 0..num_semantic)?;
         let acoustic = Rvq::load(src, &format!("{q}.acoustic_residual_vector_quantizer"), e, 0..acoustic_used)?;
@@ -958,7 +963,7 @@ mod tests {
         let pad = conv.left_pad();
         let out_rows = rows.div_ceil(s);
         let at = |r: isize, c: usize| -> f32 {
-            let r = if conv.pad == PadMode::Replicate { r.clamp(0, rows as isize - 1) } else { r };
+            let r = if conv.pad == EdgePad::Replicate { r.clamp(0, rows as isize - 1) } else { r };
             if r < 0 || r >= rows as isize { 0.0 } else { x[r as usize * cin + c] }
         };
         let mut y = vec![0.0; out_rows * cout];
@@ -987,11 +992,11 @@ mod tests {
     #[test]
     fn blocked_conv_equals_one_pass_for_every_stride_dilation_and_pad() {
         for &(cin, cout, k, s, d, pad) in &[
-            (3, 5, 7, 1, 1, PadMode::Zeros),
-            (3, 4, 8, 4, 1, PadMode::Zeros),
-            (2, 3, 10, 5, 1, PadMode::Zeros),
-            (4, 2, 3, 1, 2, PadMode::Zeros),
-            (3, 3, 4, 2, 1, PadMode::Replicate),
+            (3, 5, 7, 1, 1, EdgePad::Zeros),
+            (3, 4, 8, 4, 1, EdgePad::Zeros),
+            (2, 3, 10, 5, 1, EdgePad::Zeros),
+            (4, 2, 3, 1, 2, EdgePad::Zeros),
+            (3, 3, 4, 2, 1, EdgePad::Replicate),
         ] {
             let n = cout * cin * k;
             let w: Vec<f32> = (0..n).map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.1).collect();
@@ -1006,7 +1011,7 @@ mod tests {
                 for (a, b) in one.iter().zip(&want) {
                     assert!((a - b).abs() < 1e-5, "{a} vs {b} (k{k} s{s} d{d} rows {rows})");
                 }
-                if pad == PadMode::Zeros {
+                if pad == EdgePad::Zeros {
                     // Blocks of 2 strides, then the rest.
                     let mut st = ConvStream::default();
                     let mut got = Vec::new();
@@ -1031,18 +1036,18 @@ mod tests {
     #[test]
     fn the_op_sets_padded_conv_equals_the_encoders_conv() {
         use crate::backend::Backend;
-        use crate::backend::audio::{AudioBackend, ConvShape, EdgePad};
+        use crate::backend::audio::{AudioBackend, ConvShape};
         use crate::backend::cpu::CpuBackend;
         use crate::model::codec::conv::Conv;
         let cpu = CpuBackend::new(2);
         let mut st = cpu.new_stream().unwrap();
         for &(cin, cout, k, s, d, pad) in &[
-            (3, 5, 7, 1, 1, PadMode::Zeros),
-            (3, 4, 8, 4, 1, PadMode::Zeros),
-            (2, 3, 10, 5, 1, PadMode::Zeros),
-            (4, 2, 3, 1, 2, PadMode::Zeros),
-            (3, 3, 4, 2, 1, PadMode::Replicate),
-            (5, 3, 3, 2, 3, PadMode::Replicate),
+            (3, 5, 7, 1, 1, EdgePad::Zeros),
+            (3, 4, 8, 4, 1, EdgePad::Zeros),
+            (2, 3, 10, 5, 1, EdgePad::Zeros),
+            (4, 2, 3, 1, 2, EdgePad::Zeros),
+            (3, 3, 4, 2, 1, EdgePad::Replicate),
+            (5, 3, 3, 2, 3, EdgePad::Replicate),
         ] {
             let n = cout * cin * k;
             let w: Vec<f32> = (0..n).map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.1).collect();
@@ -1050,13 +1055,12 @@ mod tests {
             let src = Map([("c.weight".to_string(), w.clone()), ("c.bias".to_string(), b.clone())].into());
             let conv = MimiConv::load(&src, "c", cin, cout, k, s, d, pad, true).unwrap();
             let op = Conv::load(&cpu, &src, "c", cin, cout, k, d).unwrap();
-            let edge = if pad == PadMode::Zeros { EdgePad::Zeros } else { EdgePad::Replicate };
             for rows in [1, s, 3 * s + 1, 7 * s, 7 * s + s - 1] {
                 let x: Vec<f32> = (0..rows * cin).map(|i| (i as f32 * 0.37).sin()).collect();
                 let want = naive(&conv, &x, rows, &w, &b);
                 let theirs = conv.forward(&x, rows, false, &mut ConvStream::default(), true, 1);
                 let mut y = vec![f32::NAN; rows.div_ceil(s) * cout];
-                let out = op.forward_padded(&cpu, &mut st, &x, rows, s, edge, &mut y).unwrap();
+                let out = op.forward_padded(&cpu, &mut st, &x, rows, s, pad, &mut y).unwrap();
                 assert_eq!(out, rows.div_ceil(s));
                 for ((a, t), n) in y.iter().zip(&theirs).zip(&want) {
                     assert!((a - n).abs() < 1e-5, "{a} vs naive {n} (k{k} s{s} d{d} rows {rows})");

@@ -11,6 +11,7 @@
 //! rounding level) can flip, and the margins say where.
 
 use super::conv::Conv;
+use super::encoder::{check_conv_stack_config, kept_quantizers};
 use super::{TensorSource, load_vec, materialize_codebook};
 use crate::backend::audio::{Activation, AudioBackend, ConvShape, EdgePad};
 use crate::backend::cpu_audio::augmented_codebook;
@@ -53,27 +54,7 @@ impl<B: AudioBackend> EncoderConvStack<B> {
     /// size), with the checks of [`CodecEncoder::load`](super::CodecEncoder::load).
     pub fn load(backend: B, cfg: &SpeechTokenizerConfig, src: &dyn TensorSource) -> Result<Self> {
         let e = &cfg.encoder_config;
-        if e.audio_channels != 1 {
-            return Err(Error::unsupported(format!(
-                "encoder_config.audio_channels = {}: the tokenizer encodes mono audio",
-                e.audio_channels
-            )));
-        }
-        if !e.use_causal_conv {
-            return Err(Error::unsupported("encoder_config.use_causal_conv = false is not implemented"));
-        }
-        let pad = match e.pad_mode.as_str() {
-            "constant" => EdgePad::Zeros,
-            "replicate" => EdgePad::Replicate,
-            other => {
-                return Err(Error::unsupported(format!(
-                    "encoder_config.pad_mode \"{other}\": only \"constant\" and \"replicate\" are implemented"
-                )));
-            }
-        };
-        if e.compress == 0 || e.hidden_size == 0 {
-            return Err(Error::bad_config("encoder_config: compress and hidden_size must be positive"));
-        }
+        let pad = check_conv_stack_config(e)?;
         let b = &backend;
         let causal = |kernel: usize, dilation: usize, stride: usize, what: &str| -> Result<()> {
             // The causal padding (k − 1)·d + 1 − stride must not be negative.
@@ -477,22 +458,7 @@ impl<B: AudioBackend + Clone> CodecEncoderNet<B> {
             }
             None => None,
         };
-        let (num_codebooks, num_semantic) = (cfg.encoder_valid_num_quantizers, e.num_semantic_quantizers);
-        let acoustic_stored = e.num_quantizers.saturating_sub(num_semantic);
-        let acoustic_used = num_codebooks.saturating_sub(num_semantic);
-        if num_codebooks == 0 || acoustic_used > acoustic_stored {
-            return Err(Error::bad_config(format!(
-                "encoder_valid_num_quantizers = {num_codebooks} must be between 1 and encoder_config.num_quantizers = {}",
-                e.num_quantizers
-            )));
-        }
-        if e.codebook_dim() != e.vector_quantization_hidden_dimension {
-            return Err(Error::bad_config(format!(
-                "encoder_config.codebook_dim ({}) differs from vector_quantization_hidden_dimension ({})",
-                e.codebook_dim(),
-                e.vector_quantization_hidden_dimension
-            )));
-        }
+        let (num_codebooks, num_semantic, acoustic_used) = kept_quantizers(cfg)?;
         let q = "encoder.quantizer";
         let semantic = Rvq::load(b, src, &format!("{q}.semantic_residual_vector_quantizer"), e, 0..num_semantic)?;
         let acoustic = Rvq::load(b, src, &format!("{q}.acoustic_residual_vector_quantizer"), e, 0..acoustic_used)?;

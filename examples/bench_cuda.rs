@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use half::bf16;
 use qwentts::backend::cuda::driver::{CudaEvent, CudaStream};
-use qwentts::backend::cuda::{CudaBackend, CudaDevice, CudaStreamCtx, CudaWeight, kernels_compiler};
+use qwentts::backend::cuda::{CudaBackend, CudaDevice, CudaStreamCtx, CudaWeight, GemmPrecision, kernels_compiler};
 use qwentts::backend::{AttentionShape, Backend, Rope};
 use qwentts::model::code_predictor::CodePredictor;
 use qwentts::model::talker::Talker;
@@ -322,6 +322,7 @@ fn model_bench(
     let cp_bytes = 2
         * cd.layers
         * (cd.hidden * (cd.q_width() + 2 * cd.kv_width()) + cd.q_width() * cd.hidden + 3 * cd.hidden * cd.intermediate);
+    prefill_precisions(b, s, timer, &talker, stack_bytes, &label, summary)?;
     if mk_only {
         megakernel_components(b, timer, dir, &talker, &predictor, copy_gbs, stack_bytes, groups, cp_bytes, &label, summary)?;
         drop((talker, predictor));
@@ -475,6 +476,66 @@ fn model_bench(
 /// sampling and no EOS), and whole frames with the device samplers, each launched back to
 /// back behind a spin kernel and timed with events: GPU time per launch.
 #[allow(clippy::too_many_arguments)]
+/// The talker's 200-row prefill (the 28-layer stack over the prompt's rows, GEMM path) in each
+/// GEMM precision: GPU time with the launches queued behind a spin (host launch cost hidden),
+/// and wall time with the host launching as a request does (median of 3 each, a fresh cache
+/// each time).
+fn prefill_precisions(
+    b: &CudaBackend,
+    s: &mut CudaStreamCtx,
+    timer: &Timer<'_>,
+    talker: &Talker<CudaBackend>,
+    stack_bytes: usize,
+    label: &str,
+    summary: &mut Vec<String>,
+) -> Result<()> {
+    let rows = 200;
+    let h = talker.dims().hidden;
+    let mut ws = talker.stack().new_workspace(b, rows)?;
+    let x = random_buffer(b, s, rows * h)?;
+    let mut xp = b.alloc(rows * h)?;
+    let mut out = b.alloc(rows * h)?;
+    // Two FLOPs per weight and row (the stack's matrices; norms and attention are small).
+    let tflop = 2.0 * rows as f64 * (stack_bytes / 2) as f64 / 1e12;
+    let first = s.gemm_precision();
+    for precision in [GemmPrecision::Tf32, GemmPrecision::Bf16x2, GemmPrecision::Bf16] {
+        s.set_gemm_precision(precision);
+        let (mut gpu, mut wall) = (Vec::new(), Vec::new());
+        for rep in 0..7 {
+            let mut kv = talker.stack().new_cache(b, rows)?;
+            b.copy(s, &x, 0, &mut xp, 0, rows * h)?;
+            s.synchronize()?;
+            let timed = rep > 0; // the first is a warm-up
+            if rep % 2 == 1 {
+                timer.dev.spin(&timer.stream, 5_000_000)?;
+                timer.dev.record(&timer.stream, &timer.e0)?;
+                talker.stack().forward(b, s, &mut xp, rows, &mut kv, &mut ws, &mut out)?;
+                timer.dev.record(&timer.stream, &timer.e1)?;
+                s.synchronize()?;
+                gpu.push(timer.dev.elapsed_ms(&timer.e0, &timer.e1)? as f64);
+            } else {
+                let t = Instant::now();
+                talker.stack().forward(b, s, &mut xp, rows, &mut kv, &mut ws, &mut out)?;
+                s.synchronize()?;
+                if timed {
+                    wall.push(t.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+        }
+        let (gpu, wall) = (median(gpu), median(wall));
+        println!(
+            "talker prefill {rows} rows, GEMM {precision:?}: GPU {gpu:.3} ms ({:.0} TFLOP/s over the matrices), wall {wall:.3} ms",
+            tflop / (gpu * 1e-3)
+        );
+        summary.push(format!(
+            "| {label}: talker prefill {rows} rows, GEMM {precision:?} | GPU {gpu:.3} ms / wall {wall:.3} ms | {:.0} TFLOP/s | | |",
+            tflop / (gpu * 1e-3)
+        ));
+    }
+    s.set_gemm_precision(first);
+    Ok(())
+}
+
 fn megakernel_components(
     b: &CudaBackend,
     timer: &Timer<'_>,

@@ -208,3 +208,211 @@ extern "C" __global__ void qt_gemm_reduce(const float* __restrict__ partial, int
         Y[i] = accumulate ? Y[i] + v : v;
     }
 }
+
+/*
+ * The same product on BF16 tensor cores with a cp.async pipeline: the prompt prefill's GEMM.
+ *
+ * Math     as qt_gemm_tf32 (same arguments, same split over K and reduction).
+ * Launch   blockDim = 128 (4 warps as 2 x 2, each a 32 x 32 sub-tile), grid = (ceil(N / 64),
+ *          ceil(M / 64), splits), static shared memory 45 KB (3 stages). Needs K % 8 == 0,
+ *          k_chunk a multiple of 32 and X, W 16-byte aligned (the host falls back to
+ *          qt_gemm_tf32 otherwise). Each K-step of 32 copies a 64 x 32 f32 tile of X and a
+ *          64 x 32 bf16 tile of W into the next free stage with cp.async (rows past M or N and
+ *          columns past the split's end are zero-filled), two steps ahead of the tensor cores,
+ *          so the copies of two steps are in flight while one is multiplied.
+ *          Fragments: W through ldmatrix (its rows are the B operand's columns); X converted
+ *          from f32 to bf16 as it is read from shared memory (x2: as a bf16 pair, below).
+ * Precision W is bf16: exact. `qt_gemm_bf16` rounds X to bf16 (8-bit mantissa, 2^-9
+ *          relative), the precision the official model runs in: ~1e-3 relative error on a dot
+ *          product of random data. `qt_gemm_bf16x2` splits X = hi + lo into two bf16 (lo is
+ *          the rounding error of hi) and multiplies both: 2^-17 relative per element, better
+ *          than TF32 (2^-11), at twice the tensor-core work. f32 accumulation in both; the
+ *          order of every sum is fixed: deterministic.
+ */
+namespace qt_gemm_mma {
+
+constexpr int BM = 64, BN = 64, BK = 32, kStages = 3, kThreads = 128;
+constexpr int LDX = BK + 8;  // f32 per X row in shared memory: 160 bytes, no bank conflicts on float2 reads
+constexpr int LDW = BK + 8;  // bf16 per W row: 80 bytes, ldmatrix rows on distinct banks
+
+struct Stage {
+    float x[BM][LDX];
+    __nv_bfloat16 w[BN][LDW];
+};
+
+struct Smem {
+    Stage stage[kStages];
+};
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16 bytes global -> shared, bypassing L1; src_bytes 0 writes zeros (out-of-range rows).
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
+                 "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+// One K-step's tiles into `s`: X 64 rows x 8 chunks of 4 f32, W 64 rows x 4 chunks of 8 bf16.
+__device__ __forceinline__ void load_stage(Stage& s, const float* __restrict__ X, const __nv_bfloat16* __restrict__ W,
+                                           int M, int N, int K, int k_end, int m0, int n0, int k0) {
+    const int tid = threadIdx.x;
+#pragma unroll
+    for (int it = 0; it < 4; ++it) {
+        const int g = tid + it * kThreads;
+        const int r = g >> 3, c = (g & 7) * 4;
+        const int m = m0 + r, k = k0 + c;
+        const bool ok = m < M && k < k_end;
+        // A zero-filled chunk still needs a valid address: the tile's first element.
+        cp_async16(&s.x[r][c], ok ? X + (size_t)m * K + k : X, ok);
+    }
+#pragma unroll
+    for (int it = 0; it < 2; ++it) {
+        const int g = tid + it * kThreads;
+        const int r = g >> 2, c = (g & 3) * 8;
+        const int n = n0 + r, k = k0 + c;
+        const bool ok = n < N && k < k_end;
+        cp_async16(&s.w[r][c], ok ? W + (size_t)n * K + k : W, ok);
+    }
+}
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+    const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<const uint32_t*>(&v);
+}
+
+// The rounding error of bf16(v), itself rounded to bf16.
+__device__ __forceinline__ float bf16_residual(float v) { return v - __bfloat162float(__float2bfloat16_rn(v)); }
+
+__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(p)));
+}
+
+template <int kParts>
+__device__ __forceinline__ void gemm(const float* __restrict__ X, const __nv_bfloat16* __restrict__ W,
+                                     const __nv_bfloat16* __restrict__ bias, float* __restrict__ Y,
+                                     float* __restrict__ partial, int M, int N, int K, int k_chunk, int accumulate) {
+    __shared__ __align__(128) Smem sm;
+    const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+    const int k_begin = blockIdx.z * k_chunk, k_end = min(K, k_begin + k_chunk);
+    const int steps = (k_end - k_begin + BK - 1) / BK;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
+    const int g = lane >> 2, t = lane & 3;  // the mma fragments' row group and column pair
+
+    float acc[2][4][4];
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+
+    // Prologue: the first kStages - 1 steps in flight (one commit group per step, empty or not,
+    // so that wait_group counts steps).
+#pragma unroll
+    for (int s = 0; s < kStages - 1; ++s) {
+        if (s < steps) load_stage(sm.stage[s], X, W, M, N, K, k_end, m0, n0, k_begin + s * BK);
+        cp_async_commit();
+    }
+    // ldmatrix.x4 addresses for this lane: matrices (n 0-7, k 0-7), (n 0-7, k 8-15),
+    // (n 8-15, k 0-7), (n 8-15, k 8-15) of a 16 x 16 block of W: registers 0/1 are the
+    // B fragment of the first 8 columns, 2/3 of the next 8.
+    const int lrow = (lane & 7) + ((lane >> 4) << 3), lcol = ((lane >> 3) & 1) * 8;
+
+    for (int step = 0; step < steps; ++step) {
+        cp_async_wait<kStages - 2>();
+        // Step `step` has landed for every thread, and every warp is done with the stage the
+        // next copy overwrites (it was multiplied at step - 1).
+        __syncthreads();
+        const int next = step + kStages - 1;
+        if (next < steps) load_stage(sm.stage[next % kStages], X, W, M, N, K, k_end, m0, n0, k_begin + next * BK);
+        cp_async_commit();
+
+        const Stage& s = sm.stage[step % kStages];
+#pragma unroll
+        for (int kk = 0; kk < BK; kk += 16) {
+            uint32_t b[2][4];
+#pragma unroll
+            for (int j = 0; j < 2; ++j) ldmatrix_x4(b[j], &s.w[wn + j * 16 + lrow][kk + lcol]);
+#pragma unroll
+            for (int i = 0; i < 2; ++i) {
+                const float* r0 = &s.x[wm + i * 16 + g][kk + 2 * t];
+                const float* r8 = r0 + 8 * LDX;
+                const float2 x00 = *reinterpret_cast<const float2*>(r0);
+                const float2 x80 = *reinterpret_cast<const float2*>(r8);
+                const float2 x08 = *reinterpret_cast<const float2*>(r0 + 8);
+                const float2 x88 = *reinterpret_cast<const float2*>(r8 + 8);
+                uint32_t a[4] = {pack_bf16(x00.x, x00.y), pack_bf16(x80.x, x80.y), pack_bf16(x08.x, x08.y),
+                                 pack_bf16(x88.x, x88.y)};
+#pragma unroll
+                for (int j = 0; j < 4; ++j) mma_bf16(acc[i][j], a, b[j >> 1][(j & 1) * 2], b[j >> 1][(j & 1) * 2 + 1]);
+                if constexpr (kParts == 2) {
+                    uint32_t lo[4] = {pack_bf16(bf16_residual(x00.x), bf16_residual(x00.y)),
+                                      pack_bf16(bf16_residual(x80.x), bf16_residual(x80.y)),
+                                      pack_bf16(bf16_residual(x08.x), bf16_residual(x08.y)),
+                                      pack_bf16(bf16_residual(x88.x), bf16_residual(x88.y))};
+#pragma unroll
+                    for (int j = 0; j < 4; ++j)
+                        mma_bf16(acc[i][j], lo, b[j >> 1][(j & 1) * 2], b[j >> 1][(j & 1) * 2 + 1]);
+                }
+            }
+        }
+    }
+    cp_async_wait<0>();
+
+    // Epilogue straight from the fragments: c0, c1 at (row g, columns 2t, 2t + 1), c2, c3 at
+    // row g + 8.
+    const bool split = gridDim.z > 1;
+    float* part = partial + (size_t)blockIdx.z * M * N;
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const int m = m0 + wm + i * 16 + g + (e >> 1) * 8;
+                const int n = n0 + wn + j * 8 + 2 * t + (e & 1);
+                if (m >= M || n >= N) continue;
+                float v = acc[i][j][e];
+                if (split) {
+                    part[(size_t)m * N + n] = v;
+                } else {
+                    if (bias != nullptr) v += __bfloat162float(bias[n]);
+                    float* out = Y + (size_t)m * N + n;
+                    *out = accumulate ? *out + v : v;
+                }
+            }
+}
+
+}  // namespace qt_gemm_mma
+
+extern "C" __global__ void __launch_bounds__(qt_gemm_mma::kThreads)
+    qt_gemm_bf16(const float* __restrict__ X, const __nv_bfloat16* __restrict__ W,
+                 const __nv_bfloat16* __restrict__ bias, float* __restrict__ Y, float* __restrict__ partial, int M,
+                 int N, int K, int k_chunk, int accumulate) {
+    qt_gemm_mma::gemm<1>(X, W, bias, Y, partial, M, N, K, k_chunk, accumulate);
+}
+
+extern "C" __global__ void __launch_bounds__(qt_gemm_mma::kThreads)
+    qt_gemm_bf16x2(const float* __restrict__ X, const __nv_bfloat16* __restrict__ W,
+                   const __nv_bfloat16* __restrict__ bias, float* __restrict__ Y, float* __restrict__ partial, int M,
+                   int N, int K, int k_chunk, int accumulate) {
+    qt_gemm_mma::gemm<2>(X, W, bias, Y, partial, M, N, K, k_chunk, accumulate);
+}

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use half::bf16;
 
 use super::launch::{
-    Elementwise, InvFreq, MAX_HEAD_DIM, MAX_ROWS_PER_PASS, NormIo, attention_scratch_len, gemm_scratch_len,
+    Elementwise, GemmPrecision, InvFreq, MAX_HEAD_DIM, MAX_ROWS_PER_PASS, NormIo, attention_scratch_len, gemm_scratch_len,
 };
 use super::memory::{DeviceMemory, DevicePool};
 use super::{CudaDevice, cuda_error, driver::CudaStream};
@@ -60,6 +60,8 @@ pub struct CudaStreamCtx {
     pub(crate) conv_partials: DeviceMemory<f32>,
     /// Embedding ids uploaded for the next gather (grown on demand).
     pub(crate) ids: DeviceMemory<u32>,
+    /// What this stream's GEMMs multiply in (see [`GemmPrecision`]).
+    pub(crate) gemm: GemmPrecision,
     pool: Arc<DevicePool>,
 }
 
@@ -67,6 +69,17 @@ impl CudaStreamCtx {
     /// The CUDA stream every op of this context is queued on.
     pub fn stream(&self) -> &Arc<CudaStream> {
         &self.stream
+    }
+
+    /// What this stream's GEMMs (linear calls of more than 8 rows) multiply in from now on;
+    /// a new stream starts with [`GemmPrecision::from_env`].
+    pub fn set_gemm_precision(&mut self, precision: GemmPrecision) {
+        self.gemm = precision;
+    }
+
+    /// What this stream's GEMMs multiply in.
+    pub fn gemm_precision(&self) -> GemmPrecision {
+        self.gemm
     }
 
     /// Waits for everything queued on this stream.
@@ -126,7 +139,7 @@ impl CudaBackend {
             self.ensure_scratch(s, gemm_scratch_len(splits, rows, n))?;
         }
         let bias = bias.map(|b| &b.mem);
-        self.dev.linear(&s.stream, (x, 0), rows, &w.mem, n, k, bias, (y, 0), accumulate, wpr, Some(&mut s.scratch))
+        self.dev.linear(&s.stream, (x, 0), rows, &w.mem, n, k, bias, (y, 0), accumulate, wpr, Some(&mut s.scratch), s.gemm)
     }
 
     /// Grows the stream's scratch to at least `len` elements (a power of two, so it settles).
@@ -214,6 +227,7 @@ impl Backend for CudaBackend {
             scratch: DeviceMemory::empty(self.dev.pool()),
             conv_partials: DeviceMemory::empty(self.dev.pool()),
             ids: DeviceMemory::empty(self.dev.pool()),
+            gemm: GemmPrecision::from_env(),
             pool: self.dev.pool().clone(),
         })
     }

@@ -112,9 +112,11 @@ pub(crate) fn grid1(n: usize, per_block: usize) -> u32 {
 impl CudaDevice {
     /// `y[r, :] (+)= x[r, :] · Wᵀ + bias` for `rows` rows. `w: [n, k]` bf16, `x` at `x_off`
     /// holds `rows · k`, `y` at `y_off` holds `rows · n`. Up to 8 rows: the row kernels (f32,
-    /// W read once); more: the TF32 tensor-core GEMM, split over K when its output tiles alone
-    /// would not fill the GPU, with `scratch` of [`gemm_scratch_len`] elements for the
-    /// partial sums. `wpr` overrides the warps-per-row choice of the row kernels (benchmarks).
+    /// W read once); more: a tensor-core GEMM of `precision` (the TF32 kernel where the BF16
+    /// ones cannot take the shape: K not a multiple of 8 or unaligned operands), split over K
+    /// when its output tiles alone would not fill the GPU, with `scratch` of
+    /// [`gemm_scratch_len`] elements for the partial sums. `wpr` overrides the warps-per-row
+    /// choice of the row kernels (benchmarks).
     #[allow(clippy::too_many_arguments)]
     pub fn linear(
         &self,
@@ -129,6 +131,7 @@ impl CudaDevice {
         accumulate: bool,
         wpr: Option<u32>,
         scratch: Option<&mut DeviceMemory<f32>>,
+        precision: GemmPrecision,
     ) -> Result<()> {
         if rows == 0 || n == 0 || k == 0 {
             return Err(Error::invalid_argument(format!("linear: empty shape ({rows} rows, {n}x{k} weight)")));
@@ -179,7 +182,15 @@ impl CudaDevice {
             };
             let kc = int("k chunk", k_chunk)?;
             let args: [&dyn Arg; 10] = [&xp, &w.ptr(), &bias_ptr, &yp, &partial_ptr, &m_i, &n_i, &k_i, &kc, &acc];
-            launch(stream, &self.kernels.gemm_tf32, "qt_gemm_tf32", cfg, &args)?;
+            // The BF16 kernels copy 16-byte chunks: K a multiple of 8, X and W 16-byte aligned
+            // (k_chunk is a multiple of 32, so no chunk straddles a split's end).
+            let aligned = k % 8 == 0 && (xp | w.ptr()) % 16 == 0;
+            let (f, name) = match precision {
+                GemmPrecision::Bf16 if aligned => (&self.kernels.gemm_bf16, "qt_gemm_bf16"),
+                GemmPrecision::Bf16x2 if aligned => (&self.kernels.gemm_bf16x2, "qt_gemm_bf16x2"),
+                _ => (&self.kernels.gemm_tf32, "qt_gemm_tf32"),
+            };
+            launch(stream, f, name, cfg, &args)?;
             if splits > 1 {
                 let cfg = LaunchConfig {
                     grid_dim: (grid1(rows * n, 256).min(4 * self.sm_count as u32 * 8), 1, 1),
@@ -469,6 +480,38 @@ pub enum NormIo<'a> {
     InPlace(&'a mut DeviceMemory<f32>),
     /// `x += residual; y = RMSNorm(x) · w`.
     AddThenOut { x: &'a mut DeviceMemory<f32>, residual: &'a DeviceMemory<f32>, y: &'a mut DeviceMemory<f32> },
+}
+
+/// What the GEMM (linear calls of more than [`MAX_ROWS_PER_PASS`] rows) multiplies in. The
+/// weights are bf16 in every case, so the choice is how the f32 activations X are rounded; the
+/// products are accumulated in f32 and every sum's order is fixed (deterministic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GemmPrecision {
+    /// X rounded to TF32 (10-bit mantissa, 2^-11 relative): the first GEMM (WMMA, registers
+    /// double-buffered, no copy pipeline).
+    Tf32,
+    /// X split into two bf16 (hi + lo, 16 bits of mantissa, 2^-17 relative: closer to f32 than
+    /// TF32) on the cp.async-pipelined BF16 kernel, at twice its tensor-core work.
+    Bf16x2,
+    /// X rounded to bf16 (8-bit mantissa, 2^-9 relative; the official model runs in bf16) on
+    /// the same kernel: the fastest.
+    Bf16,
+}
+
+impl GemmPrecision {
+    /// The process default: `QT_GEMM` = `tf32`, `bf16x2` or `bf16` (read once), else TF32.
+    pub fn from_env() -> Self {
+        static CHOICE: std::sync::OnceLock<GemmPrecision> = std::sync::OnceLock::new();
+        *CHOICE.get_or_init(|| match std::env::var("QT_GEMM").as_deref() {
+            Ok("bf16x2") => GemmPrecision::Bf16x2,
+            Ok("bf16") => GemmPrecision::Bf16,
+            Ok("tf32") | Err(_) => GemmPrecision::Tf32,
+            Ok(other) => {
+                log::warn!("QT_GEMM={other:?} is not tf32, bf16x2 or bf16; TF32 is used");
+                GemmPrecision::Tf32
+            }
+        })
+    }
 }
 
 /// Scratch elements a split-K GEMM needs.

@@ -48,6 +48,7 @@ pub mod memory;
 
 pub use audio::CudaF32Weight;
 pub use backend::{CudaBackend, CudaStreamCtx, CudaWeight};
+pub use launch::GemmPrecision;
 pub use memory::{DeviceMemory, DevicePool};
 
 /// cudarc types that device code outside the library (tests, examples, benchmarks) needs to
@@ -183,6 +184,10 @@ pub(crate) struct Kernels {
     /// `qt_linear_rows{R}_wpr{W}`: `[R - 1][index of W in WARPS_PER_ROW]`.
     pub linear_rows: Vec<[CudaFunction; 3]>,
     pub gemm_tf32: CudaFunction,
+    /// The cp.async-pipelined BF16 tensor-core GEMM: X rounded to bf16, and X split into two
+    /// bf16 parts (see [`launch::GemmPrecision`]).
+    pub gemm_bf16: CudaFunction,
+    pub gemm_bf16x2: CudaFunction,
     pub gemm_reduce: CudaFunction,
     pub rms_norm: CudaFunction,
     pub head_norm_rope: CudaFunction,
@@ -217,6 +222,8 @@ impl Kernels {
         Ok(Kernels {
             linear_rows,
             gemm_tf32: load("qt_gemm_tf32")?,
+            gemm_bf16: load("qt_gemm_bf16")?,
+            gemm_bf16x2: load("qt_gemm_bf16x2")?,
             gemm_reduce: load("qt_gemm_reduce")?,
             rms_norm: load("qt_rms_norm")?,
             head_norm_rope: load("qt_head_norm_rope")?,

@@ -222,6 +222,9 @@ extern "C" __global__ void qt_gemm_reduce(const float* __restrict__ partial, int
  *          so the copies of two steps are in flight while one is multiplied.
  *          Fragments: W through ldmatrix (its rows are the B operand's columns); X converted
  *          from f32 to bf16 as it is read from shared memory (x2: as a bf16 pair, below).
+ * Groups   `qt_gemm_bf16{,x2}_group` multiply one X by up to 3 weights in one launch (q, k and
+ *          v; gate and up): the grid's column tiles are the segments' tiles one after the
+ *          other, and `qt_gemm_reduce_group` reduces every segment's splits in one launch.
  * Precision W is bf16: exact. `qt_gemm_bf16` rounds X to bf16 (8-bit mantissa, 2^-9
  *          relative), the precision the official model runs in: ~1e-3 relative error on a dot
  *          product of random data. `qt_gemm_bf16x2` splits X = hi + lo into two bf16 (lo is
@@ -304,12 +307,15 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
                  : "r"(smem_addr(p)));
 }
 
+// The block's output tile is column tile `n_tile` (of BN columns), row tile blockIdx.y, split
+// blockIdx.z.
 template <int kParts>
 __device__ __forceinline__ void gemm(const float* __restrict__ X, const __nv_bfloat16* __restrict__ W,
                                      const __nv_bfloat16* __restrict__ bias, float* __restrict__ Y,
-                                     float* __restrict__ partial, int M, int N, int K, int k_chunk, int accumulate) {
+                                     float* __restrict__ partial, int M, int N, int K, int k_chunk, int accumulate,
+                                     int n_tile) {
     __shared__ __align__(128) Smem sm;
-    const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+    const int m0 = blockIdx.y * BM, n0 = n_tile * BN;
     const int k_begin = blockIdx.z * k_chunk, k_end = min(K, k_begin + k_chunk);
     const int steps = (k_end - k_begin + BK - 1) / BK;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -401,18 +407,81 @@ __device__ __forceinline__ void gemm(const float* __restrict__ X, const __nv_bfl
             }
 }
 
+// Up to kMaxSegments products of one X with different weights (q, k and v; gate and up) in
+// one launch: segment i owns `tiles` consecutive column tiles of the grid, in order. Each
+// segment has its own output, bias and split-K partial buffer ([splits, M, n]).
+constexpr int kMaxSegments = 3;
+struct Segment {
+    const __nv_bfloat16* w;
+    const __nv_bfloat16* bias;
+    float* y;
+    float* partial;
+    int n;
+    int tiles;
+};
+struct Group {
+    Segment seg[kMaxSegments];
+    int count;
+};
+
+template <int kParts>
+__device__ __forceinline__ void gemm_group(const Group& g, const float* __restrict__ X, int M, int K, int k_chunk,
+                                           int accumulate) {
+    // Constant indices only: a dynamic index into the parameter struct would copy it to local
+    // memory.
+    int tile = blockIdx.x;
+    Segment s = g.seg[0];
+#pragma unroll
+    for (int j = 1; j < kMaxSegments; ++j)
+        if (j < g.count && tile >= s.tiles) tile -= s.tiles, s = g.seg[j];
+    gemm<kParts>(X, s.w, s.bias, s.y, s.partial, M, s.n, K, k_chunk, accumulate, tile);
+}
+
 }  // namespace qt_gemm_mma
 
 extern "C" __global__ void __launch_bounds__(qt_gemm_mma::kThreads)
     qt_gemm_bf16(const float* __restrict__ X, const __nv_bfloat16* __restrict__ W,
                  const __nv_bfloat16* __restrict__ bias, float* __restrict__ Y, float* __restrict__ partial, int M,
                  int N, int K, int k_chunk, int accumulate) {
-    qt_gemm_mma::gemm<1>(X, W, bias, Y, partial, M, N, K, k_chunk, accumulate);
+    qt_gemm_mma::gemm<1>(X, W, bias, Y, partial, M, N, K, k_chunk, accumulate, blockIdx.x);
 }
 
 extern "C" __global__ void __launch_bounds__(qt_gemm_mma::kThreads)
     qt_gemm_bf16x2(const float* __restrict__ X, const __nv_bfloat16* __restrict__ W,
                    const __nv_bfloat16* __restrict__ bias, float* __restrict__ Y, float* __restrict__ partial, int M,
                    int N, int K, int k_chunk, int accumulate) {
-    qt_gemm_mma::gemm<2>(X, W, bias, Y, partial, M, N, K, k_chunk, accumulate);
+    qt_gemm_mma::gemm<2>(X, W, bias, Y, partial, M, N, K, k_chunk, accumulate, blockIdx.x);
+}
+
+// The grouped forms: grid = (sum of the segments' tiles, ceil(M / 64), splits).
+extern "C" __global__ void __launch_bounds__(qt_gemm_mma::kThreads)
+    qt_gemm_bf16_group(const qt_gemm_mma::Group g, const float* __restrict__ X, int M, int K, int k_chunk,
+                       int accumulate) {
+    qt_gemm_mma::gemm_group<1>(g, X, M, K, k_chunk, accumulate);
+}
+
+extern "C" __global__ void __launch_bounds__(qt_gemm_mma::kThreads)
+    qt_gemm_bf16x2_group(const qt_gemm_mma::Group g, const float* __restrict__ X, int M, int K, int k_chunk,
+                         int accumulate) {
+    qt_gemm_mma::gemm_group<2>(g, X, M, K, k_chunk, accumulate);
+}
+
+// qt_gemm_reduce over every segment of a group (grid-stride over M x the segments' columns).
+extern "C" __global__ void qt_gemm_reduce_group(const qt_gemm_mma::Group g, int splits, int M, int accumulate) {
+    size_t total = 0;
+#pragma unroll
+    for (int j = 0; j < qt_gemm_mma::kMaxSegments; ++j)
+        if (j < g.count) total += (size_t)M * g.seg[j].n;
+    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x) {
+        size_t idx = e;
+        qt_gemm_mma::Segment s = g.seg[0];  // constant indices only, as in gemm_group
+#pragma unroll
+        for (int j = 1; j < qt_gemm_mma::kMaxSegments; ++j)
+            if (j < g.count && idx >= (size_t)M * s.n) idx -= (size_t)M * s.n, s = g.seg[j];
+        const size_t len = (size_t)M * s.n;
+        float v = 0.0f;
+        for (int z = 0; z < splits; ++z) v += s.partial[(size_t)z * len + idx];
+        if (s.bias != nullptr) v += __bfloat162float(s.bias[idx % s.n]);
+        s.y[idx] = accumulate ? s.y[idx] + v : v;
+    }
 }

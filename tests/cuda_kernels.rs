@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 use half::bf16;
 use qwentts::backend::cpu::CpuBackend;
 use qwentts::backend::cuda::{CudaBackend, GemmPrecision};
-use qwentts::backend::{AttentionShape, Backend, Rope};
+use qwentts::backend::{AttentionShape, Backend, LinearOut, Rope};
 use qwentts::model::{DType, TensorView};
 
 const F32_TOL: f64 = 1e-5;
@@ -195,6 +195,56 @@ fn linear_tolerance(rows: usize, k: usize, precision: GemmPrecision) -> f64 {
         GemmPrecision::Bf16x2 if k % 8 == 0 => BF16X2_TOL,
         GemmPrecision::Bf16 if k % 8 == 0 => BF16_TOL,
         _ => TF32_TOL,
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU: tools/device/run.sh runs it with --ignored"]
+fn linear_shared_input_matches_cpu_in_every_precision() {
+    let (c, g) = (cpu(), gpu());
+    let (mut cs, mut gs) = (c.new_stream().unwrap(), g.new_stream().unwrap());
+    let mut rng = Rng::new(12);
+    // (outputs' features, in): q/k/v and gate/up of the 0.6B shapes, a ragged group, and a K
+    // the BF16 kernels cannot take (one call per output instead).
+    let groups: [(&[usize], usize); 4] =
+        [(&[2048, 1024, 1024], 1024), (&[3072, 3072], 1024), (&[100, 37, 64], 96), (&[40, 24], 45)];
+    // 9 and 40 rows split over K; 200 rows (the prompt) mostly not; 3 rows: the row kernels.
+    for (ns, k) in groups {
+        let ws: Vec<_> = ns.iter().map(|&n| weight(&mut rng, &[n, k], 0.05, 0.0)).collect();
+        let bs: Vec<_> = ns.iter().map(|&n| weight(&mut rng, &[n], 0.5, 0.0)).collect();
+        for rows in [3, 9, 40, 200] {
+            let precisions: &[GemmPrecision] = if rows <= 8 { &[GemmPrecision::Tf32] } else { &GEMM_PRECISIONS };
+            for &precision in precisions {
+                gs.set_gemm_precision(precision);
+                let x = buf(&mut gs, &rng.vec(rows * k, 1.0));
+                let mut cy: Vec<Vec<f32>> = ns.iter().map(|&n| vec![0.0; rows * n]).collect();
+                let mut gy: Vec<_> = ns.iter().map(|&n| g.alloc(rows * n).unwrap()).collect();
+                for y in gy.iter_mut() {
+                    poison(&mut gs, y);
+                }
+                // The first output biased, the others not.
+                let mut couts: Vec<LinearOut<'_, CpuBackend>> = cy
+                    .iter_mut()
+                    .enumerate()
+                    .map(|(i, y)| LinearOut { w: &ws[i].cpu, bias: (i == 0).then_some(&bs[i].cpu), y })
+                    .collect();
+                c.linear_shared_input(&mut cs, &x.cpu, rows, &mut couts).unwrap();
+                let mut gouts: Vec<LinearOut<'_, CudaBackend>> = gy
+                    .iter_mut()
+                    .enumerate()
+                    .map(|(i, y)| LinearOut { w: &ws[i].gpu, bias: (i == 0).then_some(&bs[i].gpu), y })
+                    .collect();
+                g.linear_shared_input(&mut gs, &x.gpu, rows, &mut gouts).unwrap();
+                for (i, &n) in ns.iter().enumerate() {
+                    assert_close(
+                        &format!("group {ns:?}x{k} output {i} rows {rows} {precision:?}"),
+                        &download(&mut gs, &gy[i], rows * n),
+                        &cy[i],
+                        linear_tolerance(rows, k, precision),
+                    );
+                }
+            }
+        }
     }
 }
 

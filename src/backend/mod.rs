@@ -79,6 +79,13 @@ pub struct Rope {
 
 /// The operation set. Each method documents its math; implementations must agree with the
 /// CPU backend to f32 rounding (the CUDA backend to bf16 tolerances).
+/// One output of [`Backend::linear_shared_input`]: `y = x · wᵀ (+ bias)`.
+pub struct LinearOut<'a, B: Backend + ?Sized> {
+    pub w: &'a B::Weight,
+    pub bias: Option<&'a B::Weight>,
+    pub y: &'a mut B::Buffer,
+}
+
 pub trait Backend: Send + Sync + 'static {
     /// An immutable parameter tensor resident where this backend computes.
     type Weight: Send + Sync;
@@ -138,6 +145,23 @@ pub trait Backend: Send + Sync + 'static {
         y: &mut Self::Buffer,
         accumulate: bool,
     ) -> Result<()>;
+
+    /// Several linear layers over the same input rows (q, k and v; gate and up):
+    /// `outs[i].y = x · outs[i].wᵀ (+ outs[i].bias)` for `rows` rows, each `y` overwritten. A
+    /// backend may run them as one pass (the CUDA GEMM does for prompt rows); the default
+    /// calls [`Backend::linear`] for each, in order, and computes the same function.
+    fn linear_shared_input(
+        &self,
+        s: &mut Self::Stream,
+        x: &Self::Buffer,
+        rows: usize,
+        outs: &mut [LinearOut<'_, Self>],
+    ) -> Result<()> {
+        for o in outs.iter_mut() {
+            self.linear(s, x, rows, o.w, o.bias, o.y, false)?;
+        }
+        Ok(())
+    }
 
     /// RMSNorm over rows of width `w.len()`: `y = x / sqrt(mean(x²) + eps) · w`.
     fn rms_norm(

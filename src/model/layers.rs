@@ -24,7 +24,7 @@
 use super::config::{CodePredictorConfig, TalkerConfig};
 use super::kv_cache::KvCache;
 use super::weights::SafeTensorsFile;
-use crate::backend::{AttentionShape, Backend, Rope};
+use crate::backend::{AttentionShape, Backend, LinearOut, Rope};
 use crate::error::{Error, Result};
 
 /// Sizes of one decoder stack.
@@ -158,6 +158,11 @@ impl<B: Backend> Linear<B> {
     pub(crate) fn parts(&self) -> LinearParts<'_, B> {
         LinearParts { weight: &self.weight, bias: self.bias.as_ref() }
     }
+
+    /// This layer writing into `y`, as one output of [`Backend::linear_shared_input`].
+    pub(crate) fn output<'a>(&'a self, y: &'a mut B::Buffer) -> LinearOut<'a, B> {
+        LinearOut { w: &self.weight, bias: self.bias.as_ref(), y }
+    }
 }
 
 /// Weights of one decoder layer.
@@ -235,10 +240,13 @@ impl<B: Backend> DecoderLayer<B> {
         // 1. Pre-attention norm.
         b.rms_norm(s, x, rows, &self.input_layernorm, d.eps, &mut ws.h)?;
 
-        // 2. Projections: q [rows, heads, hd], k and v [rows, kv_heads, hd].
-        self.q_proj.apply(b, s, &ws.h, rows, &mut ws.q, false)?;
-        self.k_proj.apply(b, s, &ws.h, rows, &mut ws.k, false)?;
-        self.v_proj.apply(b, s, &ws.h, rows, &mut ws.v, false)?;
+        // 2. Projections: q [rows, heads, hd], k and v [rows, kv_heads, hd] (one pass over h).
+        b.linear_shared_input(
+            s,
+            &ws.h,
+            rows,
+            &mut [self.q_proj.output(&mut ws.q), self.k_proj.output(&mut ws.k), self.v_proj.output(&mut ws.v)],
+        )?;
 
         // 3-4. QK-norm over each head's head_dim values (Qwen3 applies it before RoPE), then
         //      the rotary embedding at absolute positions position..position+rows.
@@ -260,8 +268,7 @@ impl<B: Backend> DecoderLayer<B> {
         b.rms_norm(s, x, rows, &self.post_attention_layernorm, d.eps, &mut ws.h)?;
 
         // 9. SwiGLU: gate = silu(gate(h)) · up(h).
-        self.gate_proj.apply(b, s, &ws.h, rows, &mut ws.gate, false)?;
-        self.up_proj.apply(b, s, &ws.h, rows, &mut ws.up, false)?;
+        b.linear_shared_input(s, &ws.h, rows, &mut [self.gate_proj.output(&mut ws.gate), self.up_proj.output(&mut ws.up)])?;
         b.silu_mul(s, &mut ws.gate, &ws.up, rows * d.intermediate)?;
 
         // 10. Down projection, added into the residual stream.

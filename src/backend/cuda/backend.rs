@@ -15,12 +15,12 @@ use std::sync::Arc;
 use half::bf16;
 
 use super::launch::{
-    Elementwise, GemmPrecision, InvFreq, MAX_HEAD_DIM, MAX_ROWS_PER_PASS, NormIo, attention_scratch_len, gemm_scratch_len,
+    Elementwise, GemmOut, GemmPrecision, InvFreq, MAX_HEAD_DIM, MAX_ROWS_PER_PASS, NormIo, attention_scratch_len, gemm_scratch_len,
 };
 use super::memory::{DeviceMemory, DevicePool};
 use super::{CudaDevice, cuda_error, driver::CudaStream};
 use crate::backend::cpu::rope_inv_freq;
-use crate::backend::{AttentionShape, Backend, Rope};
+use crate::backend::{AttentionShape, Backend, LinearOut, Rope};
 use crate::error::{Error, Result};
 use crate::tensor::TensorView;
 use crate::tensor::DType;
@@ -337,6 +337,31 @@ impl Backend for CudaBackend {
         accumulate: bool,
     ) -> Result<()> {
         self.linear_with_wpr(s, x, rows, w, bias, y, accumulate, None)
+    }
+
+    fn linear_shared_input(
+        &self,
+        s: &mut CudaStreamCtx,
+        x: &DeviceMemory<f32>,
+        rows: usize,
+        outs: &mut [LinearOut<'_, Self>],
+    ) -> Result<()> {
+        // Prompt rows in a BF16 precision: one grouped launch. Otherwise (decode rows, TF32,
+        // shapes the BF16 kernels cannot take) one linear call per output.
+        let k = outs.first().and_then(|o| o.w.shape.get(1).copied()).unwrap_or(0);
+        let same_k = outs.iter().all(|o| o.w.shape.len() == 2 && o.w.shape[1] == k);
+        if !same_k || !self.dev.can_group(x, rows, k, outs.iter().map(|o| &o.w.mem), s.gemm) {
+            for o in outs.iter_mut() {
+                self.linear(s, x, rows, o.w, o.bias, o.y, false)?;
+            }
+            return Ok(());
+        }
+        let (splits, _) = self.dev.gemm_group_splits(rows, outs.iter().map(|o| o.w.shape[0]), k);
+        let n_total: usize = outs.iter().map(|o| o.w.shape[0]).sum();
+        self.ensure_scratch(s, gemm_scratch_len(splits, rows, n_total))?;
+        let mut group: Vec<GemmOut<'_>> =
+            outs.iter_mut().map(|o| GemmOut { w: &o.w.mem, bias: o.bias.map(|b| &b.mem), y: &mut *o.y }).collect();
+        self.dev.linear_group(&s.stream, x, rows, k, &mut group, &mut s.scratch, s.gemm)
     }
 
     fn rms_norm(

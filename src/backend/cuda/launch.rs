@@ -204,10 +204,117 @@ impl CudaDevice {
         }
     }
 
+    /// `outs[i].y = x · outs[i].wᵀ (+ bias)` for `rows` rows of `k` values, every output
+    /// overwritten: one launch of the grouped BF16 GEMM of `precision` (plus one reduction
+    /// when it splits K), `scratch` of [`gemm_scratch_len`]`(splits, rows, Σ n)` elements
+    /// ([`CudaDevice::gemm_group_splits`]). Only where [`CudaDevice::can_group`] says so.
+    pub(crate) fn linear_group(
+        &self,
+        stream: &Arc<CudaStream>,
+        x: &DeviceMemory<f32>,
+        rows: usize,
+        k: usize,
+        outs: &mut [GemmOut<'_>],
+        scratch: &mut DeviceMemory<f32>,
+        precision: GemmPrecision,
+    ) -> Result<()> {
+        if !self.can_group(x, rows, k, outs.iter().map(|o| o.w), precision) || outs.is_empty() {
+            return Err(Error::invalid_argument("linear_group: these shapes or this precision cannot be grouped"));
+        }
+        let mut n_total = 0;
+        for o in outs.iter() {
+            let n = o.w.len() / k;
+            if n * k != o.w.len() || n == 0 {
+                return Err(Error::invalid_argument(format!("linear_group: a weight of {} values is not [n, {k}]", o.w.len())));
+            }
+            if let Some(b) = o.bias
+                && b.len() != n
+            {
+                return Err(Error::invalid_argument(format!("linear_group: bias has {} values, expected {n}", b.len())));
+            }
+            check("linear_group output", rows * n, o.y.len())?;
+            n_total += n;
+        }
+        check("linear_group input", rows * k, x.len())?;
+        let (splits, k_chunk) = self.gemm_group_splits(rows, outs.iter().map(|o| o.w.len() / k), k);
+        if splits > 1 {
+            check("GEMM scratch", gemm_scratch_len(splits, rows, n_total), scratch.len())?;
+        }
+        let mut group = GemmGroup { seg: [GemmSegment::default(); MAX_GEMM_SEGMENTS], count: outs.len() as i32, _pad: 0 };
+        let (mut tiles, mut partial_off) = (0usize, 0usize);
+        for (seg, o) in group.seg.iter_mut().zip(outs.iter_mut()) {
+            let n = o.w.len() / k;
+            *seg = GemmSegment {
+                w: o.w.ptr(),
+                bias: o.bias.map_or(0, |b| b.ptr()),
+                y: o.y.ptr(),
+                partial: if splits > 1 { scratch.ptr_at(partial_off) } else { 0 },
+                n: int("out features", n)?,
+                tiles: n.div_ceil(64) as i32,
+            };
+            tiles += n.div_ceil(64);
+            partial_off += splits * rows * n;
+        }
+        let (m_i, k_i, kc, acc) = (int("rows", rows)?, int("in features", k)?, int("k chunk", k_chunk)?, 0i32);
+        let cfg = LaunchConfig {
+            grid_dim: (tiles as u32, rows.div_ceil(64) as u32, splits as u32),
+            block_dim: (128, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let (f, name) = match precision {
+            GemmPrecision::Bf16x2 => (&self.kernels.gemm_bf16x2_group, "qt_gemm_bf16x2_group"),
+            _ => (&self.kernels.gemm_bf16_group, "qt_gemm_bf16_group"),
+        };
+        let xp = x.ptr();
+        launch(stream, f, name, cfg, &[&group, &xp, &m_i, &k_i, &kc, &acc])?;
+        if splits > 1 {
+            let cfg = LaunchConfig {
+                grid_dim: (grid1(rows * n_total, 256).min(4 * self.sm_count as u32 * 8), 1, 1),
+                block_dim: (256, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            let s_i = splits as i32;
+            launch(stream, &self.kernels.gemm_reduce_group, "qt_gemm_reduce_group", cfg, &[&group, &s_i, &m_i, &acc])?;
+        }
+        Ok(())
+    }
+
+    /// Whether [`CudaDevice::linear_group`] takes these: 2 to [`MAX_GEMM_SEGMENTS`] weights of
+    /// `k` columns, more than [`MAX_ROWS_PER_PASS`] rows, a BF16 precision, and the BF16
+    /// kernels' alignment (K a multiple of 8, 16-byte aligned X and weights).
+    pub(crate) fn can_group<'w>(
+        &self,
+        x: &DeviceMemory<f32>,
+        rows: usize,
+        k: usize,
+        weights: impl Iterator<Item = &'w DeviceMemory<bf16>>,
+        precision: GemmPrecision,
+    ) -> bool {
+        let mut count = 0;
+        let mut aligned = k % 8 == 0 && x.ptr() % 16 == 0;
+        for w in weights {
+            count += 1;
+            aligned &= w.ptr() % 16 == 0;
+        }
+        rows > MAX_ROWS_PER_PASS
+            && (2..=MAX_GEMM_SEGMENTS).contains(&count)
+            && aligned
+            && matches!(precision, GemmPrecision::Bf16 | GemmPrecision::Bf16x2)
+    }
+
+    /// [`CudaDevice::gemm_splits`] for a group of weights with `ns` output features each.
+    pub(crate) fn gemm_group_splits(&self, rows: usize, ns: impl Iterator<Item = usize>, k: usize) -> (usize, usize) {
+        let tiles: usize = ns.map(|n| n.div_ceil(64)).sum();
+        self.splits_for_tiles(tiles * rows.div_ceil(64), k)
+    }
+
     /// How the GEMM splits K: enough splits that the grid has about two blocks per SM, each
     /// split at least 4 K-steps of 32. Returns (splits, K elements per split).
     pub(crate) fn gemm_splits(&self, rows: usize, n: usize, k: usize) -> (usize, usize) {
-        let tiles = n.div_ceil(64) * rows.div_ceil(64);
+        self.splits_for_tiles(n.div_ceil(64) * rows.div_ceil(64), k)
+    }
+
+    fn splits_for_tiles(&self, tiles: usize, k: usize) -> (usize, usize) {
         let by_k = (k / 128).max(1);
         let splits = (2 * self.sm_count).div_ceil(tiles).clamp(1, by_k);
         let k_chunk = k.div_ceil(splits).next_multiple_of(32);
@@ -513,6 +620,39 @@ impl GemmPrecision {
         })
     }
 }
+
+/// Most weights one grouped GEMM launch takes (`qt_gemm_mma::kMaxSegments`).
+pub(crate) const MAX_GEMM_SEGMENTS: usize = 3;
+
+/// One output of [`CudaDevice::linear_group`].
+pub(crate) struct GemmOut<'a> {
+    pub w: &'a DeviceMemory<bf16>,
+    pub bias: Option<&'a DeviceMemory<bf16>>,
+    pub y: &'a mut DeviceMemory<f32>,
+}
+
+/// `qt_gemm_mma::Segment`, by value.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct GemmSegment {
+    w: u64,
+    bias: u64,
+    y: u64,
+    partial: u64,
+    n: i32,
+    tiles: i32,
+}
+
+/// `qt_gemm_mma::Group`, by value (the padding is the C struct's own, made explicit).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct GemmGroup {
+    seg: [GemmSegment; MAX_GEMM_SEGMENTS],
+    count: i32,
+    _pad: i32,
+}
+// SAFETY: plain-old-data with the layout of the kernel's struct.
+unsafe impl DeviceRepr for GemmGroup {}
 
 /// Scratch elements a split-K GEMM needs.
 pub(crate) fn gemm_scratch_len(splits: usize, rows: usize, n: usize) -> usize {

@@ -188,6 +188,10 @@ pub(crate) struct Kernels {
     /// bf16 parts (see [`launch::GemmPrecision`]).
     pub gemm_bf16: CudaFunction,
     pub gemm_bf16x2: CudaFunction,
+    /// The grouped forms (one X, up to three weights) and their reduction.
+    pub gemm_bf16_group: CudaFunction,
+    pub gemm_bf16x2_group: CudaFunction,
+    pub gemm_reduce_group: CudaFunction,
     pub gemm_reduce: CudaFunction,
     pub rms_norm: CudaFunction,
     pub head_norm_rope: CudaFunction,
@@ -224,6 +228,9 @@ impl Kernels {
             gemm_tf32: load("qt_gemm_tf32")?,
             gemm_bf16: load("qt_gemm_bf16")?,
             gemm_bf16x2: load("qt_gemm_bf16x2")?,
+            gemm_bf16_group: load("qt_gemm_bf16_group")?,
+            gemm_bf16x2_group: load("qt_gemm_bf16x2_group")?,
+            gemm_reduce_group: load("qt_gemm_reduce_group")?,
             gemm_reduce: load("qt_gemm_reduce")?,
             rms_norm: load("qt_rms_norm")?,
             head_norm_rope: load("qt_head_norm_rope")?,

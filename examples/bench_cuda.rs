@@ -615,12 +615,13 @@ fn megakernel_components(
         }
         // The chain variants of MkArgs.flags, whole frames with forced codes.
         use qwentts::backend::cuda::megakernel::flags as mkf;
+        use qwentts::backend::cuda::megakernel::runtime::env_flags;
         let mut variants = Vec::new();
         // Variants whose megakernel tests failed in this device call (tools/device/run.sh):
         // a variant that hangs would take the rest of the benchmark with it.
         let skip_flags: u32 = std::env::var("QT_BENCH_SKIP_FLAGS").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
         for (flags, what) in [
-            (0u32, "default (sync thread 32, op fields in shared memory, constants staged, evict_first)"),
+            (0u32, "op counters (sync thread 32, op fields in shared memory, constants staged, evict_first)"),
             (mkf::SYNC_THREAD0, "sync on thread 0"),
             (mkf::GLOBAL_OP_FIELDS, "op fields from global memory"),
             (mkf::RELAXED_SPIN, "relaxed spin + one fence"),
@@ -650,7 +651,7 @@ fn megakernel_components(
             eprintln!("  timing variant: {what}");
             variants.push(format!("{what} {:.0} µs", time(&mut r, 1, (0, usize::MAX))?));
         }
-        r.set_flags(0);
+        r.set_flags(env_flags()); // what production runs
         // Prefetch depth: the same frame with fewer weight-ring slots.
         let mut depths = Vec::new();
         for slots in [2usize, 4, 6, 8, g.ring_slots] {
@@ -668,7 +669,7 @@ fn megakernel_components(
         // The same frame with a 2-page ring: whether the pages in flight delay the small
         // dependent loads (inputs, wake-ups) that share the SM's memory path with them.
         for (flags, slots, what) in [
-            (0u32, g.ring_slots, String::new()),
+            (0u32, g.ring_slots, " (op counters)".to_string()),
             (mkf::SKIP_MATH, g.ring_slots, " (matvec arithmetic skipped)".to_string()),
             (0u32, 2, " (2 ring slots)".to_string()),
             (mkf::BLOCK_FLAGS, g.ring_slots, " (per-block flags)".to_string()),
@@ -689,7 +690,7 @@ fn megakernel_components(
                 println!("  {line}");
             }
         }
-        r.set_flags(0);
+        r.set_flags(env_flags()); // what production runs
         r.set_ring_slots(g.ring_slots)?;
         println!("  chain variants, whole frame with forced codes: {}", variants.join("; "));
         summary.push(format!("| {label}: {}: chain variants (forced frame) | {} | | | |", if path == LoadPath::Auto { "megakernel" } else { "megakernel, cp.async path" }, variants.join("; ")));

@@ -47,8 +47,8 @@ const USAGE: &str = "usage: qwentts [OPTIONS] [TEXT]
   --sample-rate HZ    output rate (default 24000)
   --threads N         CPU threads (default: all)
   --device N          run the talker, code predictor and codec decoder on CUDA device N
-                      (builds with the `cuda` feature; default: the CPU; QT_GPU_CLONE=1
-                      clones on the GPU too)
+                      and clone voices on it (builds with the `cuda` feature; default:
+                      the CPU; QT_GPU_CLONE=0 clones on the CPU)
   --engine E          how a CUDA model runs its frames: auto (default: the megakernel
                       where it can run), megakernel, or unfused (layer by layer)
   --describe          describe the checkpoint and exit";

@@ -310,7 +310,7 @@ fn causal_conv_as_linear_layer_on_long_inputs() {
 }
 
 /// A call whose output tiles fill the GPU runs unsplit; the same rows in 16-row pieces have
-/// one row tile each, so with `QT_CODEC_SPLIT_K=1` they run split over K (one block per
+/// one row tile each, so (by default; not with `QT_CODEC_SPLIT_K=0`) they run split over K (one block per
 /// chunk and column tile, then the reduction). Both add the same chunk chains in the same
 /// order, so the outputs must be the same bits (and without the split, trivially so).
 #[test]

@@ -2,12 +2,12 @@
 //! one interface for cloning: the x-vector (log-mel front end, then the speaker encoder) and,
 //! for in-context cloning, the reference codes (the codec encoder).
 //!
-//! CPU models (and, by default, CUDA models) run them on the CPU: the FFT front end, the
-//! speaker encoder and the blocked CPU codec encoder. With `QT_GPU_CLONE=1` in the
-//! environment a CUDA model runs all three on its GPU: the front end as a convolution
+//! CPU models run them on the CPU: the FFT front end, the speaker encoder and the blocked CPU
+//! codec encoder. A CUDA model runs all three on its GPU: the front end as a convolution
 //! ([`LogMel`]), the speaker encoder and the codec encoder ([`CodecEncoderNet`]) over the GPU's
-//! audio ops. Opt-in until the device runner has verified them against the CPU
-//! (tests/cuda_speaker_encoder.rs, tests/cuda_codec_encoder.rs).
+//! audio ops, verified against the CPU by tests/cuda_speaker_encoder.rs and
+//! tests/cuda_codec_encoder.rs. `QT_GPU_CLONE=0` in the environment keeps a CUDA model's
+//! cloning on the CPU (debugging, or a comparison).
 
 #[cfg(feature = "cuda")]
 use crate::backend::cuda::CudaBackend;
@@ -22,10 +22,10 @@ use crate::model::codec::encoder::CodecEncoder;
 use crate::model::codec::encoder_net::CodecEncoderNet;
 use crate::model::speaker_encoder::SpeakerEncoder;
 
-/// Whether CUDA models clone on their GPU: only with `QT_GPU_CLONE=1` (see the module doc).
+/// Whether CUDA models clone on their GPU: yes unless `QT_GPU_CLONE=0` (see the module doc).
 #[cfg(feature = "cuda")]
 pub(crate) fn gpu_clone_enabled() -> bool {
-    std::env::var("QT_GPU_CLONE").is_ok_and(|v| v == "1")
+    std::env::var("QT_GPU_CLONE").map_or(true, |v| v != "0")
 }
 
 /// Where a model runs its cloning networks.

@@ -249,7 +249,7 @@ impl Model {
 
     /// Where cloning runs its networks (log-mel, speaker encoder, codec encoder): `cpu (N
     /// threads)`, or
-    /// `cuda:N` for a CUDA model run with `QT_GPU_CLONE=1`; `None` for checkpoints that do
+    /// `cuda:N (name)` for a CUDA model (unless `QT_GPU_CLONE=0`); `None` for checkpoints that do
     /// not clone.
     pub fn cloning_device(&self) -> Option<String> {
         self.inner.networks.cloning.as_ref().map(|c| c.device_name())

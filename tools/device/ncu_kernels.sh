@@ -18,10 +18,13 @@ timeout -k 5 "${QT_NCU_TIMEOUT:-150}" "$ncu" --clock-control none --cache-contro
 echo "ncu exit $?"; tail -n 3 /tmp/ncu.err
 python3 - <<'EOF'
 import csv, collections
-rows = [r for r in csv.reader(open("/tmp/ncu.csv")) if len(r) > 10]
-if not rows:
-    raise SystemExit("no ncu rows")
-head, body = rows[0], rows[1:]
+# The program's own output is mixed in: the table starts at the header row.
+rows = list(csv.reader(open("/tmp/ncu.csv", errors="replace")))
+start = next((i for i, r in enumerate(rows) if "Kernel Name" in r and "Metric Value" in r), None)
+if start is None:
+    raise SystemExit("no ncu table")
+head = rows[start]
+body = [r for r in rows[start + 1:] if len(r) == len(head)]
 ki, gi, bi, mi, vi, ui = (head.index(c) for c in ("Kernel Name", "Grid Size", "Block Size", "Metric Name", "Metric Value", "Metric Unit"))
 agg = collections.defaultdict(lambda: [0, 0.0])
 for r in body:

@@ -15,8 +15,8 @@
 #   variant goes through the tests before it becomes the default; QT_FLAGS_TESTS="N M" runs
 #   the megakernel tests once more per listed variant after the default ones.
 #   QT_SPLITK=1 runs the codec, codec-encoder and speaker-encoder tests and the codec benchmark
-#   once more with the codec's convolutions chunked and split over K (QT_CODEC_SPLIT_K=1, off by
-#   default until verified; cloning on the GPU, QT_GPU_CLONE=1, with it).
+#   once more with the codec's convolutions unchunked, unsplit over K (QT_CODEC_SPLIT_K=0; the
+#   library splits by default): the comparison for the split's figures.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 # Logs are gathered in one place and packed into $OUT/logs.tgz at the end (the device tool
@@ -76,9 +76,7 @@ fi
 for entry in ${QT_TESTS:-cuda_backend cuda_kernels cuda_audio_ops cuda_codec cuda_codec_encoder cuda_speaker_encoder cuda_model cuda_megakernel ffi}; do
   t="${entry%%:*}"; filter="${QT_TEST_FILTER:-}"
   [ "$t" != "$entry" ] && filter="${entry#*:}"
-  # The speaker encoder's tests include a CUDA model cloning on its GPU, which is opt-in.
-  with=(); [ "$t" = cuda_speaker_encoder ] && with=(env QT_GPU_CLONE=1)
-  [ -x "$bin/$t" ] && run_step "$t" "${QT_TEST_TIMEOUT:-300}" "${with[@]}" "$bin/$t" --include-ignored --test-threads 1 --nocapture $filter
+  [ -x "$bin/$t" ] && run_step "$t" "${QT_TEST_TIMEOUT:-300}" "$bin/$t" --include-ignored --test-threads 1 --nocapture $filter
 done
 # QT_FLAGS_TESTS="384 ...": the megakernel's API tests once more with each chain variant
 # (MkArgs.flags) forced on, before a variant becomes the default.
@@ -104,15 +102,15 @@ fi
 if [ "${QT_CODEC_BENCH:-1}" = 1 ] && [ -x "$bin/bench_codec" ] && [ -n "$full" ]; then
   run_step bench_codec_cuda 120 "$bin/bench_codec" --model "${full%%:*}" --device 0 --seconds 8 --runs 5
 fi
-# QT_SPLITK=1: the codec's split-K convolutions (QT_CODEC_SPLIT_K=1) through the codec tests
+# QT_SPLITK=1: the codec's convolutions unsplit (QT_CODEC_SPLIT_K=0) through the codec tests
 # (CPU parity, streamed = offline to the bit) and the codec benchmark.
 if [ "${QT_SPLITK:-0}" = 1 ]; then
   for t in cuda_audio_ops cuda_codec cuda_codec_encoder cuda_speaker_encoder; do
-    [ -x "$bin/$t" ] && run_step "${t}_splitk" "${QT_TEST_TIMEOUT:-300}" env QT_CODEC_SPLIT_K=1 QT_GPU_CLONE=1 \
+    [ -x "$bin/$t" ] && run_step "${t}_unsplit" "${QT_TEST_TIMEOUT:-300}" env QT_CODEC_SPLIT_K=0 \
       "$bin/$t" --include-ignored --test-threads 1 --nocapture
   done
   if [ -x "$bin/bench_codec" ] && [ -n "$full" ]; then
-    run_step bench_codec_cuda_splitk 120 env QT_CODEC_SPLIT_K=1 \
+    run_step bench_codec_cuda_unsplit 120 env QT_CODEC_SPLIT_K=0 \
       "$bin/bench_codec" --model "${full%%:*}" --device 0 --seconds 8 --runs 5
   fi
 fi

@@ -57,12 +57,12 @@ const MAX_CONV_SPLITS: usize = 65535;
 
 /// Whether the codec convolutions run their reduction in [`CONV_K_CHUNK`] chunks, which lets
 /// a call with few rows split over K (one block per chunk and column tile) instead of running
-/// 8-24 blocks. `QT_CODEC_SPLIT_K=1` turns it on; off by default until the device runner has
-/// verified it on a GPU. Read once: every call of a process must chunk alike, so that
-/// streamed and offline decodes round identically.
+/// 8-24 blocks. On by default (verified by the codec tests on an H100, and faster at every
+/// chunk size measured: BENCHMARKS.md); `QT_CODEC_SPLIT_K=0` turns it off. Read once: every
+/// call of a process must chunk alike, so that streamed and offline decodes round identically.
 fn split_conv_enabled() -> bool {
     static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ENABLED.get_or_init(|| std::env::var("QT_CODEC_SPLIT_K").is_ok_and(|v| v == "1"))
+    *ENABLED.get_or_init(|| std::env::var("QT_CODEC_SPLIT_K").map_or(true, |v| v != "0"))
 }
 
 /// The reduction chunk for a convolution of reduction length `k`: [`CONV_K_CHUNK`] when

@@ -606,16 +606,18 @@ pub enum GemmPrecision {
 }
 
 impl GemmPrecision {
-    /// The process default: `QT_GEMM` = `tf32`, `bf16x2` or `bf16` (read once), else TF32.
+    /// The process default: `QT_GEMM` = `tf32`, `bf16x2` or `bf16` (read once), else
+    /// [`GemmPrecision::Bf16x2`]: closer to f32 than TF32 and, measured, faster (a 200-row
+    /// 0.6B prefill 5.7 ms against 8.7 on an H100; plain bf16 5.4).
     pub fn from_env() -> Self {
         static CHOICE: std::sync::OnceLock<GemmPrecision> = std::sync::OnceLock::new();
         *CHOICE.get_or_init(|| match std::env::var("QT_GEMM").as_deref() {
-            Ok("bf16x2") => GemmPrecision::Bf16x2,
+            Ok("tf32") => GemmPrecision::Tf32,
             Ok("bf16") => GemmPrecision::Bf16,
-            Ok("tf32") | Err(_) => GemmPrecision::Tf32,
+            Ok("bf16x2") | Err(_) => GemmPrecision::Bf16x2,
             Ok(other) => {
-                log::warn!("QT_GEMM={other:?} is not tf32, bf16x2 or bf16; TF32 is used");
-                GemmPrecision::Tf32
+                log::warn!("QT_GEMM={other:?} is not tf32, bf16x2 or bf16; bf16x2 is used");
+                GemmPrecision::Bf16x2
             }
         })
     }

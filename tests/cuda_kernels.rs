@@ -403,6 +403,16 @@ fn attention_matches_cpu() {
         (20, 300, 16, 8, 128),
         (5, 3, 4, 2, 16),
         (1, 1000, 32, 8, 64),
+        // Prompt rows (> 8) through the query-tiled kernel: the 200-row prefill, the first
+        // row count it takes, a ragged last tile on a cache, groups of 3 and 16 (MQA), and
+        // shapes it leaves to the split kernel (a group of 32, head_dim 256).
+        (200, 0, 16, 8, 128),
+        (9, 0, 16, 8, 128),
+        (33, 17, 4, 2, 16),
+        (50, 0, 12, 4, 96),
+        (40, 5, 16, 1, 64),
+        (24, 0, 32, 1, 64),
+        (12, 0, 8, 8, 256),
     ];
     for &(rows, pos, heads, kv_heads, hd) in &cases {
         let shape = AttentionShape { num_heads: heads, num_kv_heads: kv_heads, head_dim: hd };

@@ -429,8 +429,10 @@ impl CudaDevice {
         )
     }
 
-    /// Causal GQA attention (see `kernels/attention.cu`). `partial` is scratch of at least
-    /// [`attention_scratch_len`] elements for the same arguments.
+    /// Causal GQA attention (see `kernels/attention.cu`): prompt rows (more than
+    /// [`MAX_ROWS_PER_PASS`]) through the query-tiled `qt_attention_prefill` where the shape
+    /// suits it, decode rows (and other shapes) split over positions. `partial` is scratch of at
+    /// least [`attention_scratch_len`] elements for the same arguments.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn attention(
         &self,
@@ -462,9 +464,36 @@ impl CudaDevice {
         check("attention keys", len * kv_heads * head_dim, k_cache.len())?;
         check("attention values", len * kv_heads * head_dim, v_cache.len())?;
         check("attention output", rows * heads * head_dim, out.len())?;
+        let scale = 1.0 / (head_dim as f32).sqrt();
+        let group = heads / kv_heads;
+        if rows > MAX_ROWS_PER_PASS
+            && group <= PREFILL_ATTENTION_QUERIES
+            && head_dim <= PREFILL_ATTENTION_MAX_DIM
+            && head_dim.is_multiple_of(4)
+        {
+            // Prompt rows: query tiles, each K/V row read once per tile (qt_attention_prefill).
+            let rows_per_block = PREFILL_ATTENTION_QUERIES / group;
+            let cfg = LaunchConfig {
+                grid_dim: (kv_heads as u32, int("rows", rows.div_ceil(rows_per_block))? as u32, 1),
+                block_dim: (256, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            let args: [&dyn Arg; 10] = [
+                &q.ptr(),
+                &k_cache.ptr(),
+                &v_cache.ptr(),
+                &out.ptr(),
+                &(heads as i32),
+                &(kv_heads as i32),
+                &(head_dim as i32),
+                &int("rows", rows)?,
+                &int("position", first_position)?,
+                &scale,
+            ];
+            return launch(stream, &self.kernels.attention_prefill, "qt_attention_prefill", cfg, &args);
+        }
         let (splits, chunk) = self.attention_splits(heads, rows, len);
         check("attention scratch", attention_scratch_len(heads, rows, splits, head_dim), partial.len())?;
-        let scale = 1.0 / (head_dim as f32).sqrt();
         let cfg = LaunchConfig {
             grid_dim: (heads as u32, int("rows", rows)? as u32, splits as u32),
             block_dim: (128, 1, 1),
@@ -622,6 +651,12 @@ impl GemmPrecision {
         })
     }
 }
+
+/// (row, head) queries per block of `qt_attention_prefill` (`kQueries`): it takes GQA groups of
+/// at most this many query heads per KV head.
+const PREFILL_ATTENTION_QUERIES: usize = 16;
+/// Largest head_dim `qt_attention_prefill` takes (`kMaxDim`).
+const PREFILL_ATTENTION_MAX_DIM: usize = 128;
 
 /// Most weights one grouped GEMM launch takes (`qt_gemm_mma::kMaxSegments`).
 pub(crate) const MAX_GEMM_SEGMENTS: usize = 3;

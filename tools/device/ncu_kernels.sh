@@ -31,7 +31,8 @@ for r in body:
     if r[mi] != "gpu__time_duration.sum":
         continue
     v = float(r[vi].replace(",", ""))
-    v = v / 1000.0 if r[ui] == "nsecond" else v * 1000.0 if r[ui] == "msecond" else v
+    unit = r[ui].strip().lower()
+    v = v / 1000.0 if unit in ("nsecond", "ns") else v * 1000.0 if unit in ("msecond", "ms") else v
     key = (r[ki].split("(")[0], r[gi], r[bi])
     agg[key][0] += 1
     agg[key][1] += v

@@ -40,5 +40,6 @@ total = sum(v for _, v in agg.values())
 print(f"{'kernel':32} {'grid':>16} {'block':>12} {'launches':>8} {'us total':>10} {'us each':>8}")
 for (k, g, b), (n, v) in sorted(agg.items(), key=lambda kv: -kv[1][1]):
     print(f"{k:32} {g:>16} {b:>12} {n:8d} {v:10.1f} {v / n:8.2f}")
-print(f"total {sum(n for n, _ in agg.values())} launches, {total:.1f} us of kernel time")
+print(f"total {sum(n for n, _ in agg.values())} launches, {total:.1f} us of kernel time "
+      f"(ncu units: {sorted(set(r[ui] for r in body))})")
 EOF

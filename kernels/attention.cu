@@ -151,7 +151,7 @@ extern "C" __global__ void qt_attention_combine(const float* __restrict__ partia
  *
  * Math     as qt_attention_split (causal GQA, scale, f32 softmax); out is written directly.
  * Launch   qt_attention_prefill: grid = (kv_heads, ceil(rows / (16 / group))), blockDim = 256
- *          (8 warps), static shared memory 40.5 KB; group = heads / kv_heads <= 16 and
+ *          (8 warps), static shared memory 41 KB; group = heads / kv_heads <= 16 and
  *          head_dim <= 128 (the host uses qt_attention_split otherwise). Block (g, t) takes the
  *          16 / group query rows of tile t for all `group` query heads of KV head g: 16 (row,
  *          head) queries or fewer, two per warp. It walks the keys in tiles of 32 positions up

@@ -77,8 +77,6 @@ pub struct Rope {
     pub head_dim: usize,
 }
 
-/// The operation set. Each method documents its math; implementations must agree with the
-/// CPU backend to f32 rounding (the CUDA backend to bf16 tolerances).
 /// One output of [`Backend::linear_shared_input`]: `y = x · wᵀ (+ bias)`.
 pub struct LinearOut<'a, B: Backend + ?Sized> {
     pub w: &'a B::Weight,
@@ -86,6 +84,8 @@ pub struct LinearOut<'a, B: Backend + ?Sized> {
     pub y: &'a mut B::Buffer,
 }
 
+/// The operation set. Each method documents its math; implementations must agree with the
+/// CPU backend to f32 rounding (the CUDA backend to bf16 tolerances).
 pub trait Backend: Send + Sync + 'static {
     /// An immutable parameter tensor resident where this backend computes.
     type Weight: Send + Sync;

@@ -527,6 +527,16 @@ fn samples_that_overflow_when_mixed_or_resampled_are_refused() {
     }
     w.finalize().unwrap();
     expect_invalid(ReferenceAudio::from_bytes(bytes.get_ref(), &limits), &["overflow"]);
+    // A mix that overflows at a rate that is then resampled: the infinity must be refused
+    // before the resampler, whose FFT panicked on it inside rubato (the fuzzer's input, kept in
+    // tests/fixtures/fuzz/, and the same from PCM).
+    let stereo_44k1 = vec![3.0e38f32; 2 * 44_100];
+    expect_invalid(ReferenceAudio::from_pcm(&stereo_44k1, 2, 44_100, &limits), &["overflow", "mixed to mono"]);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz");
+    let found = std::fs::read(dir.join("float_wav_stereo_44k1_overflowing_mix.wav")).unwrap();
+    // (74 frames: the fuzz target's minimum duration, 1 ms.)
+    let short = ReferenceLimits { min_seconds: 1e-3, ..limits };
+    expect_invalid(ReferenceAudio::from_bytes(&found, &short), &["overflow", "mixed to mono"]);
 }
 
 /// A WAV header declaring 65535 channels (the reference_audio fuzzer's input, kept in

@@ -115,18 +115,15 @@ impl ReferenceAudio {
         sample_rate: u32,
         limits: &ReferenceLimits,
     ) -> Result<Self> {
+        // Finite input can still overflow: channels near f32::MAX summed by the mix, or the
+        // resampler's overshoot on such values (both found by the reference_audio fuzzer). The
+        // mix is checked before resampling: an infinite sample makes the resampler's FFT panic
+        // inside rubato ("Imaginary part of first value was non-zero").
         let mono = downmix(interleaved, channels);
+        check_no_overflow(what, &mono, "mixed to mono")?;
         check_not_silent(what, &mono, limits)?;
         let samples = resample(&mono, sample_rate, TARGET_SAMPLE_RATE)?;
-        // Finite input can still overflow here: channels near f32::MAX summed by the mix, or
-        // the resampler's overshoot on such values (found by the reference_audio fuzzer).
-        if let Some(i) = samples.iter().position(|x| !x.is_finite()) {
-            return Err(Error::invalid_argument(format!(
-                "{what}: sample values near the f32 limit overflow when mixed to mono or resampled to \
-                 {TARGET_SAMPLE_RATE} Hz (output sample {i} is {}); audio is expected within [-1, 1]",
-                samples[i]
-            )));
-        }
+        check_no_overflow(what, &samples, &format!("resampled to {TARGET_SAMPLE_RATE} Hz"))?;
         Ok(ReferenceAudio { samples, source_sample_rate: sample_rate, source_channels: channels })
     }
 
@@ -162,5 +159,17 @@ impl ReferenceAudio {
     /// [`mod@super::resample`]).
     pub fn was_resampled(&self) -> bool {
         self.source_sample_rate != TARGET_SAMPLE_RATE
+    }
+}
+
+/// An error when a step turned finite input into a non-finite sample (`step`: what it did).
+fn check_no_overflow(what: &str, samples: &[f32], step: &str) -> Result<()> {
+    match samples.iter().position(|x| !x.is_finite()) {
+        None => Ok(()),
+        Some(i) => Err(Error::invalid_argument(format!(
+            "{what}: sample values near the f32 limit overflow when {step} (sample {i} is {}); audio is \
+             expected within [-1, 1]",
+            samples[i]
+        ))),
     }
 }

@@ -26,6 +26,7 @@
  * kFlagWarpRelease).
  */
 #pragma once
+#include "common.cuh"
 #include "megakernel/layout.cuh"
 
 namespace qt_mk {
@@ -95,7 +96,7 @@ __device__ __forceinline__ void block_runs(const MkOp& op, int b, int g, Runs& r
     }
 }
 
-__device__ __forceinline__ uint32_t smem_addr(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
+using qt::smem_addr;
 
 template <bool kTma>
 struct WeightRing {

@@ -582,7 +582,7 @@ fn megakernel_components(
             "megakernel ({path:?}): {} blocks ({} per SM) x 256 threads, {} B shared ({} weight pages of 16 KiB), copy engine {}, {n_ops} ops per frame ({sample0} talker)",
             g.blocks, g.blocks_per_sm, g.shared_bytes, g.ring_slots, g.bulk_copies
         );
-        let frames = engine.bind(b, talker, predictor);
+        let frames = engine.bind(b, talker, predictor, None);
         let pre = frames.prefill(&request, limit)?;
         let forced: Vec<u32> = (0..(limit + 1) * groups).map(|i| (i * 7919 % 2048) as u32).collect();
         // Forced codes for the component timings.

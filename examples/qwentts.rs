@@ -163,6 +163,7 @@ fn run(args: &Args) -> Result<(), String> {
             threads: args.threads,
             device: args.device.map_or(qwentts::Device::Cpu, qwentts::Device::Cuda),
             engine: args.engine,
+            prefix_cache_bytes: None,
         },
     )
     .map_err(|e| format!("cannot load {}: {e}", model_dir.display()))?;
@@ -286,7 +287,10 @@ fn report(
     println!();
     println!("  load          {load_ms:>9.1} ms");
     println!("  voice         {voice_ms:>9.1} ms");
-    println!("  prefill       {:>9.1} ms   (prompt → first frame)", t.prefill_ms);
+    println!(
+        "  prefill       {:>9.1} ms   (prompt → first frame; {} prompt rows, {} from the voice prefix cache)",
+        t.prefill_ms, t.prompt_rows, t.reused_prompt_rows
+    );
     println!("  per frame     {:>9.2} ms   (talker + code predictor; 80 ms of audio each)", t.frame_ms);
     // Decoding runs on the calling thread while the frame loop goes on on a worker, so it
     // overlaps the frames above rather than adding to them.

@@ -236,6 +236,17 @@
 #define QT_ENGINE_UNFUSED 2
 
 /**
+ * `qt_model_params.prefix_cache_mb`: keep no voice prefix cache (every prompt is prefilled
+ * in one pass).
+ */
+#define QT_PREFIX_CACHE_OFF (-1)
+
+/**
+ * `qt_model_params.prefix_cache_mb`: the largest budget accepted (1 TiB).
+ */
+#define QT_PREFIX_CACHE_MAX_MB (1 << 20)
+
+/**
  * `qt_model_info.kind`: a Base checkpoint (clones voices from reference audio).
  */
 #define QT_MODEL_BASE 1
@@ -483,6 +494,16 @@ typedef struct qt_model_params {
    * `QT_ENGINE_UNFUSED` load on the CPU.
    */
   int32_t engine;
+  /**
+   * Mebibytes of (device) memory for the voice prefix cache: the talker keys and values of
+   * the prompt rows that depend only on the voice, language and instruction, computed once
+   * and reused by later calls with the same ones. With the released talkers a row takes
+   * 224 KiB: about 2 MiB for an x-vector voice, and 0.22 MiB more per reference-transcript
+   * token for an in-context one. 0 = the default (64); `QT_PREFIX_CACHE_OFF` (-1) keeps
+   * none; at most `QT_PREFIX_CACHE_MAX_MB`. Codes never depend on whether a call hit the
+   * cache. Since v3.
+   */
+  int32_t prefix_cache_mb;
 } qt_model_params;
 
 /**
@@ -690,6 +711,15 @@ typedef struct qt_audio_info {
    * time (0 when no audio was made).
    */
   double rtf;
+  /**
+   * Rows of the talker prompt the prefill covered. Since v2.
+   */
+  int32_t prompt_rows;
+  /**
+   * Of those, rows whose keys and values came from the model's voice prefix cache (an
+   * earlier call with the same voice, language and instruction computed them). Since v2.
+   */
+  int32_t reused_prompt_rows;
 } qt_audio_info;
 
 /**

@@ -413,7 +413,7 @@ impl Subject for Megakernel<'_, '_> {
         };
         let observed = self
             .engine
-            .bind(net.b, &net.talker, &net.predictor)
+            .bind(net.b, &net.talker, &net.predictor, None)
             .observe(request, forced.as_deref(), frames)
             .unwrap_or_else(|e| panic!("{} {}: {e}", self.name(), case.name));
         let mut generated = Vec::with_capacity(frames);

@@ -286,7 +286,7 @@ fn last_error_is_per_thread_and_cleared_by_the_next_fallible_call() {
         std::thread::spawn(|| assert_eq!(last_error(), "")).join().unwrap();
 
         // A successful fallible call clears it.
-        let mut params = qt_model_params { struct_size: 0, device: 0, engine: 0 };
+        let mut params = qt_model_params { struct_size: 0, device: 0, engine: 0, prefix_cache_mb: 0 };
         expect(unsafe { qt_model_params_default(&mut params, size_of::<qt_model_params>()) }, QT_STATUS_OK, &[]);
     })
     .join()
@@ -300,7 +300,7 @@ fn panic_inside_the_boundary_becomes_a_status() {
     let status = qwentts::ffi::boundary::guard("qt_test_entry", || std::panic::panic_any(42_u32));
     expect(status, QT_STATUS_PANIC, &["non-string panic payload"]);
     // The library is still usable, and the error is gone after the next call.
-    let mut params = qt_model_params { struct_size: 0, device: 0, engine: 0 };
+    let mut params = qt_model_params { struct_size: 0, device: 0, engine: 0, prefix_cache_mb: 0 };
     expect(unsafe { qt_model_params_default(&mut params, size_of::<qt_model_params>()) }, QT_STATUS_OK, &[]);
 }
 
@@ -311,14 +311,14 @@ fn panic_inside_the_boundary_becomes_a_status() {
 #[test]
 fn params_default_writes_only_what_the_caller_declared() {
     let size = size_of::<qt_model_params>();
-    let mut params = qt_model_params { struct_size: 0, device: 1234, engine: 99 };
+    let mut params = qt_model_params { struct_size: 0, device: 1234, engine: 99, prefix_cache_mb: 0 };
     expect(unsafe { qt_model_params_default(&mut params, size) }, QT_STATUS_OK, &[]);
-    assert_eq!(params, qt_model_params { struct_size: size as u32, device: QT_DEVICE_CPU, engine: QT_ENGINE_AUTO });
+    assert_eq!(params, qt_model_params { struct_size: size as u32, device: QT_DEVICE_CPU, engine: QT_ENGINE_AUTO, prefix_cache_mb: 0 });
 
     // A caller built against the v1 header (no `engine`): only its 8 bytes are written.
-    let mut v1 = qt_model_params { struct_size: 0, device: 1234, engine: 99 };
+    let mut v1 = qt_model_params { struct_size: 0, device: 1234, engine: 99, prefix_cache_mb: 0 };
     expect(unsafe { qt_model_params_default(&mut v1, 8) }, QT_STATUS_OK, &[]);
-    assert_eq!(v1, qt_model_params { struct_size: 8, device: QT_DEVICE_CPU, engine: 99 });
+    assert_eq!(v1, qt_model_params { struct_size: 8, device: QT_DEVICE_CPU, engine: 99, prefix_cache_mb: 0 });
 
     // A newer caller with a bigger struct: our fields are filled, the rest untouched.
     let mut bigger = [0xabu8; 64];
@@ -327,16 +327,16 @@ fn params_default_writes_only_what_the_caller_declared() {
     expect(unsafe { qt_model_params_default(out, bigger.len()) }, QT_STATUS_OK, &[]);
     assert_eq!(
         unsafe { out.read() },
-        qt_model_params { struct_size: size as u32, device: QT_DEVICE_CPU, engine: QT_ENGINE_AUTO }
+        qt_model_params { struct_size: size as u32, device: QT_DEVICE_CPU, engine: QT_ENGINE_AUTO, prefix_cache_mb: 0 }
     );
     assert!(bigger[size..].iter().all(|&b| b == 0xab), "wrote past its own fields");
 
     // Too small for any layout: nothing written.
     for small in [0, 1, 4, 7] {
-        let mut params = qt_model_params { struct_size: 77, device: 77, engine: 77 };
+        let mut params = qt_model_params { struct_size: 77, device: 77, engine: 77, prefix_cache_mb: 0 };
         let status = unsafe { qt_model_params_default(&mut params, small) };
         expect(status, QT_STATUS_ABI_MISMATCH, &["qt_model_params", &format!("is {small}")]);
-        assert_eq!(params, qt_model_params { struct_size: 77, device: 77, engine: 77 });
+        assert_eq!(params, qt_model_params { struct_size: 77, device: 77, engine: 77, prefix_cache_mb: 0 });
     }
     expect(unsafe { qt_model_params_default(ptr::null_mut(), size) }, QT_STATUS_NULL_ARGUMENT, &["`out`"]);
 }
@@ -359,15 +359,15 @@ fn load_rejects_bad_arguments_and_leaves_the_out_pointer_alone() {
     expect(status, QT_STATUS_INVALID_ARGUMENT, &["`model_dir` is an empty path"]);
 
     for struct_size in [0, 4, 7] {
-        let params = qt_model_params { struct_size, device: QT_DEVICE_CPU, engine: QT_ENGINE_AUTO };
+        let params = qt_model_params { struct_size, device: QT_DEVICE_CPU, engine: QT_ENGINE_AUTO, prefix_cache_mb: 0 };
         let status = unsafe { qt_load(dir.as_ptr(), &params, &mut out) };
         expect(status, QT_STATUS_ABI_MISMATCH, &["`params`->struct_size", "qt_model_params"]);
     }
     // Devices are validated before any file is read.
-    let params = qt_model_params { struct_size: size_of::<qt_model_params>() as u32, device: -7, engine: QT_ENGINE_AUTO };
+    let params = qt_model_params { struct_size: size_of::<qt_model_params>() as u32, device: -7, engine: QT_ENGINE_AUTO, prefix_cache_mb: 0 };
     let status = unsafe { qt_load(dir.as_ptr(), &params, &mut out) };
     expect(status, QT_STATUS_INVALID_ARGUMENT, &["device -7 is not valid", "QT_DEVICE_CPU"]);
-    let params = qt_model_params { struct_size: size_of::<qt_model_params>() as u32, device: 0, engine: QT_ENGINE_AUTO };
+    let params = qt_model_params { struct_size: size_of::<qt_model_params>() as u32, device: 0, engine: QT_ENGINE_AUTO, prefix_cache_mb: 0 };
     let status = unsafe { qt_load(dir.as_ptr(), &params, &mut out) };
     if cfg!(feature = "cuda") {
         // With the CUDA backend the device is checked first: no driver here (CI); on the GPU
@@ -424,7 +424,7 @@ fn model_info_and_names_match_the_rust_api() {
     for variant in ["Qwen3-TTS-12Hz-0.6B-Base", "Qwen3-TTS-12Hz-0.6B-CustomVoice"] {
         let ck = SyntheticCheckpoint::from_variant(variant);
         let expected = qwentts::Model::load(ck.dir(), &Default::default()).unwrap().info();
-        let mut params = qt_model_params { struct_size: 0, device: 0, engine: 0 };
+        let mut params = qt_model_params { struct_size: 0, device: 0, engine: 0, prefix_cache_mb: 0 };
         expect(unsafe { qt_model_params_default(&mut params, size_of::<qt_model_params>()) }, QT_STATUS_OK, &[]);
         let (status, model) = load(ck.dir(), &params);
         expect(status, QT_STATUS_OK, &[]);

@@ -1275,3 +1275,93 @@ fn voices_described_in_words_for_voice_design_models() {
     );
     assert_eq!(out, sentinel);
 }
+
+// ---------------------------------------------------------------------------------------------
+// the voice prefix cache
+// ---------------------------------------------------------------------------------------------
+
+fn load_with(name: &str, params: &qt_model_params) -> Owned<qt_model> {
+    let dir = c_path(&checkpoint_dir(name));
+    let mut model = ptr::null_mut();
+    expect(unsafe { qt_load(dir.as_ptr(), params, &mut model) }, QT_STATUS_OK, &[]);
+    Owned(model)
+}
+
+fn generate(model: *const qt_model, voice: *const qt_voice, text: &CStr, p: &qt_gen_params) -> Owned<qt_audio> {
+    let mut audio = ptr::null_mut();
+    let status = unsafe { qt_generate(model, voice, text.as_ptr(), p, None, ptr::null_mut(), &mut audio) };
+    expect(status, QT_STATUS_OK, &[]);
+    Owned(audio)
+}
+
+/// The default model keeps a voice prefix cache: the second call with a voice and language
+/// reuses the first one's prefix rows (9 of an x-vector prompt), a new text with them too, a
+/// new language does not; the audio of a hit equals the miss's to the bit. Without the cache
+/// (`QT_PREFIX_CACHE_OFF`) nothing is reused and the audio is the same up to f32 rounding.
+#[test]
+fn the_voice_prefix_cache_reuses_rows_and_never_changes_the_audio() {
+    let model = load("tiny-base");
+    let voice = embedding_voice(model.0);
+    let p = greedy(model.0, c"English");
+    let text = golden_text();
+
+    let first = generate(model.0, voice.0, &text, &p);
+    let second = generate(model.0, voice.0, &text, &p);
+    let (a, b) = (audio_info(first.0), audio_info(second.0));
+    assert_eq!((a.prompt_rows, a.reused_prompt_rows), (10, 0), "x-vector streaming prompt: 9 prefix rows + 1");
+    assert_eq!((b.prompt_rows, b.reused_prompt_rows), (10, 9), "the second call hits");
+    assert_eq!(samples(first.0), samples(second.0), "a hit gives the miss's audio to the bit");
+
+    let other = generate(model.0, voice.0, c"Another line, same voice.", &p);
+    assert_eq!(audio_info(other.0).reused_prompt_rows, 9, "a new text keeps the voice prefix");
+    let chinese = generate(model.0, voice.0, &text, &greedy(model.0, c"Chinese"));
+    assert_eq!(audio_info(chinese.0).reused_prompt_rows, 0, "a new language is a new prefix");
+
+    let off = qt_model_params { prefix_cache_mb: QT_PREFIX_CACHE_OFF, ..qt_model_params::default() };
+    let uncached = load_with("tiny-base", &off);
+    let voice2 = embedding_voice(uncached.0);
+    for _ in 0..2 {
+        let audio = generate(uncached.0, voice2.0, &text, &greedy(uncached.0, c"English"));
+        let info = audio_info(audio.0);
+        assert_eq!((info.prompt_rows, info.reused_prompt_rows), (10, 0));
+        let d = assert_close("one-pass prefill vs the cached two-pass", &samples(audio.0), &samples(first.0), 1e-5);
+        eprintln!("prefix cache off vs on: {d}");
+    }
+
+    // A caller of the v1 qt_audio_info (ending at rtf) gets v1 and nothing past it.
+    let v1 = std::mem::offset_of!(qt_audio_info, rtf) + 8;
+    let mut info = std::mem::MaybeUninit::<qt_audio_info>::zeroed();
+    unsafe {
+        (*info.as_mut_ptr()).struct_size = v1 as u32;
+        (*info.as_mut_ptr()).prompt_rows = -5;
+    }
+    expect(unsafe { qt_audio_get_info(second.0, info.as_mut_ptr()) }, QT_STATUS_OK, &[]);
+    let info = unsafe { info.assume_init() };
+    assert_eq!((info.struct_size as usize, info.prompt_rows), (v1, -5));
+    assert_eq!(info.n_frames, b.n_frames);
+}
+
+/// `qt_model_params.prefix_cache_mb`: values outside 0, -1 and 1..=QT_PREFIX_CACHE_MAX_MB are
+/// refused before anything is read; a v2 caller (no such field) gets the default.
+#[test]
+fn prefix_cache_param_is_checked() {
+    let dir = c_path(&checkpoint_dir("tiny-base"));
+    for bad in [-2, i32::MIN, QT_PREFIX_CACHE_MAX_MB + 1] {
+        let params = qt_model_params { prefix_cache_mb: bad, ..qt_model_params::default() };
+        let mut model = ptr::null_mut();
+        let status = unsafe { qt_load(c"/nonexistent".as_ptr(), &params, &mut model) };
+        expect(status, QT_STATUS_INVALID_ARGUMENT, &["prefix_cache_mb", &bad.to_string()]);
+        assert!(model.is_null());
+    }
+    let v2 = qt_model_params { struct_size: 12, prefix_cache_mb: -77, ..qt_model_params::default() };
+    let mut model = ptr::null_mut();
+    expect(unsafe { qt_load(dir.as_ptr(), &v2, &mut model) }, QT_STATUS_OK, &[]);
+    let model = Owned(model);
+    let voice = embedding_voice(model.0);
+    let p = greedy(model.0, c"English");
+    let _ = generate(model.0, voice.0, c"Hi.", &p);
+    let again = generate(model.0, voice.0, c"Hi.", &p);
+    assert_eq!(audio_info(again.0).reused_prompt_rows, 9, "v2 callers get the default cache");
+    let small = qt_model_params { prefix_cache_mb: 1, ..qt_model_params::default() };
+    let _ = load_with("tiny-base", &small);
+}

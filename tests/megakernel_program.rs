@@ -263,7 +263,7 @@ fn program_reproduces_the_frame_loop(fixture: &str, voice: Voice<'_>, speaker: O
     };
 
     // The reference: the frame loop itself.
-    let want = generate_codes(&b, &talker, &predictor, &ids, &plan, voice_data, &config, None, None).unwrap();
+    let want = generate_codes(&b, &talker, &predictor, None, &ids, &plan, voice_data, &config, None, None).unwrap();
     assert_eq!(want.frames(), FRAMES);
 
     // The program: prefill as the engine does, then the ops on the host.

@@ -257,6 +257,12 @@ class Model {
     check("qt_model_params_default", qt_model_params_default(&params, sizeof params));
     params.device = device;
     params.engine = engine;
+    return load(dir, params);
+  }
+
+  /// qt_load with every option: start from qt_model_params_default, e.g. to size the voice
+  /// prefix cache (`prefix_cache_mb`).
+  static Model load(const std::string& dir, const qt_model_params& params) {
     qt_model* raw = nullptr;
     check("qt_load", qt_load(dir.c_str(), &params, &raw));
     return Model(raw);

@@ -53,10 +53,18 @@ namespace Qwentts
         /// <summary>qt_load on a device (QT_DEVICE_CPU or a CUDA ordinal) with an engine (QT_ENGINE_*).</summary>
         public static Model Load(string dir, int device, int engine)
         {
-            if (dir == null) throw new ArgumentNullException("dir");
             ModelParams p = ModelParams.Create();
             p.Device = device;
             p.Engine = engine;
+            return Load(dir, p);
+        }
+
+        /// <summary>qt_load with every option (start from ModelParams.Create()), e.g. the voice
+        /// prefix cache's size in PrefixCacheMb.</summary>
+        public static Model Load(string dir, ModelParams p)
+        {
+            if (dir == null) throw new ArgumentNullException("dir");
+            p.StructSize = (uint)Marshal.SizeOf(typeof(ModelParams));
             ModelHandle h;
             int status = NativeMethods.qt_load(Utf8.Encode(dir), ref p, out h);
             if (status < 0)

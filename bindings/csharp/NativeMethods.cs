@@ -57,6 +57,8 @@ namespace Qwentts
         public const int QT_ENGINE_AUTO = 0;
         public const int QT_ENGINE_MEGAKERNEL = 1;
         public const int QT_ENGINE_UNFUSED = 2;
+        public const int QT_PREFIX_CACHE_OFF = -1;
+        public const int QT_PREFIX_CACHE_MAX_MB = 1 << 20;
 
         public const int QT_MODEL_BASE = 1;
         public const int QT_MODEL_CUSTOM_VOICE = 2;

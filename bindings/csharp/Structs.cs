@@ -12,6 +12,9 @@ namespace Qwentts
         public uint StructSize;
         public int Device; // QT_DEVICE_CPU or a CUDA ordinal
         public int Engine; // QT_ENGINE_AUTO, QT_ENGINE_MEGAKERNEL or QT_ENGINE_UNFUSED
+        /// <summary>MiB for the voice prefix cache: 0 = the default (64), QT_PREFIX_CACHE_OFF
+        /// (-1) = none (since v3).</summary>
+        public int PrefixCacheMb;
 
         /// <summary>The library's defaults (qt_model_params_default).</summary>
         public static ModelParams Create()
@@ -150,6 +153,10 @@ namespace Qwentts
         public double FirstChunkMs;
         public double TotalMs;
         public double Rtf;
+        /// <summary>Rows of the talker prompt (since v2).</summary>
+        public int PromptRows;
+        /// <summary>Of those, rows the voice prefix cache supplied (since v2).</summary>
+        public int ReusedPromptRows;
     }
 
     /// <summary>qt_stream_info.</summary>

@@ -93,6 +93,11 @@ pub struct Timings {
     /// Real-time factor: `(total_ms − callback_ms) / audio duration` (below 1 is faster
     /// than real time; 0 when no audio was made).
     pub rtf: f64,
+    /// Rows of the talker prompt the prefill covered.
+    pub prompt_rows: usize,
+    /// Of those, rows whose keys and values came from the model's voice prefix cache (an
+    /// earlier request with the same voice, language and instruction computed them).
+    pub reused_prompt_rows: usize,
 }
 
 impl Audio {

@@ -7,7 +7,7 @@ use super::model::{DecoderSet, Model};
 use super::voice::{Voice, VoiceKind};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::frame_budget::default_frame_budget;
-use crate::engine::{FrameEngine, FrameRequest, UnfusedEngine};
+use crate::engine::{FrameEngine, FrameRequest};
 use crate::model::generate::{FrameLoopConfig, FrameSink, GeneratedCodes, StopPoll};
 use crate::model::prompt::{self, PromptPlan, PromptRequest, SpecialIds, VoiceData};
 use crate::model::sampling::{SamplerConfig, TalkerSamplerConfig};
@@ -275,20 +275,13 @@ impl Model {
         let ids = SpecialIds::from_config(&self.checkpoint().config);
         let request = FrameRequest { ids: &ids, plan: &prepared.plan, voice: prepared.voice, config: &prepared.config };
         match &self.networks().decoders {
-            DecoderSet::Cpu(d) => {
-                UnfusedEngine { backend: &d.backend, talker: &d.talker, predictor: &d.predictor }.generate(
-                    request,
-                    on_frame,
-                    should_stop,
-                )
-            }
+            DecoderSet::Cpu(d) => d.unfused().generate(request, on_frame, should_stop),
             #[cfg(feature = "cuda")]
-            DecoderSet::Cuda(Some(m), d) => {
-                m.bind(&d.backend, &d.talker, &d.predictor).generate(request, on_frame, should_stop)
-            }
-            #[cfg(feature = "cuda")]
-            DecoderSet::Cuda(None, d) => UnfusedEngine { backend: &d.backend, talker: &d.talker, predictor: &d.predictor }
+            DecoderSet::Cuda(Some(m), d) => m
+                .bind(&d.backend, &d.talker, &d.predictor, d.prefix_cache.as_ref())
                 .generate(request, on_frame, should_stop),
+            #[cfg(feature = "cuda")]
+            DecoderSet::Cuda(None, d) => d.unfused().generate(request, on_frame, should_stop),
         }
     }
 }

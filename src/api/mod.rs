@@ -22,6 +22,7 @@ mod voice_file;
 
 pub use crate::model::ModelKind;
 pub use crate::model::generate::{FinishReason, GeneratedCodes};
+pub use crate::model::prefix_cache::{PrefillReport, PrefixCacheStats};
 pub use audio::{Audio, AudioChunk, Timings, encode_wav};
 pub use generate::{DEFAULT_CHUNK_FRAMES, DEFAULT_FIRST_CHUNK_FRAMES, GenerateOptions, MAX_PROMPT_ROWS, MAX_TEXT_BYTES};
 pub use model::{Device, LoadOptions, Model, ModelInfo};

@@ -19,6 +19,7 @@ use crate::engine::MegakernelEngine;
 pub use crate::engine::EngineKind;
 use crate::error::{Error, Result};
 use crate::model::code_predictor::CodePredictor;
+use crate::model::prefix_cache::{DEFAULT_PREFIX_CACHE_BYTES, PrefixCache, PrefixCacheStats};
 use crate::model::codec::CodecDecoder;
 use super::audio_decoder::AudioDecoder;
 use super::clone_networks::{CloneDevice, CloningNetworks};
@@ -49,20 +50,40 @@ pub struct LoadOptions {
     /// otherwise) or never ([`EngineKind::Unfused`]: layer by layer, for debugging). Ignored
     /// on the CPU, except that asking for the megakernel there is an error.
     pub engine: EngineKind,
+    /// Bytes the voice prefix cache may hold (on the model's device): the talker keys and
+    /// values of the prompt rows that depend only on the voice, language and instruction,
+    /// reused by later requests with the same ones (see [`crate::model::prefix_cache`]).
+    /// `None` = [`DEFAULT_PREFIX_CACHE_BYTES`] (64 MiB); `Some(0)` turns the cache off, and
+    /// every prompt is then prefilled in one pass. Codes do not depend on hits, but the
+    /// cache's two-pass prefill may differ from the one-pass prefill in f32 rounding.
+    pub prefix_cache_bytes: Option<usize>,
 }
 
-/// The talker and code predictor on one backend.
+/// The talker and code predictor on one backend, and the talker's voice prefix cache.
 pub(crate) struct Decoders<B: Backend> {
     pub backend: B,
     pub talker: Talker<B>,
     pub predictor: CodePredictor<B>,
+    pub prefix_cache: Option<PrefixCache<B>>,
 }
 
 impl<B: Backend> Decoders<B> {
-    fn load(backend: B, checkpoint: &Checkpoint) -> Result<Self> {
+    fn load(backend: B, checkpoint: &Checkpoint, options: &LoadOptions) -> Result<Self> {
         let talker = Talker::load(&backend, &checkpoint.weights, &checkpoint.config.talker_config)?;
         let predictor = CodePredictor::load(&backend, &checkpoint.weights, &checkpoint.config.talker_config)?;
-        Ok(Decoders { backend, talker, predictor })
+        let budget = options.prefix_cache_bytes.unwrap_or(DEFAULT_PREFIX_CACHE_BYTES);
+        let prefix_cache = (budget > 0).then(|| PrefixCache::new(budget));
+        Ok(Decoders { backend, talker, predictor, prefix_cache })
+    }
+
+    /// The frame loop of this model's unfused engine.
+    pub fn unfused(&self) -> crate::engine::UnfusedEngine<'_, B> {
+        crate::engine::UnfusedEngine {
+            backend: &self.backend,
+            talker: &self.talker,
+            predictor: &self.predictor,
+            prefix_cache: self.prefix_cache.as_ref(),
+        }
     }
 }
 
@@ -187,12 +208,12 @@ impl Model {
                 if options.engine == EngineKind::Megakernel {
                     return Err(Error::unsupported("the megakernel engine needs a CUDA device (LoadOptions::device)"));
                 }
-                let d = Decoders::load(options.threads.map(CpuBackend::new).unwrap_or_default(), &checkpoint)?;
+                let d = Decoders::load(options.threads.map(CpuBackend::new).unwrap_or_default(), &checkpoint, options)?;
                 (DecoderSet::Cpu(d), cpu_codec(&checkpoint)?)
             }
             #[cfg(feature = "cuda")]
             Device::Cuda(ordinal) => {
-                let d = Decoders::load(CudaBackend::new(ordinal)?, &checkpoint)?;
+                let d = Decoders::load(CudaBackend::new(ordinal)?, &checkpoint, options)?;
                 if super::clone_networks::gpu_clone_enabled() {
                     clone_device = CloneDevice::Cuda(d.backend.clone());
                 }
@@ -262,6 +283,26 @@ impl Model {
             DecoderSet::Cuda(m, _) => m.as_deref(),
             DecoderSet::Cpu(_) => None,
         }
+    }
+
+    /// The voice prefix cache's counters and occupancy; `None` when it is off
+    /// ([`LoadOptions::prefix_cache_bytes`] = `Some(0)`).
+    pub fn prefix_cache_stats(&self) -> Option<PrefixCacheStats> {
+        match &self.inner.networks.decoders {
+            DecoderSet::Cpu(d) => d.prefix_cache.as_ref().map(PrefixCache::stats),
+            #[cfg(feature = "cuda")]
+            DecoderSet::Cuda(_, d) => d.prefix_cache.as_ref().map(PrefixCache::stats),
+        }
+    }
+
+    /// Forgets every voice prefix the cache holds (its counters stay); for callers that
+    /// retire voices and want the memory back at once.
+    pub fn clear_prefix_cache(&self) {
+        match &self.inner.networks.decoders {
+            DecoderSet::Cpu(d) => d.prefix_cache.as_ref().map(PrefixCache::clear),
+            #[cfg(feature = "cuda")]
+            DecoderSet::Cuda(_, d) => d.prefix_cache.as_ref().map(PrefixCache::clear),
+        };
     }
 
     /// The model family voices made by this model are tagged with (see [`ModelFingerprint`]).

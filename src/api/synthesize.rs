@@ -195,6 +195,8 @@ impl Model {
             first_chunk_ms: out.first_chunk.map_or(0.0, ms),
             total_ms: ms(total),
             rtf: if audio_ms > 0.0 { busy_ms / audio_ms } else { 0.0 },
+            prompt_rows: codes.prefill.rows,
+            reused_prompt_rows: codes.prefill.reused_rows,
         };
         let frames = codes.frames();
         Ok(Audio {

@@ -90,7 +90,7 @@ pub trait Backend: Send + Sync + 'static {
     /// An immutable parameter tensor resident where this backend computes.
     type Weight: Send + Sync;
     /// A mutable f32 buffer (activations, KV cache).
-    type Buffer: Send;
+    type Buffer: Send + Sync;
     /// One request's execution context.
     type Stream: Send;
 

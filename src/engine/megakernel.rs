@@ -23,6 +23,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::model::code_predictor::CodePredictor;
 use crate::model::generate::{FinishReason, FrameLoopConfig, FrameSink, GeneratedCodes, StopPoll};
 use crate::model::layers::{DecoderStack, LinearParts, StackDims};
+use crate::model::prefix_cache::{PrefillReport, PrefixCache, PrefixKey, prefill};
 use crate::model::prompt::PromptEmbeds;
 use crate::model::sampling::{SamplerConfig, TalkerSamplerConfig, top_p_cut};
 use crate::model::talker::{Talker, TalkerState};
@@ -169,14 +170,16 @@ impl MegakernelEngine {
         self.kernel.program_shape()
     }
 
-    /// This engine bound to the decoders whose weights it was prepared for.
+    /// This engine bound to the decoders whose weights it was prepared for, and the model's
+    /// voice prefix cache if it keeps one.
     pub fn bind<'a>(
         &'a self,
         backend: &'a CudaBackend,
         talker: &'a Talker<CudaBackend>,
         predictor: &'a CodePredictor<CudaBackend>,
+        prefix_cache: Option<&'a PrefixCache<CudaBackend>>,
     ) -> MegakernelFrames<'a> {
-        MegakernelFrames { engine: self, backend, talker, predictor }
+        MegakernelFrames { engine: self, backend, talker, predictor, prefix_cache }
     }
 }
 
@@ -186,6 +189,7 @@ pub struct MegakernelFrames<'a> {
     backend: &'a CudaBackend,
     talker: &'a Talker<CudaBackend>,
     predictor: &'a CodePredictor<CudaBackend>,
+    prefix_cache: Option<&'a PrefixCache<CudaBackend>>,
 }
 
 /// A prefilled request: the prompt's rows and the talker state the kernel continues from.
@@ -193,19 +197,23 @@ pub struct Prefilled {
     stream: crate::backend::cuda::CudaStreamCtx,
     prompt: PromptEmbeds<CudaBackend>,
     talker: TalkerState<CudaBackend>,
+    report: PrefillReport,
 }
 
 impl<'a> MegakernelFrames<'a> {
     /// Materialises and prefills the prompt of `r` on a fresh stream (the unfused batched
-    /// path), leaving the talker's cache ready for `frames` more positions.
+    /// path, through the voice prefix cache if the model keeps one), leaving the talker's
+    /// cache ready for `frames` more positions.
     pub fn prefill(&self, r: &Request<'_>, frames: usize) -> Result<Prefilled> {
         let b = self.backend;
         let mut stream = b.new_stream()?;
         let mut prompt = PromptEmbeds::materialize(b, &mut stream, self.talker, self.predictor, r.ids, r.plan, r.voice)?;
         let rows = prompt.len();
         let mut talker = self.talker.new_state(b, rows + frames + 1)?;
-        self.talker.forward(b, &mut stream, &mut talker, prompt.embeds_mut(), rows)?;
-        Ok(Prefilled { stream, prompt, talker })
+        let key = PrefixKey::of(r.plan, r.voice, self.groups());
+        let report =
+            prefill(b, &mut stream, self.talker, &mut talker, &mut prompt, key, self.prefix_cache, None)?;
+        Ok(Prefilled { stream, prompt, talker, report })
     }
 
     /// The device state of a prefilled request, ready to launch frames. It borrows `p`: the
@@ -295,7 +303,12 @@ impl FrameEngine for MegakernelFrames<'_> {
         if let Some(stop) = should_stop
             && stop()
         {
-            return Ok(GeneratedCodes { codes: Vec::new(), num_code_groups: groups, finish: FinishReason::Aborted });
+            return Ok(GeneratedCodes {
+                codes: Vec::new(),
+                num_code_groups: groups,
+                finish: FinishReason::Aborted,
+                prefill: pre.report,
+            });
         }
         let mut req = self.start(&pre, cfg)?;
 
@@ -343,7 +356,7 @@ impl FrameEngine for MegakernelFrames<'_> {
         let waited = req.synchronize();
         outcome?;
         waited?;
-        Ok(GeneratedCodes { codes, num_code_groups: groups, finish })
+        Ok(GeneratedCodes { codes, num_code_groups: groups, finish, prefill: pre.report })
     }
 }
 

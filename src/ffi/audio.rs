@@ -68,6 +68,8 @@ impl AudioObject {
             first_chunk_ms: t.first_chunk_ms,
             total_ms: t.total_ms,
             rtf: t.rtf,
+            prompt_rows: int(t.prompt_rows),
+            reused_prompt_rows: int(t.reused_prompt_rows),
         }
     }
 

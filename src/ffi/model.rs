@@ -145,8 +145,10 @@ pub unsafe extern "C" fn qt_load(
         let device = Device::from_c(params.device)?;
         let engine = engine_from_c(params.engine)?;
 
+        let prefix_cache_bytes = params.prefix_cache_bytes()?;
+
         let started = Instant::now();
-        let options = LoadOptions { device: device.to_api(), engine, ..LoadOptions::default() };
+        let options = LoadOptions { device: device.to_api(), engine, prefix_cache_bytes, ..LoadOptions::default() };
         let model = Model::load(&dir, &options)?;
         let object = ModelObject::new(model, device);
         ::log::info!(

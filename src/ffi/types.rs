@@ -24,6 +24,12 @@ pub const QT_ENGINE_MEGAKERNEL: i32 = 1;
 /// `qt_model_params.engine`: the layer-by-layer CUDA path (debugging, comparison).
 pub const QT_ENGINE_UNFUSED: i32 = 2;
 
+/// `qt_model_params.prefix_cache_mb`: keep no voice prefix cache (every prompt is prefilled
+/// in one pass).
+pub const QT_PREFIX_CACHE_OFF: i32 = -1;
+/// `qt_model_params.prefix_cache_mb`: the largest budget accepted (1 TiB).
+pub const QT_PREFIX_CACHE_MAX_MB: i32 = 1 << 20;
+
 /// `qt_model_info.kind`: a Base checkpoint (clones voices from reference audio).
 pub const QT_MODEL_BASE: i32 = 1;
 /// `qt_model_info.kind`: a CustomVoice checkpoint (built-in speakers, see `qt_model_speaker`).
@@ -51,11 +57,39 @@ pub struct qt_model_params {
     /// `QT_ENGINE_MEGAKERNEL` or `QT_ENGINE_UNFUSED`. Only `QT_ENGINE_AUTO` and
     /// `QT_ENGINE_UNFUSED` load on the CPU.
     pub engine: i32,
+    /// Mebibytes of (device) memory for the voice prefix cache: the talker keys and values of
+    /// the prompt rows that depend only on the voice, language and instruction, computed once
+    /// and reused by later calls with the same ones. With the released talkers a row takes
+    /// 224 KiB: about 2 MiB for an x-vector voice, and 0.22 MiB more per reference-transcript
+    /// token for an in-context one. 0 = the default (64); `QT_PREFIX_CACHE_OFF` (-1) keeps
+    /// none; at most `QT_PREFIX_CACHE_MAX_MB`. Codes never depend on whether a call hit the
+    /// cache. Since v3.
+    pub prefix_cache_mb: i32,
 }
 
 impl Default for qt_model_params {
     fn default() -> Self {
-        qt_model_params { struct_size: size_of::<Self>() as u32, device: QT_DEVICE_CPU, engine: QT_ENGINE_AUTO }
+        qt_model_params {
+            struct_size: size_of::<Self>() as u32,
+            device: QT_DEVICE_CPU,
+            engine: QT_ENGINE_AUTO,
+            prefix_cache_mb: 0,
+        }
+    }
+}
+
+impl qt_model_params {
+    /// The Rust API's prefix cache budget for `prefix_cache_mb`.
+    pub(crate) fn prefix_cache_bytes(&self) -> Result<Option<usize>> {
+        match self.prefix_cache_mb {
+            0 => Ok(None),
+            QT_PREFIX_CACHE_OFF => Ok(Some(0)),
+            mb @ 1..=QT_PREFIX_CACHE_MAX_MB => Ok(Some((mb as usize) << 20)),
+            mb => Err(Error::invalid_argument(format!(
+                "prefix_cache_mb {mb}: expected 0 (the default, 64), {QT_PREFIX_CACHE_OFF} (no cache) \
+                 or 1 to {QT_PREFIX_CACHE_MAX_MB}"
+            ))),
+        }
     }
 }
 
@@ -64,8 +98,11 @@ unsafe impl SizedStruct for qt_model_params {
     const NAME: &'static str = "qt_model_params";
     // v1 ends after `device`, v2 after `engine`. Append a size when a field is added; never
     // edit an entry.
-    const LAYOUT_SIZES: &'static [usize] =
-        &[offset_of!(qt_model_params, device) + 4, offset_of!(qt_model_params, engine) + 4];
+    const LAYOUT_SIZES: &'static [usize] = &[
+        offset_of!(qt_model_params, device) + 4,
+        offset_of!(qt_model_params, engine) + 4,
+        offset_of!(qt_model_params, prefix_cache_mb) + 4,
+    ];
     fn set_struct_size(&mut self, size: u32) {
         self.struct_size = size;
     }
@@ -124,7 +161,7 @@ unsafe impl SizedStruct for qt_model_info {
 
 // The layouts are fixed ABI: no hidden padding (every byte is a field), sizes as published.
 const _: () = {
-    assert!(size_of::<qt_model_params>() == 12);
+    assert!(size_of::<qt_model_params>() == 16);
     assert!(offset_of!(qt_model_info, size_label) == 8);
     assert!(offset_of!(qt_model_info, n_languages) == 8 + size_of::<usize>() + 8 * 4);
     assert!(size_of::<qt_model_info>() == offset_of!(qt_model_info, weight_bytes) + 8);
@@ -506,13 +543,20 @@ pub struct qt_audio_info {
     /// Real-time factor: (total − callbacks) / audio duration; below 1 is faster than real
     /// time (0 when no audio was made).
     pub rtf: f64,
+    /// Rows of the talker prompt the prefill covered. Since v2.
+    pub prompt_rows: i32,
+    /// Of those, rows whose keys and values came from the model's voice prefix cache (an
+    /// earlier call with the same voice, language and instruction computed them). Since v2.
+    pub reused_prompt_rows: i32,
 }
 
 // SAFETY: repr(C), u32 struct_size first, integer/float/pointer fields only, no padding.
 unsafe impl SizedStruct for qt_audio_info {
     const NAME: &'static str = "qt_audio_info";
-    // v1 ends after `rtf`. Append a size when a field is added; never edit an entry.
-    const LAYOUT_SIZES: &'static [usize] = &[offset_of!(qt_audio_info, rtf) + 8];
+    // v1 ends after `rtf`, v2 after `reused_prompt_rows`. Append a size when a field is
+    // added; never edit an entry.
+    const LAYOUT_SIZES: &'static [usize] =
+        &[offset_of!(qt_audio_info, rtf) + 8, offset_of!(qt_audio_info, reused_prompt_rows) + 4];
     fn set_struct_size(&mut self, size: u32) {
         self.struct_size = size;
     }
@@ -522,7 +566,7 @@ const _: () = {
     let ptr = size_of::<usize>();
     assert!(offset_of!(qt_audio_info, samples) == 24);
     assert!(offset_of!(qt_audio_info, prefill_ms) == 24 + 2 * ptr);
-    assert!(size_of::<qt_audio_info>() == 24 + 2 * ptr + 7 * 8);
+    assert!(size_of::<qt_audio_info>() == 24 + 2 * ptr + 7 * 8 + 2 * 4);
 };
 
 /// `qt_stream_info.state`: generating (or waiting for the reader to make room).

@@ -13,6 +13,7 @@
 //! comes right after frame `F` still ends as [`FinishReason::Eos`].
 
 use super::code_predictor::{CodePredictor, CodePredictorState};
+use super::prefix_cache::{PrefillReport, PrefixCache, PrefixKey, prefill};
 use super::prompt::{PromptEmbeds, PromptPlan, SpecialIds, VoiceData};
 use super::rng::Philox;
 use super::sampling::{SamplerConfig, TalkerSamplerConfig, sample_code_predictor, sample_talker};
@@ -49,6 +50,8 @@ pub struct GeneratedCodes {
     pub codes: Vec<u32>,
     pub num_code_groups: usize,
     pub finish: FinishReason,
+    /// The prompt's rows and how many of them a voice prefix cache supplied.
+    pub prefill: PrefillReport,
 }
 
 impl GeneratedCodes {
@@ -72,18 +75,20 @@ pub type FrameSink<'a> = dyn FnMut(usize, &[u32]) -> bool + 'a;
 pub type StopPoll<'a> = dyn FnMut() -> bool + 'a;
 
 /// Runs the whole request on backend `b`. All per-request state is created here and
-/// dropped at the end, so concurrent calls on shared weights never interfere.
+/// dropped at the end, so concurrent calls on shared weights never interfere (`prefix_cache`,
+/// when given, is shared and locked for its lookups only).
 #[allow(clippy::too_many_arguments)]
 pub fn generate_codes<B: Backend>(
     b: &B,
     talker: &Talker<B>,
     predictor: &CodePredictor<B>,
+    prefix_cache: Option<&PrefixCache<B>>,
     ids: &SpecialIds,
     plan: &PromptPlan,
     voice: VoiceData<'_>,
     cfg: &FrameLoopConfig,
     mut on_frame: Option<&mut FrameSink<'_>>,
-    mut should_stop: Option<&mut StopPoll<'_>>,
+    should_stop: Option<&mut StopPoll<'_>>,
 ) -> Result<GeneratedCodes> {
     cfg.talker.validate()?;
     cfg.code_predictor.validate()?;
@@ -96,23 +101,24 @@ pub fn generate_codes<B: Backend>(
     let capacity = prompt.len() + cfg.frame_limit + 1;
     let mut tst: TalkerState<B> = talker.new_state(b, capacity)?;
     let mut pst: CodePredictorState<B> = predictor.new_state(b)?;
-    let rows = prompt.len();
+    let key = PrefixKey::of(plan, voice, groups);
     // The prefill is the longest stretch without a frame: the stop poll runs after each layer.
     let mut stopped = false;
-    let prefilled = match should_stop.as_deref_mut() {
-        None => talker.forward(b, &mut s, &mut tst, prompt.embeds_mut(), rows).map(|_| ()),
+    let prefilled = match should_stop {
+        None => prefill(b, &mut s, talker, &mut tst, &mut prompt, key, prefix_cache, None),
         Some(stop) => {
             let mut poll = |_: &mut B::Stream, _layer: usize, _: &B::Buffer| -> Result<()> {
                 stopped = stop();
                 if stopped { Err(Error::invalid_argument("the prefill was stopped")) } else { Ok(()) }
             };
-            talker.forward_observed(b, &mut s, &mut tst, prompt.embeds_mut(), rows, Some(&mut poll)).map(|_| ())
+            prefill(b, &mut s, talker, &mut tst, &mut prompt, key, prefix_cache, Some(&mut poll))
         }
     };
     if stopped {
-        return Ok(GeneratedCodes { codes: Vec::new(), num_code_groups: groups, finish: FinishReason::Aborted });
+        let prefill = PrefillReport { rows: prompt.len(), reused_rows: 0 };
+        return Ok(GeneratedCodes { codes: Vec::new(), num_code_groups: groups, finish: FinishReason::Aborted, prefill });
     }
-    prefilled?;
+    let prefill = prefilled?;
 
     let mut generated: Vec<u32> = Vec::with_capacity(cfg.frame_limit + 1);
     let mut codes: Vec<u32> = Vec::with_capacity(cfg.frame_limit * groups);
@@ -157,5 +163,5 @@ pub fn generate_codes<B: Backend>(
         talker.step(b, &mut s, &mut tst)?;
     }
 
-    Ok(GeneratedCodes { codes, num_code_groups: groups, finish })
+    Ok(GeneratedCodes { codes, num_code_groups: groups, finish, prefill })
 }

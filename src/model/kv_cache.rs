@@ -98,6 +98,69 @@ impl<B: Backend> KvCache<B> {
     }
 }
 
+/// The keys and values of a cache's first positions, every layer in one buffer laid out
+/// `[layer, K|V, position, kv_heads · head_dim]`: what [`KvCache::save_prefix`] copies out and
+/// [`KvCache::load_prefix`] copies into a fresh cache (the voice prefix cache keeps these).
+pub struct KvPrefix<B: Backend> {
+    data: B::Buffer,
+    layers: usize,
+    rows: usize,
+    row: usize,
+}
+
+impl<B: Backend> KvPrefix<B> {
+    /// Positions held.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Bytes of device (or host) memory it occupies.
+    pub fn bytes(&self) -> usize {
+        self.layers * 2 * self.rows * self.row * size_of::<f32>()
+    }
+}
+
+impl<B: Backend> KvCache<B> {
+    /// Copies positions `0..rows` of every layer into a new [`KvPrefix`] (queued on `s`).
+    pub fn save_prefix(&self, b: &B, s: &mut B::Stream, rows: usize) -> Result<KvPrefix<B>> {
+        if rows == 0 || rows > self.len {
+            return Err(Error::invalid_argument(format!(
+                "KV prefix: {rows} positions asked for, {} cached",
+                self.len
+            )));
+        }
+        let block = rows * self.row;
+        let mut data = b.alloc(self.layers() * 2 * block)?;
+        for (l, (k, v)) in self.keys.iter().zip(&self.values).enumerate() {
+            b.copy(s, k, 0, &mut data, 2 * l * block, block)?;
+            b.copy(s, v, 0, &mut data, (2 * l + 1) * block, block)?;
+        }
+        Ok(KvPrefix { data, layers: self.layers(), rows, row: self.row })
+    }
+
+    /// Fills an empty cache's first positions from `prefix` (queued on `s`) and marks them
+    /// cached: the next forward continues at position `prefix.rows()`.
+    pub fn load_prefix(&mut self, b: &B, s: &mut B::Stream, prefix: &KvPrefix<B>) -> Result<()> {
+        if !self.is_empty() || prefix.layers != self.layers() || prefix.row != self.row {
+            return Err(Error::invalid_argument(format!(
+                "KV prefix of {} layers × {} values does not fit a cache of {} layers × {} values holding {} positions",
+                prefix.layers,
+                prefix.row,
+                self.layers(),
+                self.row,
+                self.len
+            )));
+        }
+        self.check_room(prefix.rows)?;
+        let block = prefix.rows * self.row;
+        for (l, (k, v)) in self.keys.iter_mut().zip(&mut self.values).enumerate() {
+            b.copy(s, &prefix.data, 2 * l * block, k, 0, block)?;
+            b.copy(s, &prefix.data, (2 * l + 1) * block, v, 0, block)?;
+        }
+        self.advance(prefix.rows)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,5 +179,40 @@ mod tests {
         kv.reset();
         assert!(kv.is_empty());
         kv.advance(4).unwrap();
+    }
+
+    #[test]
+    fn a_saved_prefix_restores_those_positions_in_another_cache() {
+        let b = CpuBackend::new(1);
+        let mut s = b.new_stream().unwrap();
+        let mut a = KvCache::<CpuBackend>::new(&b, 2, 5, 1, 3).unwrap();
+        for l in 0..2 {
+            let (k, v) = a.layer_mut(l);
+            for (i, x) in k.iter_mut().enumerate() {
+                *x = (100 * l + i) as f32;
+            }
+            for (i, x) in v.iter_mut().enumerate() {
+                *x = -((100 * l + i) as f32);
+            }
+        }
+        a.advance(4).unwrap();
+        assert!(a.save_prefix(&b, &mut s, 5).is_err(), "more positions than cached");
+        let prefix = a.save_prefix(&b, &mut s, 3).unwrap();
+        assert_eq!((prefix.rows(), prefix.bytes()), (3, 2 * 2 * 3 * 3 * 4));
+
+        let mut c = KvCache::<CpuBackend>::new(&b, 2, 5, 1, 3).unwrap();
+        c.load_prefix(&b, &mut s, &prefix).unwrap();
+        assert_eq!(c.len(), 3);
+        for l in 0..2 {
+            assert_eq!(c.layer(l).0[..9], a.layer(l).0[..9], "layer {l} keys");
+            assert_eq!(c.layer(l).1[..9], a.layer(l).1[..9], "layer {l} values");
+            assert!(c.layer(l).0[9..].iter().all(|&x| x == 0.0), "positions past the prefix untouched");
+        }
+        assert!(c.load_prefix(&b, &mut s, &prefix).is_err(), "only into an empty cache");
+        let mut other = KvCache::<CpuBackend>::new(&b, 3, 5, 1, 3).unwrap();
+        assert!(other.load_prefix(&b, &mut s, &prefix).is_err(), "layer count must match");
+        let mut small = KvCache::<CpuBackend>::new(&b, 2, 2, 1, 3).unwrap();
+        assert!(small.load_prefix(&b, &mut s, &prefix).is_err(), "capacity must hold it");
+        assert!(small.is_empty());
     }
 }

@@ -17,6 +17,7 @@ pub mod sampling;
 pub mod rng;
 pub mod frame_budget;
 pub mod generate;
+pub mod prefix_cache;
 
 pub use checkpoint::Checkpoint;
 pub use config::{GenerationConfig, ModelConfig, ModelKind, SpeechTokenizerConfig};

@@ -115,6 +115,12 @@ pub struct PromptPlan {
     pub rows: Vec<PromptRow>,
     /// Text vector added to decode step `k` for `k < trailing.len()`; `P(tts_pad)` after.
     pub trailing: Vec<TextPart>,
+    /// Leading rows that do not depend on the target text: the instruction, role and control
+    /// rows (language, speaker) and, for ICL, the reference transcript's rows with their
+    /// reference frames. Requests with the same voice, language and instruction share them,
+    /// so their keys and values can be computed once ([`crate::model::prefix_cache`]). At most
+    /// `rows.len() − 1`: the last prompt row, whose logits start the frame loop, is never in it.
+    pub voice_prefix: usize,
 }
 
 impl PromptPlan {
@@ -272,6 +278,7 @@ pub fn build_plan(ids: &SpecialIds, p: &PlanInputs<'_>) -> Result<PromptPlan> {
         rows.push(PromptRow::new(if i < n - 2 { T::Pad } else { T::Bos }, codec));
     }
     let codec_bos = control[n - 1];
+    let mut voice_prefix = rows.len();
 
     // 5. The text, by mode.
     let trailing = match p.icl {
@@ -292,6 +299,10 @@ pub fn build_plan(ids: &SpecialIds, p: &PlanInputs<'_>) -> Result<PromptPlan> {
                 ref_body.iter().chain(body).map(|&t| T::Token(t)).chain(std::iter::once(T::Eos)).collect();
             let codec: Vec<CodecPart> =
                 std::iter::once(C::Token(ids.codec_bos)).chain((0..icl.frames).map(C::RefFrame)).collect();
+            // The transcript's rows come first in every ICL layout and pair its tokens with
+            // codec_pad (non-streaming) or with the codec column (streaming), which the text
+            // cannot reach before the transcript ends.
+            voice_prefix += if p.non_streaming_mode { ref_body.len() } else { ref_body.len().min(codec.len()) };
             if p.non_streaming_mode {
                 rows.extend(text.iter().map(|&t| PromptRow::new(t, C::Token(ids.codec_pad))));
                 rows.extend(codec.iter().map(|&c| PromptRow::new(T::Pad, c)));
@@ -321,7 +332,8 @@ pub fn build_plan(ids: &SpecialIds, p: &PlanInputs<'_>) -> Result<PromptPlan> {
             rest.iter().map(|&t| T::Token(t)).chain(std::iter::once(T::Eos)).collect()
         }
     };
-    Ok(PromptPlan { rows, trailing })
+    let voice_prefix = voice_prefix.min(rows.len() - 1);
+    Ok(PromptPlan { rows, trailing, voice_prefix })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -852,6 +864,49 @@ mod tests {
             ]
         );
         assert_eq!(p.trailing, vec![T::Token(13), T::Token(9707), T::Token(1879), T::Token(13), T::Eos]);
+    }
+
+    #[test]
+    fn the_voice_prefix_holds_every_row_before_the_target_text() {
+        // Another text with a different first body token: the prefix must not see it.
+        const OTHER: [u32; 10] = [151644, 77091, 198, 2000, 13, 151645, 198, 151644, 77091, 198];
+        let build = |text: &[u32], language, frames: Option<usize>, non_streaming_mode| {
+            build_plan(
+                &IDS,
+                &PlanInputs {
+                    text_ids: text,
+                    instruct_ids: None,
+                    language_id: language,
+                    voice: VoiceRow::XVector,
+                    icl: frames.map(|frames| IclReference { ref_ids: &REF, frames }),
+                    non_streaming_mode,
+                },
+            )
+            .unwrap()
+        };
+        // (language, reference frames, non-streaming) → prefix rows: 9 control and role rows
+        // (8 with "auto"), plus the 4 transcript rows for ICL; with 2 frames the streaming
+        // codec column (bos + 2 frames) ends inside the transcript, and the last row of a
+        // prompt is never in the prefix.
+        let cases = [
+            (Some(ENGLISH), Some(25), false, 13),
+            (Some(ENGLISH), Some(25), true, 13),
+            (None, Some(25), false, 12),
+            (Some(ENGLISH), None, false, 9),
+            (Some(ENGLISH), None, true, 9),
+            (None, None, true, 8),
+            (Some(ENGLISH), Some(2), false, 11),
+            (Some(ENGLISH), Some(2), true, 13),
+        ];
+        for (language, frames, non_streaming, want) in cases {
+            let a = build(&TEXT, language, frames, non_streaming);
+            let b = build(&OTHER, language, frames, non_streaming);
+            let case = format!("language {language:?}, frames {frames:?}, non-streaming {non_streaming}");
+            assert_eq!(a.voice_prefix, want, "{case}");
+            assert_eq!(b.voice_prefix, want, "{case}");
+            assert!(a.voice_prefix < a.len(), "{case}");
+            assert_eq!(a.rows[..want], b.rows[..want], "{case}");
+        }
     }
 
     #[test]

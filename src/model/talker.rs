@@ -83,6 +83,11 @@ impl<B: Backend> TalkerState<B> {
         &self.kv
     }
 
+    /// The KV cache, to fill its first positions from a saved voice prefix.
+    pub(crate) fn kv_mut(&mut self) -> &mut KvCache<B> {
+        &mut self.kv
+    }
+
     /// Raw codec logits of the last row of the last forward, on the device `[vocab]`.
     pub fn logits_device(&self) -> &B::Buffer {
         &self.logits
@@ -248,18 +253,36 @@ impl<B: Backend> Talker<B> {
         observe: Option<&mut LayerObserver<'_, B>>,
     ) -> Result<&'s mut [f32]> {
         let h = self.hidden_size();
-        if b.buffer_len(&st.hidden) < rows * h {
-            st.hidden = b.alloc(rows * h)?;
-        }
         // 1. The stack: every row at the next positions, final norm into st.hidden.
-        self.stack.forward_observed(b, s, x, rows, &mut st.kv, &mut st.ws, &mut st.hidden, observe)?;
-        st.hidden_rows = rows;
+        self.feed_observed(b, s, st, x, rows, observe)?;
         // 2. Keep the last row's post-norm hidden: the code predictor's first input.
         b.copy(s, &st.hidden, (rows - 1) * h, &mut st.last_hidden, 0, h)?;
         // 3. Codec head on that row only; the host needs nothing else for sampling.
         b.linear(s, &st.last_hidden, 1, &self.codec_head, None, &mut st.logits, false)?;
         b.read(s, &st.logits, 0, &mut st.logits_host)?;
         Ok(&mut st.logits_host)
+    }
+
+    /// Feeds `rows` rows through the stack at the next positions of `st` (their keys and
+    /// values join the cache, their post-norm hidden states land in [`TalkerState::hidden`])
+    /// without the codec head: for prompt rows whose logits nothing reads (a voice prefix).
+    /// The last forward's logits and last hidden state are left as they were.
+    pub fn feed_observed(
+        &self,
+        b: &B,
+        s: &mut B::Stream,
+        st: &mut TalkerState<B>,
+        x: &mut B::Buffer,
+        rows: usize,
+        observe: Option<&mut LayerObserver<'_, B>>,
+    ) -> Result<()> {
+        let h = self.hidden_size();
+        if b.buffer_len(&st.hidden) < rows * h {
+            st.hidden = b.alloc(rows * h)?;
+        }
+        self.stack.forward_observed(b, s, x, rows, &mut st.kv, &mut st.ws, &mut st.hidden, observe)?;
+        st.hidden_rows = rows;
+        Ok(())
     }
 
     /// One decode step on the row in [`TalkerState::input_mut`].

@@ -8,8 +8,12 @@
 /* The ABI the Rust side asserts too (src/ffi/types.rs). */
 _Static_assert(sizeof(qt_status) == 4, "qt_status is int32_t");
 _Static_assert(offsetof(qt_model_params, struct_size) == 0, "struct_size comes first");
-_Static_assert(sizeof(qt_model_params) == 12, "qt_model_params v2 is 12 bytes (v1: 8)");
+_Static_assert(sizeof(qt_model_params) == 16, "qt_model_params v3 is 16 bytes (v1: 8, v2: 12)");
 _Static_assert(offsetof(qt_model_params, engine) == 8, "v2 appends engine");
+_Static_assert(offsetof(qt_model_params, prefix_cache_mb) == 12, "v3 appends prefix_cache_mb");
+_Static_assert(offsetof(qt_audio_info, reused_prompt_rows) == offsetof(qt_audio_info, rtf) + 8 + 4,
+               "qt_audio_info v2 appends prompt_rows and reused_prompt_rows after rtf");
+_Static_assert(sizeof(qt_audio_info) == offsetof(qt_audio_info, reused_prompt_rows) + 4, "qt_audio_info: no tail padding");
 _Static_assert(offsetof(qt_model_info, struct_size) == 0, "struct_size comes first");
 _Static_assert(offsetof(qt_model_info, size_label) == 8, "size_label at 8");
 _Static_assert(offsetof(qt_model_info, n_languages) == 8 + sizeof(void *) + 8 * 4, "no padding");

@@ -898,7 +898,11 @@ fn whole_frames(
     label: &str,
     summary: &mut Vec<String>,
 ) -> Result<()> {
-    let model = Model::load(dir, &LoadOptions { device: Device::Cuda(dev.ordinal()), engine, ..Default::default() })?;
+    // No voice prefix cache: every run prefills the whole prompt, as the earlier figures did
+    // (bench_prefix measures the cache).
+    let options =
+        LoadOptions { device: Device::Cuda(dev.ordinal()), engine, prefix_cache_bytes: Some(0), ..Default::default() };
+    let model = Model::load(dir, &options)?;
     let engine_name = model.engine_name();
     let info = model.info();
     let embedding: Vec<f32> =

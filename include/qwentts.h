@@ -825,8 +825,9 @@ typedef struct qt_gen_params {
    */
   int32_t non_streaming_mode;
   /**
-   * Polled before the prefill, after each layer of it (on a GPU: once it is done) and after
-   * every codec frame; returning `QT_STOP` ends generation with `QT_STATUS_ABORTED`. NULL (the default) for none. See `qt_abort_cb`.
+   * Polled before the prefill, after each layer of it (of each pass: two when the voice
+   * prefix is computed for the prefix cache, one when it is reused; on a GPU: once the
+   * prefill is done) and after every codec frame; returning `QT_STOP` ends generation with `QT_STATUS_ABORTED`. NULL (the default) for none. See `qt_abort_cb`.
    */
   qt_abort_cb abort_cb;
   /**
@@ -1098,7 +1099,7 @@ qt_status qt_model_params_default(struct qt_model_params *out, size_t size);
  * `model_dir` and `params` are only read during the call.
  * Threads: any thread; loading different models in parallel is fine.
  * Returns `QT_STATUS_OK`, or: `QT_STATUS_NULL_ARGUMENT` (`model_dir` or `out_model` NULL),
- * `QT_STATUS_INVALID_ARGUMENT` (empty path, invalid `device`), `QT_STATUS_ABI_MISMATCH`
+ * `QT_STATUS_INVALID_ARGUMENT` (empty path, invalid `device`, `engine` or `prefix_cache_mb`), `QT_STATUS_ABI_MISMATCH`
  * (`params->struct_size` too small), `QT_STATUS_UNSUPPORTED` (a CUDA device in a build without
  * CUDA), `QT_STATUS_NO_CUDA_DRIVER` / `QT_STATUS_NO_DEVICE` / `QT_STATUS_OUT_OF_MEMORY` /
  * `QT_STATUS_CUDA` (the GPU cannot take the model), `QT_STATUS_NOT_FOUND` / `QT_STATUS_IO`

@@ -280,7 +280,7 @@ fn run_frames<B: Backend>(net: &Net<'_, B>, case: &Case, drive: Drive<'_>, frame
     let h = net.talker.hidden_size();
     let mut s = b.new_stream().unwrap_or_else(|e| fail("new stream", e));
     let mut prompt =
-        PromptEmbeds::materialize(b, &mut s, &net.talker, &net.predictor, &net.ids, &case.plan, case.voice())
+        PromptEmbeds::materialize(b, &mut s, &net.talker, &net.predictor, &net.ids, &case.plan, case.voice(), 0)
             .unwrap_or_else(|e| fail("prompt", e));
     let rows = prompt.len();
     let mut tst = net.talker.new_state(b, rows + frames + 1).unwrap_or_else(|e| fail("talker state", e));

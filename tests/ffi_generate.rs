@@ -317,9 +317,10 @@ fn callbacks_abort_with_the_aborted_status_and_keep_the_audio() {
     assert_eq!(info.n_frames, 2, "the result is the delivered chunk: {info:?}");
     assert_eq!(&samples(audio.0)[..rec.chunks[0].1.len()], &rec.chunks[0].1[..], "the audio starts with the chunk");
 
-    // The abort hook, polled before the prefill, after each of its L layers and after every
-    // frame: stopping at poll L + 4 keeps frames 1..3; stopping at poll 1 (before the prefill)
-    // or 2 (inside it) keeps none.
+    // The abort hook, polled before the prefill, after each of its L layers (one pass: the
+    // calls above left this voice's prefix in the cache) and after every frame: stopping at
+    // poll L + 4 keeps frames 1..3; stopping at poll 1 (before the prefill) or 2 (inside it)
+    // keeps none.
     let layers = {
         let mut info = std::mem::MaybeUninit::<qt_model_info>::zeroed();
         unsafe { (*info.as_mut_ptr()).struct_size = size_of::<qt_model_info>() as u32 };

@@ -268,7 +268,7 @@ fn program_reproduces_the_frame_loop(fixture: &str, voice: Voice<'_>, speaker: O
 
     // The program: prefill as the engine does, then the ops on the host.
     let mut s = b.new_stream().unwrap();
-    let mut prompt = PromptEmbeds::materialize(&b, &mut s, &talker, &predictor, &ids, &plan, voice_data).unwrap();
+    let mut prompt = PromptEmbeds::materialize(&b, &mut s, &talker, &predictor, &ids, &plan, voice_data, 0).unwrap();
     let rows = prompt.len();
     let mut tst = talker.new_state(&b, rows + FRAMES + 1).unwrap();
     talker.forward(&b, &mut s, &mut tst, prompt.embeds_mut(), rows).unwrap();

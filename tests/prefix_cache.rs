@@ -54,10 +54,15 @@ fn a_hit_reuses_the_voice_prefix_and_gives_the_codes_of_the_miss() {
     assert_eq!(hit.codes, miss.codes, "seeded sampling: same codes on a hit");
     assert_eq!(hit.samples, miss.samples, "and the same audio");
 
-    // Another text in the same voice and language reuses the prefix; another language or
-    // another voice does not.
+    // Another text in the same voice and language reuses the prefix, with the codes that
+    // text gets from a fresh cache (its own miss); another language or voice does not.
     let other = model.generate(&voice, "Something else entirely.", &options(&model, "english", 5), None).unwrap();
     assert_eq!(other.timings.reused_prompt_rows, prefix);
+    let fresh = load(None);
+    let own_miss = fresh.generate(&voice, "Something else entirely.", &options(&fresh, "english", 5), None).unwrap();
+    assert_eq!(own_miss.timings.reused_prompt_rows, 0);
+    assert_eq!(other.codes, own_miss.codes, "a prefix made by another text gives this text's own codes");
+    assert_eq!(other.samples, own_miss.samples);
     let german = model.generate(&voice, TEXT, &options(&model, "german", 5), None).unwrap();
     assert_eq!(german.timings.reused_prompt_rows, 0);
     let xvector = model.generate(&base_voice(false), TEXT, &options(&model, "english", 5), None).unwrap();

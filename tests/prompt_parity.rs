@@ -47,7 +47,7 @@ impl Model {
         let b = &self.b;
         let mut s = b.new_stream().unwrap();
         let ids = SpecialIds::from_config(&self.ckpt.config);
-        let p = PromptEmbeds::materialize(b, &mut s, &self.talker, &self.predictor, &ids, plan, voice)
+        let p = PromptEmbeds::materialize(b, &mut s, &self.talker, &self.predictor, &ids, plan, voice, 0)
             .expect("materialize");
         let h = self.talker.hidden_size();
         let mut rows = vec![0f32; p.len() * h];
@@ -243,7 +243,7 @@ fn request_errors_are_clean() {
         (VoiceData { speaker_vector: Some(&spk), ref_codes: Some(&[0; 48]) }, "reference frames"),
         (VoiceData { speaker_vector: Some(&spk[1..]), ref_codes: Some(&[0; 64]) }, "x-vector has"),
     ] {
-        let err = PromptEmbeds::materialize(b, &mut s, &base.talker, &base.predictor, &ids, &plan, voice)
+        let err = PromptEmbeds::materialize(b, &mut s, &base.talker, &base.predictor, &ids, &plan, voice, 0)
             .err()
             .expect("materialize must fail");
         assert_eq!(err.kind(), ErrorKind::InvalidArgument);

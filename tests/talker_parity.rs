@@ -187,7 +187,7 @@ fn own_prompt_and_decode_rows_reproduce_the_talker_golden() {
     assert_eq!(plan.len(), g.prompt_len);
     let ids = SpecialIds::from_config(&m.ckpt.config);
     let voice = VoiceData { speaker_vector: Some(&spk.data), ref_codes: Some(&ref_codes.data) };
-    let mut prompt = PromptEmbeds::materialize(b, &mut s, &m.talker, &m.predictor, &ids, &plan, voice).unwrap();
+    let mut prompt = PromptEmbeds::materialize(b, &mut s, &m.talker, &m.predictor, &ids, &plan, voice, 0).unwrap();
 
     // 2. Decode rows from the golden codes: F(frame) + trailing[k] / tts_pad. These must be
     //    the golden inputs_embeds rows (the decode-step input of the reference forward).

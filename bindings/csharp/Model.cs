@@ -59,12 +59,12 @@ namespace Qwentts
             return Load(dir, p);
         }
 
-        /// <summary>qt_load with every option (start from ModelParams.Create()), e.g. the voice
-        /// prefix cache's size in PrefixCacheMb.</summary>
+        /// <summary>qt_load with every option, e.g. the voice prefix cache's size in
+        /// PrefixCacheMb. Start from ModelParams.Create(): a zeroed struct has no StructSize and
+        /// is refused (QT_STATUS_ABI_MISMATCH).</summary>
         public static Model Load(string dir, ModelParams p)
         {
             if (dir == null) throw new ArgumentNullException("dir");
-            p.StructSize = (uint)Marshal.SizeOf(typeof(ModelParams));
             ModelHandle h;
             int status = NativeMethods.qt_load(Utf8.Encode(dir), ref p, out h);
             if (status < 0)

@@ -55,7 +55,8 @@ pub struct LoadOptions {
     /// reused by later requests with the same ones (see [`crate::model::prefix_cache`]).
     /// `None` = [`DEFAULT_PREFIX_CACHE_BYTES`] (64 MiB); `Some(0)` turns the cache off, and
     /// every prompt is then prefilled in one pass. Codes do not depend on hits, but the
-    /// cache's two-pass prefill may differ from the one-pass prefill in f32 rounding.
+    /// cache's two-pass prefill may differ from the one-pass prefill by rounding: on the CPU in
+    /// the last bits, on a GPU as much as its matrix kernels (chosen by row count) differ.
     pub prefix_cache_bytes: Option<usize>,
 }
 
@@ -295,8 +296,9 @@ impl Model {
         }
     }
 
-    /// Forgets every voice prefix the cache holds (its counters stay); for callers that
-    /// retire voices and want the memory back at once.
+    /// Forgets every voice prefix the cache holds (its counters stay), for callers that retire
+    /// voices. The memory is returned once no request in flight still copies from an entry
+    /// (on a GPU, at the device's next deferred free, see `backend::cuda::memory`).
     pub fn clear_prefix_cache(&self) {
         match &self.inner.networks.decoders {
             DecoderSet::Cpu(d) => d.prefix_cache.as_ref().map(PrefixCache::clear),

@@ -39,8 +39,9 @@ pub struct GenerateHooks<'a> {
     /// Receives every chunk; `false` stops generation.
     pub on_chunk: Option<&'a mut ChunkSink<'a>>,
     /// Polled once before the prompt's prefill (`true` there: no work, an empty
-    /// `Aborted` result), after each layer of the prefill on the CPU (on a GPU, once it is
-    /// done) and after every frame (80 ms of audio, so abort latency is one frame of
+    /// `Aborted` result), after each layer of each prefill pass on the CPU (two passes when
+    /// the voice prefix is computed for the cache rather than reused; on a GPU, once the
+    /// prefill is done) and after every frame (80 ms of audio, so abort latency is one frame of
     /// compute); `true` stops generation. Independent of chunking.
     pub should_abort: Option<&'a mut (dyn FnMut() -> bool + 'a)>,
 }
@@ -94,8 +95,8 @@ impl Model {
         let prepared = self.prepare_request(voice, text, options)?;
         // Everything that can refuse the request comes before the first abort poll.
         let resampler = StreamResampler::new(decoder.sample_rate(), rate)?;
-        // The abort hook is polled before the prefill, after each of its layers, and after each
-        // frame: never twice at once (one RefCell, borrowed for each poll).
+        // The abort hook is polled before the prefill, after each layer of its passes, and after
+        // each frame: never twice at once (one RefCell, borrowed for each poll).
         let should_abort = std::cell::RefCell::new(hooks.should_abort);
         let poll = || should_abort.borrow_mut().as_deref_mut().is_some_and(|abort| abort());
         // The first poll comes before the prefill: a call cancelled while it was queued does

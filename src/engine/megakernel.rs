@@ -23,7 +23,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::model::code_predictor::CodePredictor;
 use crate::model::generate::{FinishReason, FrameLoopConfig, FrameSink, GeneratedCodes, StopPoll};
 use crate::model::layers::{DecoderStack, LinearParts, StackDims};
-use crate::model::prefix_cache::{PrefillReport, PrefixCache, PrefixKey, prefill};
+use crate::model::prefix_cache::{PrefillReport, PrefillSplit, PrefixCache, prefill};
 use crate::model::prompt::PromptEmbeds;
 use crate::model::sampling::{SamplerConfig, TalkerSamplerConfig, top_p_cut};
 use crate::model::talker::{Talker, TalkerState};
@@ -207,13 +207,14 @@ impl<'a> MegakernelFrames<'a> {
     pub fn prefill(&self, r: &Request<'_>, frames: usize) -> Result<Prefilled> {
         let b = self.backend;
         let mut stream = b.new_stream()?;
-        let mut prompt = PromptEmbeds::materialize(b, &mut stream, self.talker, self.predictor, r.ids, r.plan, r.voice)?;
+        let split = PrefillSplit::decide(self.prefix_cache, self.talker, r.plan, r.voice, self.groups());
+        let (talker, predictor) = (self.talker, self.predictor);
+        let mut prompt =
+            PromptEmbeds::materialize(b, &mut stream, talker, predictor, r.ids, r.plan, r.voice, split.prefix_rows())?;
         let rows = prompt.len();
-        let mut talker = self.talker.new_state(b, rows + frames + 1)?;
-        let key = PrefixKey::of(r.plan, r.voice, self.groups());
-        let report =
-            prefill(b, &mut stream, self.talker, &mut talker, &mut prompt, key, self.prefix_cache, None)?;
-        Ok(Prefilled { stream, prompt, talker, report })
+        let mut state = talker.new_state(b, rows + frames + 1)?;
+        let report = prefill(b, &mut stream, talker, &mut state, &mut prompt, split, None)?;
+        Ok(Prefilled { stream, prompt, talker: state, report })
     }
 
     /// The device state of a prefilled request, ready to launch frames. It borrows `p`: the

@@ -124,7 +124,7 @@ pub unsafe extern "C" fn qt_model_params_default(out: *mut qt_model_params, size
 /// `model_dir` and `params` are only read during the call.
 /// Threads: any thread; loading different models in parallel is fine.
 /// Returns `QT_STATUS_OK`, or: `QT_STATUS_NULL_ARGUMENT` (`model_dir` or `out_model` NULL),
-/// `QT_STATUS_INVALID_ARGUMENT` (empty path, invalid `device`), `QT_STATUS_ABI_MISMATCH`
+/// `QT_STATUS_INVALID_ARGUMENT` (empty path, invalid `device`, `engine` or `prefix_cache_mb`), `QT_STATUS_ABI_MISMATCH`
 /// (`params->struct_size` too small), `QT_STATUS_UNSUPPORTED` (a CUDA device in a build without
 /// CUDA), `QT_STATUS_NO_CUDA_DRIVER` / `QT_STATUS_NO_DEVICE` / `QT_STATUS_OUT_OF_MEMORY` /
 /// `QT_STATUS_CUDA` (the GPU cannot take the model), `QT_STATUS_NOT_FOUND` / `QT_STATUS_IO`

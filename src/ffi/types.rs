@@ -84,7 +84,12 @@ impl qt_model_params {
         match self.prefix_cache_mb {
             0 => Ok(None),
             QT_PREFIX_CACHE_OFF => Ok(Some(0)),
-            mb @ 1..=QT_PREFIX_CACHE_MAX_MB => Ok(Some((mb as usize) << 20)),
+            // 1 TiB does not fit a 32-bit usize: refused there rather than wrapped.
+            mb @ 1..=QT_PREFIX_CACHE_MAX_MB => usize::try_from(mb)
+                .ok()
+                .and_then(|mb| mb.checked_mul(1 << 20))
+                .map(Some)
+                .ok_or_else(|| Error::invalid_argument(format!("prefix_cache_mb {mb} does not fit this platform's memory"))),
             mb => Err(Error::invalid_argument(format!(
                 "prefix_cache_mb {mb}: expected 0 (the default, 64), {QT_PREFIX_CACHE_OFF} (no cache) \
                  or 1 to {QT_PREFIX_CACHE_MAX_MB}"
@@ -392,8 +397,9 @@ pub struct qt_gen_params {
     /// How the text is fed: `QT_TEXT_FEED_DEFAULT` (-1, the default), `QT_TEXT_FEED_STREAMING`
     /// (0) or `QT_TEXT_FEED_FULL` (1). The official `non_streaming_mode`.
     pub non_streaming_mode: i32,
-    /// Polled before the prefill, after each layer of it (on a GPU: once it is done) and after
-    /// every codec frame; returning `QT_STOP` ends generation with `QT_STATUS_ABORTED`. NULL (the default) for none. See `qt_abort_cb`.
+    /// Polled before the prefill, after each layer of it (of each pass: two when the voice
+    /// prefix is computed for the prefix cache, one when it is reused; on a GPU: once the
+    /// prefill is done) and after every codec frame; returning `QT_STOP` ends generation with `QT_STATUS_ABORTED`. NULL (the default) for none. See `qt_abort_cb`.
     pub abort_cb: qt_abort_cb,
     /// Passed to `abort_cb`; the library never dereferences it.
     pub abort_user_data: *mut c_void,

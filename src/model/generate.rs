@@ -13,7 +13,7 @@
 //! comes right after frame `F` still ends as [`FinishReason::Eos`].
 
 use super::code_predictor::{CodePredictor, CodePredictorState};
-use super::prefix_cache::{PrefillReport, PrefixCache, PrefixKey, prefill};
+use super::prefix_cache::{PrefillReport, PrefillSplit, PrefixCache, prefill};
 use super::prompt::{PromptEmbeds, PromptPlan, SpecialIds, VoiceData};
 use super::rng::Philox;
 use super::sampling::{SamplerConfig, TalkerSamplerConfig, sample_code_predictor, sample_talker};
@@ -69,9 +69,10 @@ impl GeneratedCodes {
 /// ([`FinishReason::Aborted`]).
 pub type FrameSink<'a> = dyn FnMut(usize, &[u32]) -> bool + 'a;
 
-/// Polled during the work before the first frame (after each layer of the prompt's prefill,
-/// up to MAX_PROMPT_ROWS rows of it): `true` stops the request there, with no frame made
-/// ([`FinishReason::Aborted`]).
+/// Polled during the work before the first frame (after each layer of each pass of the
+/// prompt's prefill, up to MAX_PROMPT_ROWS rows of it; a prefill that computes a voice prefix
+/// for the cache runs two passes, the prefix's and the rest's): `true` stops the request
+/// there, with no frame made ([`FinishReason::Aborted`]).
 pub type StopPoll<'a> = dyn FnMut() -> bool + 'a;
 
 /// Runs the whole request on backend `b`. All per-request state is created here and
@@ -97,21 +98,21 @@ pub fn generate_codes<B: Backend>(
     let mut s = b.new_stream()?;
 
     // 1. Prompt rows, then prefill: the logits of the last prompt row give frame 0's c0.
-    let mut prompt = PromptEmbeds::materialize(b, &mut s, talker, predictor, ids, plan, voice)?;
+    let split = PrefillSplit::decide(prefix_cache, talker, plan, voice, groups);
+    let mut prompt = PromptEmbeds::materialize(b, &mut s, talker, predictor, ids, plan, voice, split.prefix_rows())?;
     let capacity = prompt.len() + cfg.frame_limit + 1;
     let mut tst: TalkerState<B> = talker.new_state(b, capacity)?;
     let mut pst: CodePredictorState<B> = predictor.new_state(b)?;
-    let key = PrefixKey::of(plan, voice, groups);
     // The prefill is the longest stretch without a frame: the stop poll runs after each layer.
     let mut stopped = false;
     let prefilled = match should_stop {
-        None => prefill(b, &mut s, talker, &mut tst, &mut prompt, key, prefix_cache, None),
+        None => prefill(b, &mut s, talker, &mut tst, &mut prompt, split, None),
         Some(stop) => {
             let mut poll = |_: &mut B::Stream, _layer: usize, _: &B::Buffer| -> Result<()> {
                 stopped = stop();
                 if stopped { Err(Error::invalid_argument("the prefill was stopped")) } else { Ok(()) }
             };
-            prefill(b, &mut s, talker, &mut tst, &mut prompt, key, prefix_cache, Some(&mut poll))
+            prefill(b, &mut s, talker, &mut tst, &mut prompt, split, Some(&mut poll))
         }
     };
     if stopped {

@@ -3,8 +3,8 @@
 //!
 //! A prompt's first rows ([`PromptPlan::voice_prefix`]) depend on the voice, the language and
 //! the instruction, not on the text: the role and control rows and, for an ICL voice, its
-//! reference transcript paired with its first reference frames (about 13 of ~35 rows for a
-//! 2 s reference, 9 + transcript tokens in general). A game or server that speaks many lines
+//! reference transcript paired with its first reference frames (13 of the 35 rows of the
+//! spec's worked example with a 2 s reference). A game or server that speaks many lines
 //! with one voice need not run them through the talker for every line.
 //!
 //! **Codes never depend on whether the cache hit.** With a cache, every prefill runs the
@@ -12,9 +12,11 @@
 //! forward after it; a hit copies in the keys and values that the first forward produced
 //! when the entry was made instead of running it again. The rest of the prompt sees the
 //! prefix only through those keys and values, so a hit and a miss give the same bits on
-//! every backend. Without a cache the prompt runs as one forward, as before; the split
-//! changes results only by the f32 rounding of differently blocked matrix products (the CPU
-//! backend's `gemm`, the CUDA backend's row-count-dependent kernel choice).
+//! every backend. For that the prefix rows' text vectors are projected in a batch of their
+//! own too ([`PromptEmbeds::materialize`]): a GPU picks its matrix kernels by row count, so
+//! a batch shared with the text would make them depend on the text. Without a cache the
+//! prompt runs as one forward, as before; the split changes results by rounding only (on the
+//! CPU in the last bits; on a GPU as much as its kernels for different row counts differ).
 //!
 //! Keys are compared in full, never by hash alone: the prefix rows and every value they
 //! refer to (the x-vector's bits, the reference frames' codes). The cache is bounded in
@@ -197,6 +199,39 @@ impl<B: Backend> PrefixCache<B> {
     }
 }
 
+/// How one request's prompt is prefilled: in one pass, or as its voice prefix (copied from the
+/// cache or computed as a pass of its own) and then the rest.
+pub struct PrefillSplit<'c, B: Backend> {
+    cache: Option<&'c PrefixCache<B>>,
+    key: Option<PrefixKey>,
+}
+
+impl<'c, B: Backend> PrefillSplit<'c, B> {
+    /// The split for `plan` with `voice` (`groups` codes per reference frame): through `cache`
+    /// when there is one, the plan has a voice prefix and its keys and values fit the cache's
+    /// budget; else one pass. The decision depends only on the model and the key, so every
+    /// request with one voice prefix is split the same way (hit or miss).
+    pub fn decide(
+        cache: Option<&'c PrefixCache<B>>,
+        talker: &Talker<B>,
+        plan: &PromptPlan,
+        voice: VoiceData<'_>,
+        groups: usize,
+    ) -> Self {
+        let d = talker.dims();
+        let row_bytes = talker.stack().layers().len() * 2 * d.kv_width() * size_of::<f32>();
+        let key = cache.and_then(|c| {
+            PrefixKey::of(plan, voice, groups).filter(|k| k.rows() < plan.len() && k.rows() * row_bytes <= c.budget)
+        });
+        PrefillSplit { cache: key.as_ref().and(cache), key }
+    }
+
+    /// Rows of the voice prefix when the prompt is split, 0 when it runs in one pass.
+    pub fn prefix_rows(&self) -> usize {
+        self.key.as_ref().map_or(0, PrefixKey::rows)
+    }
+}
+
 /// Rows `first..first + count` of the prompt, copied into a buffer of their own (a forward
 /// consumes its input as the residual stream).
 fn prompt_rows<B: Backend>(
@@ -212,27 +247,25 @@ fn prompt_rows<B: Backend>(
     Ok(x)
 }
 
-/// Runs the prompt (consumed) through the talker into the empty state `st`, leaving the last row's
+/// Runs the prompt through the talker into the empty state `st`, leaving the last row's
 /// logits in it (on the host) and its keys and values in the cache, as
-/// [`Talker::forward_observed`] over the whole prompt does. With `cache`, the voice prefix
-/// (`key`, from [`PrefixKey::of`]) is copied in from the cache or computed as its own
-/// forward and then offered to the cache (see the module docs). `observe` sees every layer
-/// of every forward (the stop poll).
-#[allow(clippy::too_many_arguments)]
+/// [`Talker::forward_observed`] over the whole prompt does. Split as `split` says: the voice
+/// prefix copied in from the cache or computed as a forward of its own and then offered to
+/// the cache, then the rest (see the module docs); else one forward, which consumes the
+/// prompt's rows. `prompt` must have been materialised with `split.prefix_rows()` rows in a
+/// batch of their own. `observe` sees every layer of every forward (the stop poll).
 pub fn prefill<B: Backend>(
     b: &B,
     s: &mut B::Stream,
     talker: &Talker<B>,
     st: &mut TalkerState<B>,
     prompt: &mut PromptEmbeds<B>,
-    key: Option<PrefixKey>,
-    cache: Option<&PrefixCache<B>>,
+    split: PrefillSplit<'_, B>,
     mut observe: Option<&mut LayerObserver<'_, B>>,
 ) -> Result<PrefillReport> {
     let rows = prompt.len();
     let h = talker.hidden_size();
-    let (Some(cache), Some(key)) = (cache, key.filter(|k| k.rows() < rows)) else {
-        // One forward over the prompt rows in place (they are consumed).
+    let (Some(cache), Some(key)) = (split.cache, split.key) else {
         talker.forward_observed(b, s, st, prompt.embeds_mut(), rows, observe)?;
         return Ok(PrefillReport { rows, reused_rows: 0 });
     };

@@ -118,8 +118,11 @@ pub struct PromptPlan {
     /// Leading rows that do not depend on the target text: the instruction, role and control
     /// rows (language, speaker) and, for ICL, the reference transcript's rows with their
     /// reference frames. Requests with the same voice, language and instruction share them,
-    /// so their keys and values can be computed once ([`crate::model::prefix_cache`]). At most
-    /// `rows.len() − 1`: the last prompt row, whose logits start the frame loop, is never in it.
+    /// so their keys and values can be computed once ([`crate::model::prefix_cache`]). (The
+    /// role rows are the first three ids of the tokenised text template, the same for any text
+    /// except one that starts with a line break; a cache key holds the rows themselves.) At
+    /// most `rows.len() − 1`: the last prompt row, whose logits start the frame loop, is never
+    /// in it.
     pub voice_prefix: usize,
 }
 
@@ -528,6 +531,12 @@ pub struct PromptEmbeds<B: Backend> {
 
 impl<B: Backend> PromptEmbeds<B> {
     /// Turns `plan` into rows. `voice` must provide what the plan refers to.
+    ///
+    /// `own_batch_rows`: the text ids of the first `own_batch_rows` rows (with `tts_pad`) are
+    /// projected as a batch of their own, so their vectors depend on those rows alone and not
+    /// on the rest of the prompt (a GPU chooses its matrix kernels by row count). The voice
+    /// prefix cache needs that for the prefix rows; 0 projects every id in one batch.
+    #[allow(clippy::too_many_arguments)]
     pub fn materialize(
         b: &B,
         s: &mut B::Stream,
@@ -536,6 +545,7 @@ impl<B: Backend> PromptEmbeds<B> {
         ids: &SpecialIds,
         plan: &PromptPlan,
         voice: VoiceData<'_>,
+        own_batch_rows: usize,
     ) -> Result<Self> {
         let h = talker.hidden_size();
         let len = plan.len();
@@ -544,11 +554,17 @@ impl<B: Backend> PromptEmbeds<B> {
         }
 
         // 1. Every distinct text id (pad always: it is the fallback decode text row) projected
-        //    in one batch into a small table.
+        //    into a small table: one batch, or the first rows' ids and then the others.
         let mut table_ids: Vec<u32> = vec![ids.tts_pad];
         let text_parts = plan.rows.iter().map(|r| r.text).chain(plan.trailing.iter().copied());
-        for id in text_parts.filter_map(|t| ids.text_id(t)) {
-            if !table_ids.contains(&id) {
+        let mut first_batch = 0;
+        for (i, part) in text_parts.enumerate() {
+            if own_batch_rows > 0 && i == own_batch_rows {
+                first_batch = table_ids.len();
+            }
+            if let Some(id) = ids.text_id(part)
+                && !table_ids.contains(&id)
+            {
                 table_ids.push(id);
             }
         }
@@ -559,7 +575,15 @@ impl<B: Backend> PromptEmbeds<B> {
             )));
         }
         let mut table = b.alloc(table_ids.len() * h)?;
-        talker.project_text(b, s, &table_ids, &mut table)?;
+        if first_batch == 0 || first_batch == table_ids.len() {
+            talker.project_text(b, s, &table_ids, &mut table)?;
+        } else {
+            talker.project_text(b, s, &table_ids[..first_batch], &mut table)?;
+            let rest = &table_ids[first_batch..];
+            let mut projected = b.alloc(rest.len() * h)?;
+            talker.project_text(b, s, rest, &mut projected)?;
+            b.copy(s, &projected, 0, &mut table, first_batch * h, rest.len() * h)?;
+        }
         let slot = |part: TextPart| ids.text_id(part).map(|id| table_ids.iter().position(|&t| t == id).unwrap());
 
         // 2. Text column of the prompt, scattered from the table (zero where there is none).
@@ -906,6 +930,34 @@ mod tests {
             assert_eq!(b.voice_prefix, want, "{case}");
             assert!(a.voice_prefix < a.len(), "{case}");
             assert_eq!(a.rows[..want], b.rows[..want], "{case}");
+        }
+
+        // Built-in speakers, no speaker, and instruction rows in front (CustomVoice and
+        // VoiceDesign): the instruction belongs to the prefix, the text never does.
+        let instruct = [151644, 872, 198, 11622, 151645, 198];
+        for voice in [VoiceRow::Speaker(3061), VoiceRow::None] {
+            for instruct_ids in [None, Some(&instruct[..])] {
+                for non_streaming_mode in [false, true] {
+                    let build = |text: &[u32]| {
+                        let inputs = PlanInputs {
+                            text_ids: text,
+                            instruct_ids,
+                            language_id: Some(ENGLISH),
+                            voice,
+                            icl: None,
+                            non_streaming_mode,
+                        };
+                        build_plan(&IDS, &inputs).unwrap()
+                    };
+                    let (a, b) = (build(&TEXT), build(&OTHER));
+                    let controls = if voice == VoiceRow::None { 5 } else { 6 };
+                    let want = instruct_ids.map_or(0, <[u32]>::len) + 3 + controls;
+                    let case = format!("{voice:?}, instruction {}, non-streaming {non_streaming_mode}", instruct_ids.is_some());
+                    assert_eq!((a.voice_prefix, b.voice_prefix), (want, want), "{case}");
+                    assert_eq!(a.rows[..want], b.rows[..want], "{case}");
+                    assert_ne!(a.rows[want..], b.rows[want..], "{case}: the text starts right after");
+                }
+            }
         }
     }
 

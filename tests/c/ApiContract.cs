@@ -145,6 +145,7 @@ static class ApiContract
             int layers = model.GetInfo().TalkerLayers;
             GenerateParams hooked = model.DefaultGenerateParams();
             hooked.Native.MaxFrames = 12;
+            hooked.Language = "English"; // the voice prefix of the calls above is reused: one prefill pass
             hooked.ShouldAbort = () => ++polls >= layers + 2;
             using (Audio stopped = model.Generate(voice, "Hello there.", hooked, null))
                 // Poll 1 comes before the prefill, one after each of its layers, then one after each frame.

@@ -202,8 +202,9 @@ int main(int argc, char **argv) {
   qt_free(partial);
   free(stopper.samples);
 
-  /* Poll 1 comes before the prefill, one follows each of its L layers, poll L + 1 + n comes
-   * after frame n: stopping at poll L + 3 keeps 2 frames, at poll 2 (inside the prefill) none. */
+  /* Poll 1 comes before the prefill, one follows each of its L layers (one pass: the calls
+   * above left this voice's prefix in the prefix cache), poll L + 1 + n comes after frame n:
+   * stopping at poll L + 3 keeps 2 frames, at poll 2 (inside the prefill) none. */
   int layers = minfo.talker_layers;
   for (int i = 0; i < 2; ++i) {
     poll_counter counter = {0, i == 0 ? layers + 3 : 2};

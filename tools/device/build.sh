@@ -15,8 +15,8 @@ export QT_CUDA_ARCHS="${QT_CUDA_ARCHS:-90a}"
 shared="${QT_SHARED_DIR:-../shared}"
 rm -rf .device && mkdir -p .device/bin .device/checkpoints
 echo "== cargo build --release (bench_cuda, bench_codec, make_random_checkpoint, CUDA test binaries)"
-cargo build --locked --release --features cuda --example bench_cuda --example make_random_checkpoint --example qwentts --example soak --example bench_codec
-cp target/release/examples/{bench_cuda,make_random_checkpoint,qwentts,soak,bench_codec} .device/bin/
+cargo build --locked --release --features cuda --example bench_cuda --example make_random_checkpoint --example qwentts --example soak --example bench_codec --example bench_prefix
+cp target/release/examples/{bench_cuda,make_random_checkpoint,qwentts,soak,bench_codec,bench_prefix} .device/bin/
 tests=()
 for t in cuda_backend cuda_kernels cuda_audio_ops cuda_codec cuda_codec_encoder cuda_speaker_encoder cuda_model cuda_megakernel ffi; do [ -f "tests/$t.rs" ] && tests+=(--test "$t"); done
 cargo test --locked --release --features cuda --no-run --message-format=json "${tests[@]}" \

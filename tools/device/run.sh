@@ -5,7 +5,7 @@
 #
 #   run tool:  command "./tools/device/run.sh", carry [".device"], timeout <= 600 s
 #   QT_RUN_BENCH=0 skips the benchmarks; QT_MODELS="0.6B" limits the checkpoints;
-#   QT_CODEC_BENCH=0 skips the GPU codec benchmark;
+#   QT_CODEC_BENCH=0 skips the GPU codec benchmark; QT_PREFIX_BENCH=0 the prefix cache's;
 #   QT_TESTS="cuda_megakernel cuda_model:megakernel" limits the test binaries (NAME:FILTER or
 #   QT_TEST_FILTER filters inside them); QT_SANITIZE=1 runs the megakernel tests under compute-sanitizer (memcheck,
 #   racecheck, synccheck, initcheck; QT_SANITIZE_TOOLS picks, QT_SANITIZE_TIMEOUT bounds each); QT_REFBENCH=1 runs faster-qwen3-tts (../shared/tools/reference-bench,
@@ -101,6 +101,11 @@ fi
 # full-size checkpoint; QT_CODEC_BENCH=0 skips it.
 if [ "${QT_CODEC_BENCH:-1}" = 1 ] && [ -x "$bin/bench_codec" ] && [ -n "$full" ]; then
   run_step bench_codec_cuda 120 "$bin/bench_codec" --model "${full%%:*}" --device 0 --seconds 8 --runs 5
+fi
+# The voice prefix cache: first frame of an ICL request (10 s reference) with the cache off,
+# on a miss and on a hit, on the first full-size checkpoint; QT_PREFIX_BENCH=0 skips it.
+if [ "${QT_PREFIX_BENCH:-1}" = 1 ] && [ -x "$bin/bench_prefix" ] && [ -n "$full" ]; then
+  run_step bench_prefix_cuda 90 "$bin/bench_prefix" --model "${full%%:*}" --device 0 --runs 5
 fi
 # QT_SPLITK=1: the codec's convolutions unsplit (QT_CODEC_SPLIT_K=0) through the codec tests
 # (CPU parity, streamed = offline to the bit) and the codec benchmark.

@@ -4,7 +4,8 @@
 //! tools/device/run.sh with `--ignored`).
 //!
 //! Method: the same f32 weights go to both backends (audio weights are f32 on the GPU too),
-//! inputs are seeded (SplitMix64, tests/common/rng.rs; fixed seeds, so a failure repeats),
+//! inputs are seeded (SplitMix64, tests/common/rng.rs; fixed seeds, so a failure repeats; the
+//! helpers are shared with cuda_kernels.rs in tests/common/gpu.rs),
 //! GPU outputs are poisoned with NaN before each op so an unwritten element fails, and the
 //! error is ‖gpu − cpu‖ / ‖cpu‖ (NaN never passes); each test prints its worst case.
 //! Streaming ops run twice from the same random starting state: in one call, and as a
@@ -16,30 +17,20 @@
 //! summation order only.
 #![cfg(feature = "cuda")]
 
-#[path = "common/rng.rs"]
-#[allow(dead_code)] // only part of it is used here
-mod rng;
+mod common;
 
-use std::sync::OnceLock;
-
+use common::gpu::{GBuf, GStream, assert_bits_eq, download, gpu, poisoned, rel_err, upload};
+use common::rng::Rng;
 use qwentts::backend::audio::{Activation, AudioBackend, ColumnSpan, ConvShape, EdgePad, TransposedConvShape};
 use qwentts::backend::cpu::CpuBackend;
-use qwentts::backend::cuda::{CudaBackend, CudaF32Weight};
+use qwentts::backend::cuda::CudaF32Weight;
 use qwentts::backend::{AttentionShape, Backend};
-use rng::Rng;
 
 /// f32 against f32: only summation orders (and erff / sinf / expf ulps) differ.
 const TOL: f64 = 1e-5;
 const GPU: &str = "needs a CUDA GPU: tools/device/run.sh runs it with --ignored";
 
-type GStream = <CudaBackend as Backend>::Stream;
-type GBuf = <CudaBackend as Backend>::Buffer;
 type CStream = <CpuBackend as Backend>::Stream;
-
-fn gpu() -> &'static CudaBackend {
-    static B: OnceLock<CudaBackend> = OnceLock::new();
-    B.get_or_init(|| CudaBackend::new(0).expect("open CUDA device 0"))
-}
 
 fn cpu() -> CpuBackend {
     CpuBackend::new(2)
@@ -47,11 +38,6 @@ fn cpu() -> CpuBackend {
 
 fn streams(c: &CpuBackend) -> (CStream, GStream) {
     (c.new_stream().unwrap(), gpu().new_stream().unwrap())
-}
-
-/// Uniform in [-scale, scale).
-fn rand_vec(rng: &mut Rng, n: usize, scale: f32) -> Vec<f32> {
-    (0..n).map(|_| (rng.unit() * 2.0 - 1.0) * scale).collect()
 }
 
 /// The same f32 weight on both backends.
@@ -62,43 +48,6 @@ struct W {
 
 fn weight(c: &CpuBackend, data: &[f32], shape: &[usize]) -> W {
     W { cpu: c.upload_audio_weight(data, shape).unwrap(), gpu: gpu().upload_audio_weight(data, shape).unwrap() }
-}
-
-fn upload(s: &mut GStream, data: &[f32]) -> GBuf {
-    let mut b = gpu().alloc(data.len()).unwrap();
-    gpu().write(s, &mut b, 0, data).unwrap();
-    b
-}
-
-/// A GPU buffer of `n` NaNs (an output the op must overwrite).
-fn poisoned(s: &mut GStream, n: usize) -> GBuf {
-    upload(s, &vec![f32::NAN; n])
-}
-
-fn download(s: &mut GStream, b: &GBuf, n: usize) -> Vec<f32> {
-    let mut host = vec![0.0; n];
-    gpu().read(s, b, 0, &mut host).unwrap();
-    host
-}
-
-/// ‖got − want‖ / ‖want‖; panics on any non-finite value.
-fn rel_err(what: &str, got: &[f32], want: &[f32]) -> f64 {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let bad = got.iter().filter(|v| !v.is_finite()).count();
-    assert_eq!(bad, 0, "{what}: {bad} non-finite values (unwritten or NaN)");
-    let (mut num, mut den) = (0.0f64, 0.0f64);
-    for (g, w) in got.iter().zip(want) {
-        num += (*g as f64 - *w as f64).powi(2);
-        den += (*w as f64).powi(2);
-    }
-    if num == 0.0 { 0.0 } else { (num / den.max(f64::MIN_POSITIVE)).sqrt() }
-}
-
-fn assert_bits_eq(what: &str, got: &[f32], want: &[f32]) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    if let Some(i) = got.iter().zip(want).position(|(g, w)| g.to_bits() != w.to_bits()) {
-        panic!("{what}: element {i} differs: {} vs {}", got[i], want[i]);
-    }
 }
 
 /// The worst relative error seen by one test.
@@ -202,14 +151,14 @@ fn causal_conv_matches_cpu_streamed_and_in_one_call() {
                     }
                     let shape = ConvShape { cin, cout, kernel, dilation };
                     let scale = 1.0 / ((kernel * cin) as f32).sqrt();
-                    let w = weight(&c, &rand_vec(&mut rng, shape.weight_len(), scale), &[cout, kernel * cin]);
-                    let bias = (case % 3 != 2).then(|| weight(&c, &rand_vec(&mut rng, cout, 0.5), &[cout]));
+                    let w = weight(&c, &rng.vec(shape.weight_len(), scale), &[cout, kernel * cin]);
+                    let bias = (case % 3 != 2).then(|| weight(&c, &rng.vec(cout, 0.5), &[cout]));
                     let h_len = shape.history_rows() * cin;
                     for rows in [1, 5, 64, 200] {
                         case += 1;
                         let what = format!("conv cin {cin} cout {cout} k {kernel} d {dilation} rows {rows}");
-                        let x = rand_vec(&mut rng, rows * cin, 1.0);
-                        let h0 = rand_vec(&mut rng, h_len, 1.0);
+                        let x = rng.vec(rows * cin, 1.0);
+                        let h0 = rng.vec(h_len, 1.0);
                         // One call.
                         let mut ch = h0.clone();
                         let mut cy = vec![0.0; rows * cout];
@@ -288,11 +237,11 @@ fn causal_conv_as_linear_layer_on_long_inputs() {
     {
         let shape = ConvShape { cin, cout, kernel, dilation };
         let scale = 1.0 / ((kernel * cin) as f32).sqrt();
-        let w = weight(&c, &rand_vec(&mut rng, shape.weight_len(), scale), &[cout, kernel * cin]);
-        let b = weight(&c, &rand_vec(&mut rng, cout, 0.5), &[cout]);
+        let w = weight(&c, &rng.vec(shape.weight_len(), scale), &[cout, kernel * cin]);
+        let b = weight(&c, &rng.vec(cout, 0.5), &[cout]);
         let h_len = shape.history_rows() * cin;
-        let x = rand_vec(&mut rng, rows * cin, 1.0);
-        let mut ch = rand_vec(&mut rng, h_len, 1.0);
+        let x = rng.vec(rows * cin, 1.0);
+        let mut ch = rng.vec(h_len, 1.0);
         let mut gh = upload(&mut gs, &ch);
         let mut cy = vec![0.0; rows * cout];
         c.causal_conv(&mut cs, &x, rows, opt(h_len, &mut ch), shape, &w.cpu, Some(&b.cpu), &mut cy).unwrap();
@@ -325,11 +274,11 @@ fn a_conv_split_over_k_equals_the_unsplit_call_to_the_bit() {
     let mut rng = Rng(0x5B117);
     let shape = ConvShape { cin, cout, kernel, dilation };
     let scale = 1.0 / ((kernel * cin) as f32).sqrt();
-    let w = weight(&c, &rand_vec(&mut rng, shape.weight_len(), scale), &[cout, kernel * cin]);
-    let b = weight(&c, &rand_vec(&mut rng, cout, 0.5), &[cout]);
+    let w = weight(&c, &rng.vec(shape.weight_len(), scale), &[cout, kernel * cin]);
+    let b = weight(&c, &rng.vec(cout, 0.5), &[cout]);
     let h_len = shape.history_rows() * cin;
-    let x = rand_vec(&mut rng, rows * cin, 1.0);
-    let h0 = rand_vec(&mut rng, h_len, 1.0);
+    let x = rng.vec(rows * cin, 1.0);
+    let h0 = rng.vec(h_len, 1.0);
 
     let gx = upload(&mut gs, &x);
     let mut gh = upload(&mut gs, &h0);
@@ -370,14 +319,14 @@ fn transposed_conv_matches_cpu_streamed_and_in_one_call() {
         for (cin, cout) in [(3, 5), (32, 96), (96, 32), (100, 100)] {
             let shape = TransposedConvShape { cin, cout, kernel, stride };
             let w =
-                weight(&c, &rand_vec(&mut rng, shape.weight_len(), 1.0 / (cin as f32).sqrt()), &[kernel * cout, cin]);
-            let b = weight(&c, &rand_vec(&mut rng, cout, 0.5), &[cout]);
+                weight(&c, &rng.vec(shape.weight_len(), 1.0 / (cin as f32).sqrt()), &[kernel * cout, cin]);
+            let b = weight(&c, &rng.vec(cout, 0.5), &[cout]);
             let c_len = shape.overlap_rows() * cout;
             for rows in [1, 5, 64, 150] {
                 case += 1;
                 let what = format!("conv_transpose k {kernel} s {stride} cin {cin} cout {cout} rows {rows}");
-                let x = rand_vec(&mut rng, rows * cin, 1.0);
-                let carry0 = rand_vec(&mut rng, c_len, 1.0);
+                let x = rng.vec(rows * cin, 1.0);
+                let carry0 = rng.vec(c_len, 1.0);
                 let out = rows * stride * cout;
                 let mut cc = carry0.clone();
                 let mut cy = vec![0.0; out];
@@ -430,14 +379,14 @@ fn depthwise_conv_matches_cpu_streamed_and_in_one_call() {
     let mut case = 0;
     for channels in [3, 96, 100, 1024] {
         for kernel in [1, 3, 7] {
-            let taps = weight(&c, &rand_vec(&mut rng, kernel * channels, 0.5), &[kernel, channels]);
-            let b = weight(&c, &rand_vec(&mut rng, channels, 0.5), &[channels]);
+            let taps = weight(&c, &rng.vec(kernel * channels, 0.5), &[kernel, channels]);
+            let b = weight(&c, &rng.vec(channels, 0.5), &[channels]);
             let h_len = (kernel - 1) * channels;
             for rows in [1, 5, 64, 200] {
                 case += 1;
                 let what = format!("depthwise ch {channels} k {kernel} rows {rows}");
-                let x = rand_vec(&mut rng, rows * channels, 1.0);
-                let h0 = rand_vec(&mut rng, h_len, 1.0);
+                let x = rng.vec(rows * channels, 1.0);
+                let h0 = rng.vec(h_len, 1.0);
                 let mut ch = h0.clone();
                 let mut cy = vec![0.0; rows * channels];
                 c.depthwise_causal_conv(&mut cs, &x, rows, &mut ch, channels, kernel, &taps.cpu, &b.cpu, &mut cy)
@@ -485,12 +434,12 @@ fn norms_match_cpu() {
     let mut rng = Rng(0x4E);
     let mut worst = Worst::default();
     for dim in [3, 96, 100, 1024, 1536] {
-        let w = weight(&c, &rand_vec(&mut rng, dim, 0.5).iter().map(|v| 1.0 + v).collect::<Vec<_>>(), &[dim]);
-        let b = weight(&c, &rand_vec(&mut rng, dim, 0.5), &[dim]);
+        let w = weight(&c, &rng.vec(dim, 0.5).iter().map(|v| 1.0 + v).collect::<Vec<_>>(), &[dim]);
+        let b = weight(&c, &rng.vec(dim, 0.5), &[dim]);
         for rows in [1, 7, 64] {
             for eps in [1e-5f32, 1e-6] {
                 // Rows with an offset, so the mean matters.
-                let x: Vec<f32> = rand_vec(&mut rng, rows * dim, 2.0).iter().map(|v| v + 0.75).collect();
+                let x: Vec<f32> = rng.vec(rows * dim, 2.0).iter().map(|v| v + 0.75).collect();
                 // LayerNorm, in place; the buffer is longer than the rows it normalises.
                 let mut cx = x.clone();
                 cx.extend_from_slice(&[9.0; 5]);
@@ -531,7 +480,7 @@ fn activations_match_cpu() {
     let mut worst = Worst::default();
     // GELU over erf's whole range (|x / √2| up to ~4.2); the element after `len` stays.
     for len in [1, 1000, 100_003] {
-        let x = rand_vec(&mut rng, len, 6.0);
+        let x = rng.vec(len, 6.0);
         let mut cx = x.clone();
         cx.push(7.0);
         c.gelu(&mut cs, &mut cx, len).unwrap();
@@ -550,12 +499,12 @@ fn activations_match_cpu() {
     }
     // SnakeBeta with log-space parameters as the model loads them.
     for channels in [3, 96, 1024] {
-        let freq: Vec<f32> = rand_vec(&mut rng, channels, 1.0).iter().map(|a| a.exp()).collect();
-        let inv_mag: Vec<f32> = rand_vec(&mut rng, channels, 1.0).iter().map(|b| 1.0 / (b.exp() + 1e-9)).collect();
+        let freq: Vec<f32> = rng.vec(channels, 1.0).iter().map(|a| a.exp()).collect();
+        let inv_mag: Vec<f32> = rng.vec(channels, 1.0).iter().map(|b| 1.0 / (b.exp() + 1e-9)).collect();
         let f = weight(&c, &freq, &[channels]);
         let m = weight(&c, &inv_mag, &[channels]);
         for rows in [1, 7, 64] {
-            let x = rand_vec(&mut rng, rows * channels, 3.0);
+            let x = rng.vec(rows * channels, 3.0);
             let mut cx = x.clone();
             c.snake_beta(&mut cs, &mut cx, rows, &f.cpu, &m.cpu).unwrap();
             let mut gx = upload(&mut gs, &x);
@@ -565,10 +514,10 @@ fn activations_match_cpu() {
     }
     // Layer scale + residual: the CPU's exact rounding.
     for channels in [3, 96, 1024] {
-        let scale = weight(&c, &rand_vec(&mut rng, channels, 0.1), &[channels]);
+        let scale = weight(&c, &rng.vec(channels, 0.1), &[channels]);
         for rows in [1, 7, 64] {
-            let r = rand_vec(&mut rng, rows * channels, 1.0);
-            let x = rand_vec(&mut rng, rows * channels, 1.0);
+            let r = rng.vec(rows * channels, 1.0);
+            let x = rng.vec(rows * channels, 1.0);
             let mut cr = r.clone();
             c.scale_add(&mut cs, &mut cr, &x, rows, &scale.cpu).unwrap();
             let mut gr = upload(&mut gs, &r);
@@ -580,7 +529,7 @@ fn activations_match_cpu() {
         }
     }
     // Clamp, NaN included (f32::clamp passes it through).
-    let mut x = rand_vec(&mut rng, 1001, 2.0);
+    let mut x = rng.vec(1001, 2.0);
     x[17] = f32::NAN;
     x[18] = f32::INFINITY;
     x[19] = f32::NEG_INFINITY;
@@ -602,7 +551,7 @@ fn codebook_sum_matches_cpu_exactly() {
     // 20 tables: more than one launch takes (16), summed in the same order.
     for (num_tables, entries, dim) in [(1, 2048, 512), (2, 5, 100), (16, 2048, 512), (20, 33, 100)] {
         let tables: Vec<W> =
-            (0..num_tables).map(|_| weight(&c, &rand_vec(&mut rng, entries * dim, 1.0), &[entries, dim])).collect();
+            (0..num_tables).map(|_| weight(&c, &rng.vec(entries * dim, 1.0), &[entries, dim])).collect();
         let cpu_tables: Vec<_> = tables.iter().map(|t| &t.cpu).collect();
         let gpu_tables: Vec<_> = tables.iter().map(|t| &t.gpu).collect();
         for rows in [1, 3, 50] {
@@ -634,9 +583,9 @@ fn window_attention_matches_cpu_streamed() {
     for shape in shapes {
         let (q_dim, kv_dim) = (shape.num_heads * shape.head_dim, shape.num_kv_heads * shape.head_dim);
         for window in [72, 4] {
-            let q = rand_vec(&mut rng, total_rows * q_dim, 1.5);
-            let k = rand_vec(&mut rng, total_rows * kv_dim, 1.5);
-            let v = rand_vec(&mut rng, total_rows * kv_dim, 1.0);
+            let q = rng.vec(total_rows * q_dim, 1.5);
+            let k = rng.vec(total_rows * kv_dim, 1.5);
+            let v = rng.vec(total_rows * kv_dim, 1.0);
             for parts in [vec![1usize, 4, 37], vec![total_rows]] {
                 let max_piece = *parts.iter().max().unwrap();
                 let capacity = window - 1 + max_piece;
@@ -818,10 +767,10 @@ fn reflect_conv_matches_cpu() {
             let shape = ConvShape { cin, cout, kernel, dilation };
             let pad = shape.history_rows();
             let scale = 1.0 / ((kernel * cin) as f32).sqrt();
-            let w = weight(&c, &rand_vec(&mut rng, shape.weight_len(), scale), &[cout, kernel * cin]);
-            let b = weight(&c, &rand_vec(&mut rng, cout, 0.5), &[cout]);
+            let w = weight(&c, &rng.vec(shape.weight_len(), scale), &[cout, kernel * cin]);
+            let b = weight(&c, &rng.vec(cout, 0.5), &[cout]);
             for rows in [pad - pad / 2 + 1, 9, 70, 286] {
-                let x = rand_vec(&mut rng, rows * cin, 1.0);
+                let x = rng.vec(rows * cin, 1.0);
                 let mut cy = vec![0.0; rows * cout];
                 c.reflect_conv(&mut cs, &x, rows, shape, &w.cpu, &b.cpu, &mut cy).unwrap();
                 let gx = upload(&mut gs, &x);
@@ -832,7 +781,7 @@ fn reflect_conv_matches_cpu() {
             // Pads as long as the sequence: refused by both.
             if pad > 0 {
                 let rows = pad - pad / 2;
-                let x = rand_vec(&mut rng, rows * cin, 1.0);
+                let x = rng.vec(rows * cin, 1.0);
                 let mut cy = vec![0.0; rows * cout];
                 assert!(c.reflect_conv(&mut cs, &x, rows, shape, &w.cpu, &b.cpu, &mut cy).is_err());
                 let gx = upload(&mut gs, &x);
@@ -853,7 +802,7 @@ fn column_ops_match_cpu() {
     let mut rng = Rng(0xC01);
     let mut worst = Worst::default();
     for (rows, width) in [(1, 5), (7, 33), (286, 128), (1000, 1536)] {
-        let x = rand_vec(&mut rng, rows * width, 2.0);
+        let x = rng.vec(rows * width, 2.0);
         let gx = upload(&mut gs, &x);
         // Mean.
         let mut cm = vec![0.0; width];
@@ -867,7 +816,7 @@ fn column_ops_match_cpu() {
         let mut gst = poisoned(&mut gs, 2 * width);
         g.column_stats(&mut gs, &gx, rows, width, None, &mut gst).unwrap();
         worst.check(&format!("column_stats uniform {rows}x{width}"), &download(&mut gs, &gst, 2 * width), &cst);
-        let mut cw = rand_vec(&mut rng, rows * width, 4.0);
+        let mut cw = rng.vec(rows * width, 4.0);
         let mut gw = upload(&mut gs, &cw);
         c.column_softmax(&mut cs, &mut cw, rows, width).unwrap();
         g.column_softmax(&mut gs, &mut gw, rows, width).unwrap();
@@ -876,8 +825,8 @@ fn column_ops_match_cpu() {
         g.column_stats(&mut gs, &gx, rows, width, Some(&gw), &mut gst).unwrap();
         worst.check(&format!("column_stats weighted {rows}x{width}"), &download(&mut gs, &gst, 2 * width), &cst);
         // The SE gate: residual += gate[c] · x, bit for bit (one product and one sum each).
-        let gate = rand_vec(&mut rng, width, 1.0);
-        let mut cres = rand_vec(&mut rng, rows * width, 1.0);
+        let gate = rng.vec(width, 1.0);
+        let mut cres = rng.vec(rows * width, 1.0);
         let mut gres = upload(&mut gs, &cres);
         let ggate = upload(&mut gs, &gate);
         c.gate_add(&mut cs, &mut cres, &x, rows, width, &gate).unwrap();
@@ -896,9 +845,9 @@ fn copy_columns_and_speaker_activations_match_cpu() {
     let mut rng = Rng(0xAC7);
     // A block of columns into the middle of a wider matrix, and one row broadcast.
     let (rows, src_w, dst_w) = (37, 10, 24);
-    let src = rand_vec(&mut rng, rows * src_w, 1.0);
+    let src = rng.vec(rows * src_w, 1.0);
     let gsrc = upload(&mut gs, &src);
-    let mut cdst = rand_vec(&mut rng, rows * dst_w, 1.0);
+    let mut cdst = rng.vec(rows * dst_w, 1.0);
     let mut gdst = upload(&mut gs, &cdst);
     for (from, to, width) in [(ColumnSpan::of(src_w, 3), ColumnSpan::of(dst_w, 11), 6), (ColumnSpan::broadcast(2), ColumnSpan::of(dst_w, 0), 8)] {
         c.copy_columns(&mut cs, &src, from, &mut cdst, to, rows, width).unwrap();
@@ -914,7 +863,7 @@ fn copy_columns_and_speaker_activations_match_cpu() {
     // ReLU exactly; tanh and sigmoid within a few ulps (CUDA's tanhf / expf against libm, each
     // within about 2).
     let ulps = |a: f32, b: f32| (a.to_bits() as i64 - b.to_bits() as i64).unsigned_abs();
-    let x: Vec<f32> = rand_vec(&mut rng, 4096, 12.0);
+    let x: Vec<f32> = rng.vec(4096, 12.0);
     for f in [Activation::Relu, Activation::Tanh, Activation::Sigmoid, Activation::Elu] {
         let mut cx = x.clone();
         c.activation(&mut cs, &mut cx, x.len(), f).unwrap();
@@ -940,7 +889,7 @@ fn log_mel_ops_match_cpu() {
     let mut rng = Rng(0x3E1);
     // Reflect padding: a copy, bit for bit; pads as long as the signal refused.
     for (rows, width, left, right) in [(385, 1, 384, 384), (10, 3, 4, 5), (2, 2, 1, 1)] {
-        let x = rand_vec(&mut rng, rows * width, 1.0);
+        let x = rng.vec(rows * width, 1.0);
         let n = (rows + left + right) * width;
         let mut cy = vec![0.0; n];
         c.reflect_pad(&mut cs, &x, rows, width, left, right, &mut cy).unwrap();
@@ -953,7 +902,7 @@ fn log_mel_ops_match_cpu() {
     }
     // Magnitudes: correctly rounded steps on both sides, so the same bits.
     let (rows, bins) = (37, 513);
-    let spec = rand_vec(&mut rng, rows * 2 * bins, 3.0);
+    let spec = rng.vec(rows * 2 * bins, 3.0);
     let mut cm = vec![0.0; rows * bins];
     c.complex_magnitude(&mut cs, &spec, rows, bins, 1e-9, &mut cm).unwrap();
     let gspec = upload(&mut gs, &spec);
@@ -961,7 +910,7 @@ fn log_mel_ops_match_cpu() {
     g.complex_magnitude(&mut gs, &gspec, rows, bins, 1e-9, &mut gm).unwrap();
     assert_bits_eq("complex_magnitude", &download(&mut gs, &gm, rows * bins), &cm);
     // The clamped log: logf against libm's ln, within 2 ulp; the floor exact.
-    let mut x: Vec<f32> = rand_vec(&mut rng, 4096, 1.0).iter().map(|v| v.abs() * 100.0).collect();
+    let mut x: Vec<f32> = rng.vec(4096, 1.0).iter().map(|v| v.abs() * 100.0).collect();
     x[0] = 0.0;
     x[1] = 1e-7;
     let mut cx = x.clone();
@@ -1000,11 +949,11 @@ fn padded_conv_matches_cpu() {
     ] {
         let shape = ConvShape { cin, cout, kernel, dilation };
         let scale = 1.0 / ((kernel * cin) as f32).sqrt();
-        let w = weight(&c, &rand_vec(&mut rng, shape.weight_len(), scale), &[cout, kernel * cin]);
-        let b = weight(&c, &rand_vec(&mut rng, cout, 0.5), &[cout]);
+        let w = weight(&c, &rng.vec(shape.weight_len(), scale), &[cout, kernel * cin]);
+        let b = weight(&c, &rng.vec(cout, 0.5), &[cout]);
         let bias = with_bias.then_some(&b);
         for rows in [1, stride, 7 * stride + 1, 333] {
-            let x = rand_vec(&mut rng, rows * cin, 1.0);
+            let x = rng.vec(rows * cin, 1.0);
             let out = rows.div_ceil(stride);
             let mut cy = vec![0.0; out * cout];
             let n = c.padded_conv(&mut cs, &x, rows, shape, stride, pad, &w.cpu, bias.map(|b| &b.cpu), &mut cy).unwrap();
@@ -1019,7 +968,7 @@ fn padded_conv_matches_cpu() {
     }
     // Not a causal conv (the kernel spans fewer rows than the stride), and no rows: refused.
     let shape = ConvShape { cin: 4, cout: 4, kernel: 2, dilation: 1 };
-    let w = weight(&c, &rand_vec(&mut rng, shape.weight_len(), 0.5), &[4, 8]);
+    let w = weight(&c, &rng.vec(shape.weight_len(), 0.5), &[4, 8]);
     let gx = upload(&mut gs, &[0.0; 16]);
     let mut gy = poisoned(&mut gs, 16);
     assert!(g.padded_conv(&mut gs, &gx, 4, shape, 3, EdgePad::Zeros, &w.gpu, None, &mut gy).is_err());
@@ -1038,7 +987,7 @@ fn nearest_code_matches_cpu() {
     let (mut cs, mut gs) = streams(&c);
     let mut rng = Rng(0x7EA5);
     for (entries, dim, rows) in [(100, 8, 5), (2048, 256, 300)] {
-        let mut embed = rand_vec(&mut rng, entries * dim, 1.0);
+        let mut embed = rng.vec(entries * dim, 1.0);
         if entries > 300 {
             // Row 7 again at 263: a tie the lower index must win.
             let dup = embed[7 * dim..8 * dim].to_vec();
@@ -1046,7 +995,7 @@ fn nearest_code_matches_cpu() {
         }
         let aug = qwentts::backend::cpu_audio::augmented_codebook(&embed, dim);
         let cb = weight(&c, &aug, &[entries, dim + 2]);
-        let mut x = rand_vec(&mut rng, rows * dim, 1.0);
+        let mut x = rng.vec(rows * dim, 1.0);
         // The first query is row 7 itself, slightly moved: both copies are equally near.
         let near: Vec<f32> = embed[7 * dim..8 * dim].iter().map(|v| v + 1e-3).collect();
         x[..dim].copy_from_slice(&near);
@@ -1065,7 +1014,7 @@ fn nearest_code_matches_cpu() {
         }
     }
     // A codebook that is not whole rows of dim + 2: refused.
-    let cb = weight(&c, &rand_vec(&mut rng, 11, 1.0), &[11]);
+    let cb = weight(&c, &rng.vec(11, 1.0), &[11]);
     let gx = upload(&mut gs, &[0.0; 8]);
     let (mut id, mut m) = ([0u32; 1], [0f32; 1]);
     assert!(g.nearest_code(&mut gs, &gx, 1, 8, &cb.gpu, &mut id, &mut m).is_err());

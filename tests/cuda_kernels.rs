@@ -11,8 +11,10 @@
 //! bf16, 3e-3 with X rounded to bf16.
 #![cfg(feature = "cuda")]
 
-use std::sync::OnceLock;
+mod common;
 
+use common::gpu::{GStream, download, gpu, poison, rel_err, upload};
+use common::rng::Rng;
 use half::bf16;
 use qwentts::backend::cpu::CpuBackend;
 use qwentts::backend::cuda::{CudaBackend, GemmPrecision};
@@ -26,43 +28,6 @@ const BF16X2_TOL: f64 = 1e-4;
 /// X rounded to bf16 (2^-9 relative per element): ~1.1e-3 on random data.
 const BF16_TOL: f64 = 3e-3;
 const GPU: &str = "needs a CUDA GPU: tools/device/run.sh runs it with --ignored";
-
-fn gpu() -> &'static CudaBackend {
-    static B: OnceLock<CudaBackend> = OnceLock::new();
-    B.get_or_init(|| CudaBackend::new(0).expect("open CUDA device 0"))
-}
-
-struct Rng(u64);
-impl Rng {
-    fn new(salt: u64) -> Self {
-        static SEED: OnceLock<u64> = OnceLock::new();
-        let seed = *SEED.get_or_init(|| {
-            let s = std::env::var("QT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
-            });
-            eprintln!("QT_SEED={s}");
-            s
-        });
-        Rng(seed ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15))
-    }
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [-1, 1).
-    fn uniform(&mut self) -> f32 {
-        ((self.next() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.uniform() * scale).collect()
-    }
-    fn below(&mut self, n: usize) -> u32 {
-        (self.next() % n as u64) as u32
-    }
-}
 
 /// A random BF16 weight on both backends.
 struct W {
@@ -84,35 +49,8 @@ struct Buf {
     gpu: <CudaBackend as Backend>::Buffer,
 }
 
-fn buf(s: &mut <CudaBackend as Backend>::Stream, data: &[f32]) -> Buf {
-    let mut g = gpu().alloc(data.len()).unwrap();
-    gpu().write(s, &mut g, 0, data).unwrap();
-    Buf { cpu: data.to_vec(), gpu: g }
-}
-
-/// A GPU buffer filled with NaN (unwritten outputs then fail the comparison).
-fn poison(s: &mut <CudaBackend as Backend>::Stream, b: &mut <CudaBackend as Backend>::Buffer) {
-    let n = gpu().buffer_len(b);
-    gpu().write(s, b, 0, &vec![f32::NAN; n]).unwrap();
-}
-
-fn download(s: &mut <CudaBackend as Backend>::Stream, b: &<CudaBackend as Backend>::Buffer, n: usize) -> Vec<f32> {
-    let mut host = vec![0.0; n];
-    gpu().read(s, b, 0, &mut host).unwrap();
-    host
-}
-
-/// ‖got − want‖ / ‖want‖ over the first `want.len()` values; panics on any non-finite value.
-fn rel_err(what: &str, got: &[f32], want: &[f32]) -> f64 {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let bad = got.iter().filter(|v| !v.is_finite()).count();
-    assert_eq!(bad, 0, "{what}: {bad} non-finite values (unwritten or NaN)");
-    let (mut num, mut den) = (0.0f64, 0.0f64);
-    for (g, w) in got.iter().zip(want) {
-        num += (*g as f64 - *w as f64).powi(2);
-        den += (*w as f64).powi(2);
-    }
-    (num / den.max(f64::MIN_POSITIVE)).sqrt()
+fn buf(s: &mut GStream, data: &[f32]) -> Buf {
+    Buf { cpu: data.to_vec(), gpu: upload(s, data) }
 }
 
 fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f64) {
@@ -131,7 +69,7 @@ fn linear_rows_and_gemm_match_cpu() {
     let _ = GPU;
     let (c, g) = (cpu(), gpu());
     let (mut cs, mut gs) = (c.new_stream().unwrap(), g.new_stream().unwrap());
-    let mut rng = Rng::new(1);
+    let mut rng = Rng::seeded(1);
     // (out, in): the real projection shapes, a ragged vector-path shape, a scalar-path shape
     // (in % 8 != 0) and the tiny fixtures' widths.
     let shapes = [(3072, 1024), (1024, 3072), (2048, 1024), (1024, 2048), (1001, 1032), (37, 45), (96, 32), (2048, 16)];
@@ -203,7 +141,7 @@ fn linear_tolerance(rows: usize, k: usize, precision: GemmPrecision) -> f64 {
 fn linear_shared_input_matches_cpu_in_every_precision() {
     let (c, g) = (cpu(), gpu());
     let (mut cs, mut gs) = (c.new_stream().unwrap(), g.new_stream().unwrap());
-    let mut rng = Rng::new(12);
+    let mut rng = Rng::seeded(12);
     // (outputs' features, in): q/k/v and gate/up of the 0.6B shapes, a ragged group, and a K
     // the BF16 kernels cannot take (one call per output instead).
     let groups: [(&[usize], usize); 4] =
@@ -253,7 +191,7 @@ fn linear_shared_input_matches_cpu_in_every_precision() {
 fn the_gemm_is_deterministic_in_every_precision() {
     let g = gpu();
     let mut s = g.new_stream().unwrap();
-    let mut rng = Rng::new(11);
+    let mut rng = Rng::seeded(11);
     // 100 rows of 1024 x 3072: split over K (partial sums and their reduction).
     let (n, k, rows) = (1024, 3072, 100);
     let w = weight(&mut rng, &[n, k], 0.05, 0.0);
@@ -276,7 +214,7 @@ fn the_gemm_is_deterministic_in_every_precision() {
 fn linear_rejects_bad_sizes() {
     let g = gpu();
     let mut s = g.new_stream().unwrap();
-    let mut rng = Rng::new(2);
+    let mut rng = Rng::seeded(2);
     let w = weight(&mut rng, &[16, 8], 1.0, 0.0);
     let wrong_bias = weight(&mut rng, &[15], 1.0, 0.0);
     let x = g.alloc(2 * 8).unwrap();
@@ -302,7 +240,7 @@ fn linear_rejects_bad_sizes() {
 fn norms_match_cpu() {
     let (c, g) = (cpu(), gpu());
     let (mut cs, mut gs) = (c.new_stream().unwrap(), g.new_stream().unwrap());
-    let mut rng = Rng::new(3);
+    let mut rng = Rng::seeded(3);
     for &(rows, dim) in &[(1, 1024), (1, 2048), (7, 1024), (100, 2048), (3, 32), (5, 16), (2, 1000)] {
         let w = weight(&mut rng, &[dim], 0.5, 1.0);
         let x = buf(&mut gs, &rng.vec(rows * dim, 3.0));
@@ -351,7 +289,7 @@ fn norms_match_cpu() {
 fn qk_norm_and_rope_match_cpu() {
     let (c, g) = (cpu(), gpu());
     let (mut cs, mut gs) = (c.new_stream().unwrap(), g.new_stream().unwrap());
-    let mut rng = Rng::new(4);
+    let mut rng = Rng::seeded(4);
     // (rows, heads, kv_heads, head_dim, first position): decode at short and long contexts,
     // a prefill, and the tiny fixtures' head_dim 16.
     let cases =
@@ -387,7 +325,7 @@ fn qk_norm_and_rope_match_cpu() {
 fn attention_matches_cpu() {
     let (c, g) = (cpu(), gpu());
     let (mut cs, mut gs) = (c.new_stream().unwrap(), g.new_stream().unwrap());
-    let mut rng = Rng::new(5);
+    let mut rng = Rng::seeded(5);
     // (rows, first position, heads, kv_heads, head_dim): decode over contexts from 1 to 4096
     // (one split up to 64 positions, then more), prefills from scratch and on a cache, the
     // code predictor's 2-row prefill and the tiny fixtures' shapes.
@@ -436,7 +374,7 @@ fn attention_matches_cpu() {
 fn elementwise_and_embeddings_match_cpu() {
     let (c, g) = (cpu(), gpu());
     let (mut cs, mut gs) = (c.new_stream().unwrap(), g.new_stream().unwrap());
-    let mut rng = Rng::new(6);
+    let mut rng = Rng::seeded(6);
     for &n in &[1usize, 96, 3072, 100 * 3072 + 5] {
         let mut a = buf(&mut gs, &rng.vec(n, 6.0));
         let b = buf(&mut gs, &rng.vec(n, 2.0));
@@ -456,7 +394,7 @@ fn elementwise_and_embeddings_match_cpu() {
     let (vocab, dim) = (3072, 1024);
     let tables: Vec<W> = (0..16).map(|_| weight(&mut rng, &[vocab, dim], 0.1, 0.0)).collect();
     for &rows in &[1usize, 4, 33] {
-        let ids: Vec<u32> = (0..rows).map(|_| rng.below(vocab)).collect();
+        let ids: Vec<u32> = (0..rows).map(|_| rng.below(vocab) as u32).collect();
         let mut out = buf(&mut gs, &rng.vec(rows * dim, 1.0));
         c.embedding(&mut cs, &tables[0].cpu, &ids, &mut out.cpu, true).unwrap();
         g.embedding(&mut gs, &tables[0].gpu, &ids, &mut out.gpu, true).unwrap();
@@ -466,7 +404,7 @@ fn elementwise_and_embeddings_match_cpu() {
         g.embedding(&mut gs, &tables[1].gpu, &ids, &mut out.gpu, false).unwrap();
         assert_close(&format!("embedding {rows}"), &download(&mut gs, &out.gpu, rows * dim), &out.cpu, 0.0);
 
-        let ids: Vec<u32> = (0..rows * 16).map(|_| rng.below(2048)).collect();
+        let ids: Vec<u32> = (0..rows * 16).map(|_| rng.below(2048) as u32).collect();
         let (ct, gt): (Vec<_>, Vec<_>) = tables.iter().map(|t| (&t.cpu, &t.gpu)).unzip();
         poison(&mut gs, &mut out.gpu);
         c.embedding_sum(&mut cs, &ct, &ids, &mut out.cpu, false).unwrap();
@@ -485,7 +423,7 @@ fn elementwise_and_embeddings_match_cpu() {
 #[ignore = "needs a CUDA GPU: tools/device/run.sh runs it with --ignored"]
 fn copies_and_concurrent_streams() {
     let g = gpu();
-    let mut rng = Rng::new(7);
+    let mut rng = Rng::seeded(7);
     let data = rng.vec(1000, 1.0);
     let mut s1 = g.new_stream().unwrap();
     let mut s2 = g.new_stream().unwrap();

@@ -7,6 +7,8 @@
 #![allow(dead_code)] // each test crate uses a different subset
 
 pub mod generation;
+#[cfg(feature = "cuda")]
+pub mod gpu;
 pub mod rng;
 
 use std::collections::BTreeMap;

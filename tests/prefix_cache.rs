@@ -6,7 +6,14 @@ mod common;
 
 use common::checkpoint_dir;
 use common::generation::base_voice;
-use qwentts::model::prompt::ref_text;
+use qwentts::backend::Backend;
+use qwentts::backend::cpu::CpuBackend;
+use qwentts::model::Checkpoint;
+use qwentts::model::code_predictor::CodePredictor;
+use qwentts::model::prefix_cache::{PrefillReport, PrefillSplit, PrefixCache, prefill};
+use qwentts::model::prompt::{self, PromptEmbeds, PromptRequest, SpecialIds, VoiceData, plan_request, ref_text};
+use qwentts::model::talker::Talker;
+use qwentts::text::TextTokenizer;
 use qwentts::{FinishReason, GenerateOptions, LoadOptions, Model, Voice};
 
 fn load(prefix_cache_bytes: Option<usize>) -> Model {
@@ -184,4 +191,58 @@ fn a_prefill_stopped_midway_publishes_nothing() {
     let next = model.generate_codes(&voice, TEXT, &o, None).unwrap();
     assert_eq!(next.prefill.reused_rows, 0);
     assert_eq!(model.prefix_cache_stats().unwrap().entries, 1);
+}
+
+/// Below the API: the prefill itself. Text B hitting a prefix that text A's request made leaves
+/// exactly what B's own miss (on a fresh cache) leaves: the last row's logits and hidden state
+/// and every cached key and value, to the bit.
+#[test]
+fn a_hit_leaves_the_bits_of_its_own_miss() {
+    let dir = checkpoint_dir("tiny-base");
+    let b = CpuBackend::new(2);
+    let ckpt = Checkpoint::open(&dir).unwrap();
+    let cfg = &ckpt.config.talker_config;
+    let talker = Talker::load(&b, &ckpt.weights, cfg).unwrap();
+    let predictor = CodePredictor::load(&b, &ckpt.weights, cfg).unwrap();
+    let tokenizer = TextTokenizer::from_dir(&dir).unwrap();
+    let ids = SpecialIds::from_config(&ckpt.config);
+    let voice = base_voice(true);
+    let reference = voice.reference().unwrap();
+    let groups = cfg.num_code_groups;
+    let data = VoiceData { speaker_vector: voice.embedding(), ref_codes: Some(&reference.codes) };
+
+    // (logits, last hidden, keys and values of every layer, report) of one request's prefill.
+    let run = |cache: &PrefixCache<CpuBackend>, text: &str| {
+        let icl = prompt::Voice::Icl { ref_text: &reference.text, ref_frames: reference.codes.len() / groups };
+        let req = PromptRequest { text, language: "english", voice: icl, non_streaming_mode: false };
+        let (plan, _) = plan_request(&ckpt.config, &tokenizer, &req).unwrap();
+        let split = PrefillSplit::decide(Some(cache), &talker, &plan, data, groups);
+        let mut s = b.new_stream().unwrap();
+        let mut embeds =
+            PromptEmbeds::materialize(&b, &mut s, &talker, &predictor, &ids, &plan, data, split.prefix_rows()).unwrap();
+        let mut st = talker.new_state(&b, plan.len() + 4).unwrap();
+        let report = prefill(&b, &mut s, &talker, &mut st, &mut embeds, split, None).unwrap();
+        let kv = st.kv();
+        let width = kv.row_len() * kv.len();
+        let cached: Vec<Vec<f32>> =
+            (0..kv.layers()).flat_map(|l| [kv.layer(l).0[..width].to_vec(), kv.layer(l).1[..width].to_vec()]).collect();
+        (st.logits().to_vec(), st.last_hidden().clone(), cached, report)
+    };
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+
+    let shared = PrefixCache::new(64 << 20);
+    let (.., made) = run(&shared, "The first line makes the prefix.");
+    assert_eq!(made.reused_rows, 0);
+    let (logits, hidden, kv, hit) = run(&shared, "A second line, longer than the first one, reuses it.");
+    assert!(hit.reused_rows > 0, "{hit:?}");
+
+    let (own_logits, own_hidden, own_kv, miss) =
+        run(&PrefixCache::new(64 << 20), "A second line, longer than the first one, reuses it.");
+    assert_eq!(miss, PrefillReport { rows: hit.rows, reused_rows: 0 });
+    assert_eq!(bits(&logits), bits(&own_logits), "logits");
+    assert_eq!(bits(&hidden), bits(&own_hidden), "last hidden state");
+    assert_eq!(kv.len(), own_kv.len());
+    for (i, (a, b)) in kv.iter().zip(&own_kv).enumerate() {
+        assert_eq!(bits(a), bits(b), "layer {} {}", i / 2, if i % 2 == 0 { "keys" } else { "values" });
+    }
 }

@@ -9,7 +9,7 @@
 //! ```
 //!
 //! The voice is synthetic (a fixed x-vector, pseudo-random reference codes of S seconds, a
-//! 24-word transcript); the text is 20 words; sampling is seeded. Numbers go to BENCHMARKS.md.
+//! 21-word transcript); the text is 18 words; sampling is seeded. Numbers go to BENCHMARKS.md.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -96,6 +96,7 @@ fn main() {
         let (t_miss, _, reused_miss) = first_frame(&cached, &voice, &options);
         let (t_hit, all, reused) = first_frame(&cached, &voice, &options);
         assert_eq!(reused_miss, 0, "a cleared cache missed");
+        assert!(reused > 0, "the second request hit (the prefix fits the cache)");
         rows = (all, reused);
         if run > 0 {
             off.push(t_off);

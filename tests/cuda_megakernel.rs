@@ -283,3 +283,40 @@ fn host_waits_do_not_grow_with_frames() {
     assert_eq!(short, long, "host waits grow with the frame count");
     assert!(short <= 4, "{short} waits for one request");
 }
+
+/// The voice prefix cache on the GPU: a prefix made by a short text and hit by a long one
+/// gives the long text's own codes from a fresh cache (greedy, every code). The long text has
+/// over 64 distinct text ids, so a projection batch shared between the prefix rows and the
+/// text would have run another GEMM split than the short text's and changed the prefix's
+/// vectors; the prefix rows' ids are projected on their own.
+#[test]
+#[ignore = "needs a CUDA GPU: tools/device/run.sh runs it with --include-ignored"]
+fn a_prefix_made_by_one_text_serves_another_exactly() {
+    const LONG: &str = "Morning fog rolled across quiet harbors while seven fishermen mended torn nets, \
+        counting silver herring, arguing about weather, tides, prices, boats, engines, debts, \
+        daughters, weddings, storms and lighthouses. Meanwhile, a curious child named Elsa \
+        collected bright pebbles, feathers, broken shells, rusty keys, glass marbles and tiny \
+        crabs beneath wooden piers; her grandmother knitted woolen scarves, hummed forgotten \
+        melodies, brewed bitter coffee, and remembered distant summers.";
+    let model = load("tiny-base");
+    let voice = base_voice(true);
+    let mut options = GenerateOptions::defaults(&model).greedy();
+    options.language = "english".into();
+    options.max_frames = Some(24);
+    options.min_frames = Some(24);
+    let short = model.generate_codes(&voice, "Hi there.", &options, None).unwrap();
+    assert_eq!(short.prefill.reused_rows, 0);
+    let hit = model.generate_codes(&voice, LONG, &options, None).unwrap();
+    assert!(hit.prefill.reused_rows > 0, "{:?}", hit.prefill);
+    let fresh = load("tiny-base");
+    let own = fresh.generate_codes(&voice, LONG, &options, None).unwrap();
+    assert_eq!(own.prefill.reused_rows, 0);
+    let distinct = {
+        let mut ids = model.tokenizer().encode(LONG).unwrap();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.len()
+    };
+    assert!(distinct > 64, "the long text has only {distinct} distinct ids");
+    assert_eq!((hit.codes, hit.finish), (own.codes, own.finish), "a hit from another text's prefix");
+}

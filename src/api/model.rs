@@ -55,8 +55,9 @@ pub struct LoadOptions {
     /// reused by later requests with the same ones (see [`crate::model::prefix_cache`]).
     /// `None` = [`DEFAULT_PREFIX_CACHE_BYTES`] (64 MiB); `Some(0)` turns the cache off, and
     /// every prompt is then prefilled in one pass. Codes do not depend on hits, but the
-    /// cache's two-pass prefill may differ from the one-pass prefill by rounding: on the CPU in
-    /// the last bits, on a GPU as much as its matrix kernels (chosen by row count) differ.
+    /// cache's two-pass prefill may differ from the one-pass prefill by rounding: logits on the
+    /// CPU in the last bits, on a GPU as much as its matrix kernels (chosen by row count)
+    /// differ; codes only where sampling meets a near tie.
     pub prefix_cache_bytes: Option<usize>,
 }
 

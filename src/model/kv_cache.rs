@@ -116,7 +116,12 @@ impl<B: Backend> KvPrefix<B> {
 
     /// Bytes of device (or host) memory it occupies.
     pub fn bytes(&self) -> usize {
-        self.layers * 2 * self.rows * self.row * size_of::<f32>()
+        Self::bytes_for(self.layers, self.rows, self.row)
+    }
+
+    /// Bytes of a prefix of `rows` positions of `layers` layers of `row` values per position.
+    pub fn bytes_for(layers: usize, rows: usize, row: usize) -> usize {
+        layers * 2 * rows * row * size_of::<f32>()
     }
 }
 

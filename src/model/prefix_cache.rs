@@ -7,8 +7,8 @@
 //! spec's worked example with a 2 s reference). A game or server that speaks many lines
 //! with one voice need not run them through the talker for every line.
 //!
-//! **Codes never depend on whether the cache hit.** With a cache, every prefill runs the
-//! prefix as a forward of its own (positions `0..P`) and the rest of the prompt as a second
+//! **Codes never depend on whether the cache hit.** With a cache, every prefill whose prefix
+//! fits the cache's budget runs the prefix as a forward of its own (positions `0..P`) and the rest of the prompt as a second
 //! forward after it; a hit copies in the keys and values that the first forward produced
 //! when the entry was made instead of running it again. The rest of the prompt sees the
 //! prefix only through those keys and values, so a hit and a miss give the same bits on
@@ -32,7 +32,7 @@ use super::layers::LayerObserver;
 use super::prompt::{CodecPart, PromptEmbeds, PromptPlan, PromptRow, VoiceData};
 use super::talker::{Talker, TalkerState};
 use crate::backend::Backend;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// The default budget of a model's prefix cache: 64 MiB. A row of the released 0.6B and 1.7B
 /// talkers takes 28 layers × (1024 key + 1024 value) × 4 bytes = 224 KiB, so an x-vector
@@ -89,7 +89,8 @@ pub struct PrefixCacheStats {
     pub budget: usize,
     /// Prefills that reused a held prefix.
     pub hits: u64,
-    /// Prefills that computed theirs.
+    /// Prefills that computed theirs. (A prefix larger than the whole budget is never split
+    /// off: its prefills count as neither hits nor misses.)
     pub misses: u64,
 }
 
@@ -218,10 +219,11 @@ impl<'c, B: Backend> PrefillSplit<'c, B> {
         voice: VoiceData<'_>,
         groups: usize,
     ) -> Self {
-        let d = talker.dims();
-        let row_bytes = talker.stack().layers().len() * 2 * d.kv_width() * size_of::<f32>();
+        let layers = talker.stack().layers().len();
+        let width = talker.dims().kv_width();
         let key = cache.and_then(|c| {
-            PrefixKey::of(plan, voice, groups).filter(|k| k.rows() < plan.len() && k.rows() * row_bytes <= c.budget)
+            PrefixKey::of(plan, voice, groups)
+                .filter(|k| k.rows() < plan.len() && KvPrefix::<B>::bytes_for(layers, k.rows(), width) <= c.budget)
         });
         PrefillSplit { cache: key.as_ref().and(cache), key }
     }
@@ -265,6 +267,13 @@ pub fn prefill<B: Backend>(
 ) -> Result<PrefillReport> {
     let rows = prompt.len();
     let h = talker.hidden_size();
+    if prompt.own_batch_rows() != split.prefix_rows() {
+        return Err(Error::invalid_argument(format!(
+            "prefill: the prompt's text was projected for a {}-row prefix, the split has {} rows",
+            prompt.own_batch_rows(),
+            split.prefix_rows()
+        )));
+    }
     let (Some(cache), Some(key)) = (split.cache, split.key) else {
         talker.forward_observed(b, s, st, prompt.embeds_mut(), rows, observe)?;
         return Ok(PrefillReport { rows, reused_rows: 0 });

@@ -11,8 +11,8 @@
 //!    Built from token ids and options only ([`build_plan`]), or from a request's strings
 //!    ([`plan_request`], which also applies the reference wrapper's validation).
 //! 2. [`PromptEmbeds::materialize`]: the plan turned into device rows through the talker's
-//!    and the code predictor's embeddings (one batched text projection for all distinct
-//!    text ids).
+//!    and the code predictor's embeddings (the distinct text ids projected in one batch, or
+//!    in two when the voice prefix cache needs the prefix rows' ids on their own).
 //!
 //! Layout (n = number of codec control entries, 5 to 7):
 //!
@@ -120,7 +120,8 @@ pub struct PromptPlan {
     /// reference frames. Requests with the same voice, language and instruction share them,
     /// so their keys and values can be computed once ([`crate::model::prefix_cache`]). (The
     /// role rows are the first three ids of the tokenised text template, the same for any text
-    /// except one that starts with a line break; a cache key holds the rows themselves.) At
+    /// except one that starts with white space and a line break; a cache key holds the rows
+    /// themselves.) At
     /// most `rows.len() − 1`: the last prompt row, whose logits start the frame loop, is never
     /// in it.
     pub voice_prefix: usize,
@@ -520,6 +521,8 @@ pub struct VoiceData<'a> {
 
 /// A materialised prompt: device rows of the prompt, of the trailing text, and `P(tts_pad)`.
 pub struct PromptEmbeds<B: Backend> {
+    /// Rows whose text ids were projected as a batch of their own (0: one batch).
+    own_batch_rows: usize,
     embeds: B::Buffer,
     len: usize,
     trailing: B::Buffer,
@@ -658,7 +661,22 @@ impl<B: Backend> PromptEmbeds<B> {
         let mut tts_pad = b.alloc(h)?;
         b.copy(s, &table, 0, &mut tts_pad, 0, h)?;
 
-        Ok(PromptEmbeds { embeds, len, trailing, trailing_len, tts_pad, scratch: b.alloc(h)?, hidden: h })
+        Ok(PromptEmbeds {
+            own_batch_rows: if first_batch == 0 { 0 } else { own_batch_rows },
+            embeds,
+            len,
+            trailing,
+            trailing_len,
+            tts_pad,
+            scratch: b.alloc(h)?,
+            hidden: h,
+        })
+    }
+
+    /// Rows whose text vectors were projected in a batch of their own (the `own_batch_rows`
+    /// of [`materialize`](Self::materialize) when it split the projection, else 0).
+    pub fn own_batch_rows(&self) -> usize {
+        self.own_batch_rows
     }
 
     /// Prompt rows `[len, hidden]` (the talker's prefill input).

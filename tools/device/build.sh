@@ -14,7 +14,7 @@ export QT_REQUIRE_KERNELS=1
 export QT_CUDA_ARCHS="${QT_CUDA_ARCHS:-90a}"
 shared="${QT_SHARED_DIR:-../shared}"
 rm -rf .device && mkdir -p .device/bin .device/checkpoints
-echo "== cargo build --release (bench_cuda, bench_codec, make_random_checkpoint, CUDA test binaries)"
+echo "== cargo build --release (bench_cuda, bench_codec, bench_prefix, make_random_checkpoint, CUDA test binaries)"
 cargo build --locked --release --features cuda --example bench_cuda --example make_random_checkpoint --example qwentts --example soak --example bench_codec --example bench_prefix
 cp target/release/examples/{bench_cuda,make_random_checkpoint,qwentts,soak,bench_codec,bench_prefix} .device/bin/
 tests=()

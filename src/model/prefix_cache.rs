@@ -8,15 +8,16 @@
 //! with one voice need not run them through the talker for every line.
 //!
 //! **Codes never depend on whether the cache hit.** With a cache, every prefill whose prefix
-//! fits the cache's budget runs the prefix as a forward of its own (positions `0..P`) and the rest of the prompt as a second
-//! forward after it; a hit copies in the keys and values that the first forward produced
-//! when the entry was made instead of running it again. The rest of the prompt sees the
-//! prefix only through those keys and values, so a hit and a miss give the same bits on
-//! every backend. For that the prefix rows' text vectors are projected in a batch of their
-//! own too ([`PromptEmbeds::materialize`]): a GPU picks its matrix kernels by row count, so
-//! a batch shared with the text would make them depend on the text. Without a cache the
-//! prompt runs as one forward, as before; the split changes results by rounding only (on the
-//! CPU in the last bits; on a GPU as much as its kernels for different row counts differ).
+//! fits the cache's budget runs the prefix as a forward of its own (positions `0..P`) and the
+//! rest of the prompt as a second forward after it; a hit copies in the keys and values that
+//! the first forward produced when the entry was made instead of running it again. The rest
+//! of the prompt sees the prefix only through those keys and values, so a hit and a miss give
+//! the same bits on every backend. For that the prefix rows' text vectors are projected in a
+//! batch of their own too ([`PromptEmbeds::materialize`]): a GPU picks its matrix kernels by
+//! row count, so a batch shared with the text would make them depend on the text. Without a
+//! cache (or for a prefix larger than its budget) the prompt runs as one forward, as before;
+//! the split changes logits by rounding only (on the CPU in the last bits; on a GPU as much as
+//! its kernels for different row counts differ).
 //!
 //! Keys are compared in full, never by hash alone: the prefix rows and every value they
 //! refer to (the x-vector's bits, the reference frames' codes). The cache is bounded in
